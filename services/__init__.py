@@ -1,0 +1,1 @@
+"""OnTrackio backend services (import root: ontrackio)."""
