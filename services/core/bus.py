@@ -1,0 +1,194 @@
+"""RabbitMQ: publishing events with publisher confirms, retries, and the dead-letter queue.
+
+Exchanges follow nameko's convention ("<service>.events", topic, durable) so nameko
+event handlers in the workers consume what this module publishes.
+
+A handler that fails is retried with exponential backoff: the message is re-published to
+"<queue>.retry", whose dead-letter target is the handler's own queue, with a per-message
+expiry. After `max_attempts` it is parked in the dead-letter queue "ontrack.dlq" with the
+queue it came from and the last error; `ontrack dlq list|replay` works on that queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import kombu
+from kombu import Exchange, Queue
+
+from ontrackio.core.events import Event
+
+log = logging.getLogger(__name__)
+
+DLQ = "ontrack.dlq"
+H_ATTEMPT = "x-ontrack-attempt"
+H_QUEUE = "x-ontrack-queue"
+H_ERROR = "x-ontrack-error"
+RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
+
+
+def events_exchange(service: str) -> Exchange:
+    return Exchange(f"{service}.events", type="topic", durable=True)
+
+
+def connect(amqp_url: str) -> kombu.Connection:
+    return kombu.Connection(amqp_url, transport_options={"confirm_publish": True},
+                            connect_timeout=5, heartbeat=0)
+
+
+class Publisher:
+    """Publishes events and waits for the broker's confirm; safe to share between threads."""
+
+    def __init__(self, amqp_url: str):
+        self._url = amqp_url
+        self._lock = threading.Lock()
+        self._conn: kombu.Connection | None = None
+        self._producer: kombu.Producer | None = None
+
+    def _ensure(self) -> kombu.Producer:
+        if self._conn is None:
+            self._conn = connect(self._url)
+        if self._producer is None:
+            self._producer = kombu.Producer(self._conn)
+        return self._producer
+
+    def _reset(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.release()
+        except Exception:  # noqa: BLE001 - a dead connection may fail to close
+            pass
+        self._conn = self._producer = None
+
+    def publish(self, events: list[Event]) -> None:
+        """Publish every event, confirmed by the broker; raises after bounded retries."""
+        with self._lock:
+            for attempt in range(2):
+                try:
+                    producer = self._ensure()
+                    for event in events:
+                        self._publish_one(producer, event)
+                    return
+                except Exception:
+                    self._reset()
+                    if attempt == 1:
+                        raise
+
+    def _publish_one(self, producer: kombu.Producer, event: Event) -> None:
+        exchange = events_exchange(event.source)
+        headers = {"x-ontrack-event-id": event.id, **event.trace}
+        producer.publish(
+            event.to_wire(), exchange=exchange, routing_key=event.name, serializer="json",
+            delivery_mode=2, headers=headers, declare=[exchange], retry=True,
+            retry_policy=RETRY_POLICY,
+        )
+
+    def send_raw(self, body: Any, *, queue: str, headers: dict[str, Any],
+                 expiration_ms: int | None = None) -> None:
+        """Publish to a queue by name (default exchange): retries, replays, parking."""
+        with self._lock:
+            try:
+                producer = self._ensure()
+                kw: dict[str, Any] = {}
+                if expiration_ms is not None:
+                    kw["expiration"] = expiration_ms / 1000.0
+                producer.publish(body, exchange="", routing_key=queue, serializer="json",
+                                 delivery_mode=2, headers=headers, retry=True,
+                                 retry_policy=RETRY_POLICY, **kw)
+            except Exception:
+                self._reset()
+                raise
+
+    def declare_retry_queues(self, queue: str) -> None:
+        """The retry queue of `queue`, and the dead-letter queue."""
+        with self._lock:
+            try:
+                channel = self._ensure().channel
+                retry_queue(queue)(channel).declare()
+                Queue(DLQ, durable=True)(channel).declare()
+            except Exception:
+                self._reset()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()
+
+
+def retry_queue(queue: str) -> Queue:
+    return Queue(f"{queue}.retry", durable=True, queue_arguments={
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue,
+    })
+
+
+def backoff_ms(base_ms: int, attempt: int) -> int:
+    """Delay before retry number `attempt` (1-based): base, 2×base, 4×base… capped at 60 s."""
+    return min(base_ms * 2 ** (attempt - 1), 60_000)
+
+
+@dataclass(frozen=True)
+class Parked:
+    delivery_tag: int
+    event_id: str
+    type: str
+    tenant: str
+    queue: str
+    attempts: int
+    error: str
+    body: Any
+
+
+def _parked(message: kombu.Message) -> Parked:
+    headers = message.headers or {}
+    try:
+        body = json.loads(message.body) if isinstance(message.body, (bytes, str)) else message.body
+    except ValueError:
+        body = message.body if isinstance(message.body, str) else repr(message.body)
+    meta = body if isinstance(body, dict) else {}
+    return Parked(message.delivery_tag, str(meta.get("id", "")), str(meta.get("type", "")),
+                  str(meta.get("tenant", "")), str(headers.get(H_QUEUE, "")),
+                  int(headers.get(H_ATTEMPT, 0)), str(headers.get(H_ERROR, "")), body)
+
+
+def dlq_list(amqp_url: str, limit: int = 1000) -> list[Parked]:
+    """What is parked in the dead-letter queue; nothing is removed."""
+    with connect(amqp_url) as conn:
+        channel = conn.channel()
+        queue = Queue(DLQ, durable=True)(channel)
+        queue.declare()
+        found = []
+        for _ in range(limit):
+            message = queue.get(no_ack=False)
+            if message is None:
+                break
+            found.append(_parked(message))
+        channel.close()  # unacknowledged messages go back to the queue, in order
+    return found
+
+
+def dlq_replay(amqp_url: str, event_ids: set[str] | None = None) -> list[Parked]:
+    """Send parked messages back to the queue they failed in (all, or those listed)."""
+    replayed = []
+    with connect(amqp_url) as conn:
+        channel = conn.channel()
+        queue = Queue(DLQ, durable=True)(channel)
+        queue.declare()
+        producer = kombu.Producer(channel)
+        while True:
+            message = queue.get(no_ack=False)
+            if message is None:
+                break
+            parked = _parked(message)
+            if (event_ids is not None and parked.event_id not in event_ids) or not parked.queue:
+                continue  # stays parked when the channel closes
+            producer.publish(parked.body, exchange="", routing_key=parked.queue,
+                             serializer="json", delivery_mode=2,
+                             headers={H_ATTEMPT: 0, "x-ontrack-replayed": True})
+            message.ack()
+            replayed.append(parked)
+        channel.close()
+    return replayed

@@ -1,0 +1,165 @@
+"""Typed configuration, loaded once per process and validated at start.
+
+Sources, later ones winning: defaults, an optional TOML file named by ONTRACK_CONFIG_FILE,
+then ONTRACK_* environment variables. A secret may be given as ``file://PATH`` to read it
+from a file. A bad or missing value stops the process with a one-line reason that names
+the setting but never echoes a secret.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line, safe to print."""
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by ONTRACK_CONFIG_FILE (flat keys, lower case)."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("ONTRACK_CONFIG_FILE")
+        if not path:
+            return {}
+        try:
+            return tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"ONTRACK_CONFIG_FILE: cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"ONTRACK_CONFIG_FILE: {path} is not valid TOML: {exc}") from None
+
+
+class Settings(BaseSettings):
+    """Every setting of the platform's processes (the gateway adds its own)."""
+
+    model_config = SettingsConfigDict(env_prefix="ONTRACK_", extra="ignore", frozen=True)
+
+    # Names every database, role and queue this deployment creates, so that several
+    # deployments (make run, each test session) share one server without touching each other.
+    deployment: str = "ot"
+    # PostgreSQL clusters tenants are placed on: name -> admin DSN (a role that may create
+    # databases and roles). The DSN's database is the maintenance database.
+    pg_clusters: dict[str, str] = {"main": "postgresql://postgres@127.0.0.1:5432/postgres"}
+    # Cluster of the control database and default placement of new tenants.
+    pg_control_cluster: str = "main"
+    # Keys the password of each per-tenant login role (HMAC), so none is stored.
+    tenant_role_secret: SecretStr = SecretStr("dev-only-tenant-role-secret")
+
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+
+    region: str = "eu-central-1"
+    allowed_regions: tuple[str, ...] = ("eu-central-1",)
+
+    # Connections held by one process across all tenants, and per tenant.
+    pool_max_per_process: int = Field(default=4, ge=1, le=50)
+    pool_max_per_tenant: int = Field(default=2, ge=1, le=20)
+    pool_idle_seconds: float = Field(default=30.0, gt=0)
+    pool_acquire_timeout: float = Field(default=5.0, gt=0)
+
+    grpc_host: str = "127.0.0.1"
+    identity_grpc_port: int = 50051
+    inventory_grpc_port: int = 50052
+    privacy_grpc_port: int = 50053
+    evidence_grpc_port: int = 50054
+    grpc_workers: int = Field(default=16, ge=1, le=256)
+    grpc_deadline_seconds: float = Field(default=5.0, gt=0)
+
+    deletion_grace_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
+    event_max_attempts: int = Field(default=5, ge=1, le=50)
+    event_retry_base_ms: int = Field(default=200, ge=1)
+    outbox_sweep_seconds: float = Field(default=2.0, gt=0)
+    worker_concurrency: int = Field(default=10, ge=1, le=200)
+    tenant_cache_seconds: float = Field(default=5.0, ge=0)
+    migrate_concurrency: int = Field(default=4, ge=1, le=32)
+
+    # none | console | file:PATH (JSON lines, one span a line)
+    otel_exporter: str = "none"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+    @field_validator("deployment")
+    @classmethod
+    def _deployment(cls, v: str) -> str:
+        if not PREFIX_RE.match(v):
+            raise ValueError("must match [a-z][a-z0-9]{0,11}")
+        return v
+
+    @field_validator("tenant_role_secret", "amqp_url", mode="before")
+    @classmethod
+    def _file_indirection(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.startswith("file://"):
+            try:
+                return Path(v[len("file://"):]).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read secret file: {exc.strerror}") from None
+        return v
+
+    @field_validator("otel_exporter")
+    @classmethod
+    def _exporter(cls, v: str) -> str:
+        if v in ("none", "console") or (v.startswith("file:") and len(v) > 5):
+            return v
+        raise ValueError("must be none, console or file:PATH")
+
+    @model_validator(mode="after")
+    def _placement(self) -> "Settings":
+        if not self.pg_clusters:
+            raise ValueError("pg_clusters: at least one cluster is needed")
+        if self.pg_control_cluster not in self.pg_clusters:
+            raise ValueError(f"pg_control_cluster: {self.pg_control_cluster!r} is not in pg_clusters")
+        if self.region not in self.allowed_regions:
+            raise ValueError(f"region: {self.region!r} is not an allowed region")
+        return self
+
+    def grpc_target(self, service: str) -> str:
+        return f"{self.grpc_host}:{getattr(self, f'{service}_grpc_port')}"
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "settings"
+    # The message never includes the input: it may be a secret.
+    return f"ONTRACK_{where.upper()}: {first['msg']}"
+
+
+def load(**overrides: Any) -> Settings:
+    """Build settings from the environment (and the file); raises ConfigError, one line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+@functools.cache
+def settings() -> Settings:
+    """The process's settings, loaded once."""
+    return load()
+
+
+def settings_or_exit() -> Settings:
+    """The process's settings, or exit(2) with the one-line reason on stderr."""
+    try:
+        return settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,1 @@
+"""PostgreSQL access: clusters and placement, per-tenant pools, migrations, provisioning."""

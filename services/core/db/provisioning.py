@@ -1,0 +1,177 @@
+"""Create, migrate and drop a service's per-tenant databases and login roles.
+
+Each tenant database `<deployment>_<service>_<slug>` is owned by a login role of the same
+name that may CONNECT to that database only (CONNECT is revoked from PUBLIC), so a wrong
+connection string still cannot read another tenant: isolation holds by privileges, even
+where the server trusts every password.
+
+New databases are cloned from a migrated template (`CREATE DATABASE … TEMPLATE`), then
+brought to the current version; every step is idempotent so a retried saga step finishes
+what an interrupted one began.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import errors, sql
+
+from ontrackio.core.db import migrations as mig
+from ontrackio.core.db.clusters import Clusters
+from ontrackio.core.tenancy import Names, role_password
+
+log = logging.getLogger(__name__)
+Ident = sql.Identifier
+
+
+def _lock_key(name: str) -> sql.Composable:
+    return sql.SQL("hashtext({})").format(sql.Literal(f"ontrack.template:{name}"))
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    database: str
+    created: bool
+    applied: list[str]
+    schema_version: int
+
+
+class Provisioner:
+    """Database lifecycle for one service's tenants across the configured clusters."""
+
+    def __init__(self, service: str, clusters: Clusters, migrations: list[mig.Migration],
+                 deployment: str, role_secret: str, use_template: bool = True):
+        self.service = service
+        self.clusters = clusters
+        self.migrations = migrations
+        self.names = Names(deployment, service)
+        self._secret = role_secret
+        self.use_template = use_template
+
+    # -- roles ----------------------------------------------------------------------------
+
+    def _ensure_role(self, admin: psycopg.Connection, role: str, login: bool) -> None:
+        opts = sql.SQL("LOGIN PASSWORD {}").format(
+            sql.Literal(role_password(self._secret, role))) if login else sql.SQL("NOLOGIN")
+        try:
+            admin.execute(sql.SQL("CREATE ROLE {} {}").format(Ident(role), opts))
+        except (errors.DuplicateObject, errors.UniqueViolation):
+            pass  # created earlier (or concurrently): a retried step
+
+    def _grant_self(self, admin: psycopg.Connection, role: str) -> None:
+        """Let the admin SET ROLE to `role` (needed where the admin is not a superuser)."""
+        is_super = admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if not is_super.fetchone()[0]:
+            admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(Ident(role)))
+
+    def _create_database(self, admin: psycopg.Connection, db: str, owner: str,
+                         template: str | None) -> bool:
+        stmt = sql.SQL("CREATE DATABASE {} OWNER {}").format(Ident(db), Ident(owner))
+        if template:
+            stmt = stmt + sql.SQL(" TEMPLATE {}").format(Ident(template))
+        try:
+            admin.execute(stmt)
+        except errors.DuplicateDatabase:
+            return False
+        admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(Ident(db)))
+        admin.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}")
+                      .format(Ident(db), Ident(owner)))
+        return True
+
+    def _database_exists(self, admin: psycopg.Connection, db: str) -> bool:
+        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None
+
+    def _migrate(self, placement: str, db: str, owner: str) -> list[str]:
+        with self.clusters.admin_connect(placement, db) as conn:
+            return mig.migrate(conn, self.migrations, owner)
+
+    # -- template -------------------------------------------------------------------------
+
+    def ensure_template(self, placement: str) -> list[str]:
+        """Create the template database if missing and migrate it to the current version.
+
+        Holds an exclusive advisory lock so no clone copies a half-migrated template.
+        """
+        tmpl, owner = self.names.template_database, self.names.template_role
+        with self.clusters.admin_connect(placement) as admin:
+            admin.execute(sql.SQL("SELECT pg_advisory_lock({})").format(_lock_key(tmpl)))
+            try:
+                self._ensure_role(admin, owner, login=False)
+                self._grant_self(admin, owner)
+                if not self._database_exists(admin, tmpl):
+                    admin.execute(sql.SQL("CREATE DATABASE {}").format(Ident(tmpl)))
+                    admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(Ident(tmpl)))
+                with self.clusters.admin_connect(placement, tmpl) as conn:
+                    conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}")
+                                 .format(Ident(owner)))
+                    applied = mig.migrate(conn, self.migrations, owner)
+                return applied
+            finally:
+                admin.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(_lock_key(tmpl)))
+
+    # -- tenants --------------------------------------------------------------------------
+
+    def provision(self, slug: str, placement: str) -> Provisioned:
+        """Make the tenant's database exist, owned by its role, migrated. Idempotent."""
+        db, role = self.names.tenant_database(slug), self.names.tenant_role(slug)
+        tmpl = self.names.template_database
+        with self.clusters.admin_connect(placement) as admin:
+            self._ensure_role(admin, role, login=True)
+            self._grant_self(admin, role)
+            admin.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT 20").format(Ident(role)))
+            created = False
+            if not self._database_exists(admin, db):
+                if self.use_template:
+                    admin.execute(sql.SQL("SELECT pg_advisory_lock_shared({})").format(_lock_key(tmpl)))
+                    try:
+                        created = self._create_database(admin, db, role, tmpl)
+                    finally:
+                        admin.execute(sql.SQL("SELECT pg_advisory_unlock_shared({})")
+                                      .format(_lock_key(tmpl)))
+                else:
+                    created = self._create_database(admin, db, role, None)
+        if created and self.use_template:
+            # The clone's objects belong to the template role: hand them to the tenant.
+            with self.clusters.admin_connect(placement, db) as conn:
+                conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}")
+                             .format(Ident(self.names.template_role), Ident(role)))
+                conn.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM {}")
+                             .format(Ident(self.names.template_role)))
+        applied = self._migrate(placement, db, role)
+        return Provisioned(db, created, applied, mig.version_of(self.migrations, self.service))
+
+    def ensure_database(self, placement: str, db: str, role: str,
+                        migrations: list[mig.Migration]) -> list[str]:
+        """A non-tenant database (e.g. a control database) owned by login role `role`."""
+        with self.clusters.admin_connect(placement) as admin:
+            self._ensure_role(admin, role, login=True)
+            self._grant_self(admin, role)
+            if not self._database_exists(admin, db):
+                self._create_database(admin, db, role, None)
+        with self.clusters.admin_connect(placement, db) as conn:
+            return mig.migrate(conn, migrations, role)
+
+    def migrate_tenant(self, slug: str, placement: str) -> list[str]:
+        return self._migrate(placement, self.names.tenant_database(slug), self.names.tenant_role(slug))
+
+    def drop(self, slug: str, placement: str) -> bool:
+        """Drop the tenant's database and role; True if the database existed. Idempotent."""
+        db, role = self.names.tenant_database(slug), self.names.tenant_role(slug)
+        with self.clusters.admin_connect(placement) as admin:
+            existed = self._database_exists(admin, db)
+            if existed:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(Ident(db)))
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(Ident(role)))
+        return existed
+
+    def tenant_databases(self, placement: str) -> list[str]:
+        """Slugs that have a database of this service on `placement`."""
+        prefix = f"{self.names.deployment}_{self.service}_"
+        with self.clusters.admin_connect(placement) as admin:
+            rows = admin.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s ESCAPE '\\'",
+                (self.names.owned_prefix(),),
+            ).fetchall()
+        return sorted(r[0][len(prefix):] for r in rows if not r[0][len(prefix):].startswith("_"))

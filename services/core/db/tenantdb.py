@@ -1,0 +1,140 @@
+"""Units of work on a tenant's database: one transaction, its outbox events and inbox."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from google.protobuf.message import Message
+
+from ontrackio.core import events as ev
+from ontrackio.core import outbox
+from ontrackio.core.bus import Publisher
+from ontrackio.core.db.clusters import Clusters
+from ontrackio.core.db.pools import PoolManager
+from ontrackio.core.directory import TenantDirectory, TenantInfo
+from ontrackio.core.errors import Unavailable
+from ontrackio.core.tenancy import Names
+
+log = logging.getLogger(__name__)
+
+
+class UnitOfWork:
+    """One transaction on one tenant database; collects the events it emits."""
+
+    def __init__(self, conn: psycopg.Connection, tenant: str):
+        self.conn = conn
+        self.tenant = tenant
+        self.events: list[ev.Event] = []
+
+    def emit(self, event_type: str, message: Message, tenant: str | None = None) -> ev.Event:
+        """Record an event in the outbox, in this transaction (about `tenant`, by default
+        this unit's)."""
+        event = ev.new(event_type, self.tenant if tenant is None else tenant, message)
+        outbox.add(self.conn, event)
+        self.events.append(event)
+        return event
+
+    def first_delivery(self, event: ev.Event) -> bool:
+        """Record `event` in the inbox; False if it was applied before (skip the effect)."""
+        cur = self.conn.execute(
+            "INSERT INTO inbox (event_id, type) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (event.id, event.type),
+        )
+        return cur.rowcount == 1
+
+
+class TenantDatabases:
+    """A service's access to its tenants' databases, as each tenant's own login role."""
+
+    def __init__(self, service: str, *, deployment: str, clusters: Clusters, pools: PoolManager,
+                 directory: TenantDirectory, publisher: Publisher | None):
+        self.service = service
+        self.names = Names(deployment, service)
+        self.clusters = clusters
+        self.pools = pools
+        self.directory = directory
+        self.publisher = publisher
+        self._unsent: dict[str, tuple[str, object]] = {}
+        self._unsent_lock = threading.Lock()
+        self._retrier: threading.Thread | None = None
+
+    @contextmanager
+    def connection(self, info: TenantInfo) -> Iterator[psycopg.Connection]:
+        db = self.names.tenant_database(info.slug)
+        with self.pools.connection(
+            f"{info.placement}/{db}",
+            lambda: self.clusters.tenant_conninfo(self.service, info.slug, info.placement),
+        ) as conn:
+            yield conn
+
+    def key(self, info: TenantInfo) -> str:
+        return f"{info.placement}/{self.names.tenant_database(info.slug)}"
+
+    def unit_of_work(self, info: TenantInfo):
+        """A transaction on the tenant's database, committed when the block ends.
+
+        Events emitted in it are published right after the commit (best effort; on failure
+        the database is retried every second, and the worker's sweep is the last resort).
+        Database failures raise Unavailable.
+        """
+        return self.unit_of_work_at(
+            self.key(info), info.slug,
+            lambda: self.clusters.tenant_conninfo(self.service, info.slug, info.placement))
+
+    @contextmanager
+    def unit_of_work_at(self, key: str, label: str, conninfo) -> Iterator[UnitOfWork]:
+        """As unit_of_work, for any database with an outbox (e.g. a control database)."""
+        with self.pools.connection(key, conninfo) as conn:
+            uow = UnitOfWork(conn, label)
+            try:
+                with conn.transaction():
+                    yield uow
+            except psycopg.OperationalError as exc:
+                raise Unavailable("database unavailable; retry later") from exc
+            if uow.events and self.publisher is not None:
+                if not outbox.publish_committed(conn, self.publisher, uow.events):
+                    self._remember_unsent(key, label, conninfo)
+
+    # -- unsent events ----------------------------------------------------------------------
+
+    def _remember_unsent(self, key: str, label: str, conninfo) -> None:
+        with self._unsent_lock:
+            self._unsent[key] = (label, conninfo)
+            if self._retrier is None:
+                self._retrier = threading.Thread(target=self._retry_loop, daemon=True,
+                                                 name="outbox-retry")
+                self._retrier.start()
+
+    def _retry_loop(self) -> None:
+        while True:
+            time.sleep(1.0)
+            self.retry_unsent()
+
+    def retry_unsent(self) -> int:
+        """Sweep the outboxes whose after-commit publish failed; returns events sent."""
+        with self._unsent_lock:
+            todo = dict(self._unsent)
+        sent = 0
+        for key, (label, conninfo) in todo.items():
+            try:
+                with self.pools.connection(key, conninfo) as conn:
+                    sent += outbox.sweep(conn, self.publisher, min_age=0)
+                with self._unsent_lock:
+                    self._unsent.pop(key, None)
+            except Exception as exc:  # noqa: BLE001 - broker or database still down
+                log.info("outbox retry for %s failed: %s", label, type(exc).__name__)
+        return sent
+
+    def sweep(self, info: TenantInfo, min_age: float = 5.0) -> int:
+        """Publish the tenant's unsent events older than `min_age` seconds."""
+        with self.connection(info) as conn:
+            return outbox.sweep(conn, self.publisher, min_age=min_age)
+
+    def drop_pool(self, info: TenantInfo) -> None:
+        self.pools.drop(f"{info.placement}/{self.names.tenant_database(info.slug)}")

@@ -1,0 +1,42 @@
+"""Process entrypoints shared by the services: configuration, logging, wiring, serving."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ontrackio.core import config, grpcserver, identity_client
+from ontrackio.core.runtime import Runtime, build
+
+
+def setup(service: str, role: str):
+    settings = config.settings_or_exit()
+    logging.basicConfig(level=settings.log_level,
+                        format=f"%(asctime)s {service}-{role} %(levelname)s %(name)s %(message)s")
+    return settings
+
+
+def default_bootstrap(service: str, settings, *, green: bool) -> Runtime:
+    """A domain service's runtime: its tenant directory asks identity over gRPC."""
+    return build(service, settings, lambda rt: identity_client.lookup(settings, green=green))
+
+
+def api_main(service: str, registrations: Callable[[Runtime], list[grpcserver.Registration]],
+             bootstrap: Callable[..., Runtime] | None = None) -> None:
+    settings = setup(service, "api")
+    rt = (bootstrap or default_bootstrap)(service, settings, green=False)
+    port_setting = getattr(settings, f"{service}_grpc_port")
+    server, port = grpcserver.build_server(
+        service, registrations(rt), rt.directory,
+        address=f"{settings.grpc_host}:{port_setting}", workers=settings.grpc_workers)
+    logging.getLogger(service).info("%s api listening on %s:%d", service, settings.grpc_host, port)
+    grpcserver.run_forever(server, rt.close)
+
+
+def worker_main(service: str, worker_cls: type,
+                bootstrap: Callable[..., Runtime] | None = None) -> None:
+    from ontrackio.core.worker import run_worker
+
+    settings = setup(service, "worker")
+    rt = (bootstrap or default_bootstrap)(service, settings, green=True)
+    run_worker(worker_cls, rt)

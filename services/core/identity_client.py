@@ -1,0 +1,40 @@
+"""The tenant directory source of every service but identity: identity's TenantService."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+
+from ontrackio.core import grpcclient
+from ontrackio.core.config import Settings
+from ontrackio.core.directory import TenantInfo
+from ontrackio.core.errors import Unavailable
+
+_STATUS = {1: "provisioning", 2: "active", 3: "suspended", 4: "deleting", 5: "deleted"}
+_TIER = {1: "business", 2: "enterprise"}
+
+
+def lookup(settings: Settings, *, green: bool = False) -> Callable[[str], TenantInfo | None]:
+    """A lookup over gRPC. In an eventlet worker (`green`) the blocking grpcio call runs
+    in eventlet's thread pool so the hub keeps serving other green threads."""
+    from ontrackio.identity.v1 import identity_pb2, identity_pb2_grpc
+
+    stub = identity_pb2_grpc.TenantServiceStub(
+        grpcclient.channel(settings.grpc_target("identity"), settings.grpc_deadline_seconds))
+
+    def call(slug: str) -> TenantInfo | None:
+        try:
+            t = stub.GetTenant(identity_pb2.GetTenantRequest(slug=slug))
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise Unavailable("tenant directory unavailable; retry later") from None
+        return TenantInfo(t.slug, _STATUS.get(t.status, "unknown"), t.placement,
+                          _TIER.get(t.tier, ""))
+
+    if not green:
+        return call
+    from eventlet import tpool
+
+    return lambda slug: tpool.execute(call, slug)

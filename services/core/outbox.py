@@ -1,0 +1,89 @@
+"""The transactional outbox: events are rows written with the change that caused them.
+
+After the commit the writing process publishes them at once (best effort) and marks them
+sent; the worker's sweep publishes whatever a crash or a broker outage left unsent. So an
+event may be published twice, never lost; consumers' inboxes make the effect happen once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ontrackio.core import telemetry
+from ontrackio.core.bus import Publisher
+from ontrackio.core.events import Event
+
+log = logging.getLogger(__name__)
+
+
+def add(conn: psycopg.Connection, event: Event) -> None:
+    """Write `event` in the caller's transaction."""
+    conn.execute(
+        "INSERT INTO outbox (id, tenant, type, schema_version, occurred_at, trace, payload)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (event.id, event.tenant, event.type, event.schema_version, event.occurred_at,
+         Jsonb(event.trace), Jsonb(event.payload)),
+    )
+
+
+def _mark_sent(conn: psycopg.Connection, ids: list[str]) -> None:
+    conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY(%s::uuid[])", (ids,))
+
+
+def publish_committed(conn: psycopg.Connection, publisher: Publisher, events: list[Event]) -> bool:
+    """Publish events whose rows just committed and mark them sent; False if that failed.
+
+    A failure is not an error for the caller: the rows stay unsent for the sweep.
+    """
+    if not events:
+        return True
+    with telemetry.tracer().start_as_current_span("outbox publish"):
+        try:
+            publisher.publish(events)
+        except Exception as exc:  # noqa: BLE001 - any broker failure leaves it to the sweep
+            log.warning("publish after commit failed (%s); the sweep will send %d event(s)",
+                        type(exc).__name__, len(events))
+            return False
+    try:
+        with conn.transaction():
+            _mark_sent(conn, [e.id for e in events])
+    except psycopg.Error as exc:
+        log.warning("marking events sent failed (%s); they may be sent twice", type(exc).__name__)
+    return True
+
+
+def sweep(conn: psycopg.Connection, publisher: Publisher, *, min_age: float = 1.0,
+          batch: int = 500) -> int:
+    """Publish unsent rows older than `min_age` seconds; returns how many were sent."""
+    sent = 0
+    while True:
+        with conn.transaction():
+            rows = conn.execute(
+                "SELECT id, tenant, type, schema_version, occurred_at, trace, payload FROM outbox"
+                " WHERE published_at IS NULL AND occurred_at < now() - %s"
+                " ORDER BY occurred_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                (timedelta(seconds=min_age), batch),
+            ).fetchall()
+            if not rows:
+                return sent
+            events = [Event(str(r[0]), r[1], r[2], r[3], r[4], r[6], r[5]) for r in rows]
+            publisher.publish(events)
+            _mark_sent(conn, [e.id for e in events])
+        sent += len(events)
+        if len(rows) < batch:
+            return sent
+
+
+def backlog(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
+
+
+def purge_sent(conn: psycopg.Connection, older_than: timedelta = timedelta(days=7)) -> int:
+    with conn.transaction():
+        cur = conn.execute(
+            "DELETE FROM outbox WHERE published_at < now() - %s", (older_than,))
+    return cur.rowcount

@@ -1,0 +1,203 @@
+"""The worker process: a nameko service that consumes events, relays the outbox and runs
+timers. Import `ontrackio.core.greening` first in the process's entry module.
+
+`@on(source, name)` declares an event handler: the envelope is validated, the sender's
+trace continued, and a failure retried with backoff, then parked in the dead-letter queue.
+Every domain worker inherits the tenant-lifecycle handlers of `ServiceWorker`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import sys
+import time
+
+from nameko.events import EventHandler
+from nameko.extensions import DependencyProvider
+from nameko.runners import ServiceRunner
+from nameko.timer import timer
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from ontrackio.core import bus, telemetry
+from ontrackio.core import events as ev
+from ontrackio.core.runtime import Runtime
+from ontrackio.core.v1 import core_pb2
+
+log = logging.getLogger(__name__)
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("worker runtime not built; use run_worker()")
+    return _runtime
+
+
+class ReliableEventHandler(EventHandler):
+    """An event handler that retries failures with backoff, then parks them in the DLQ."""
+
+    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None:
+            try:
+                self._retry_or_park(message, exc_info)
+            except Exception:  # noqa: BLE001 - broker trouble: hand the message back
+                log.exception("could not schedule a retry; requeueing")
+                self.queue_consumer.requeue_message(message)
+                return result, exc_info
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+    def _retry_or_park(self, message, exc_info) -> None:
+        rt = runtime()
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(bus.H_ATTEMPT, 0) or 0) + 1
+        error = f"{exc_info[0].__name__}: {exc_info[1]}"[:500]
+        queue = self.queue.name
+        headers.update({bus.H_ATTEMPT: attempt, bus.H_QUEUE: queue, bus.H_ERROR: error})
+        rt.publisher.declare_retry_queues(queue)
+        permanent = isinstance(exc_info[1], ev.InvalidEvent)
+        if permanent or attempt >= rt.settings.event_max_attempts:
+            log.error("parking message from %s after %d attempt(s): %s", queue, attempt, error)
+            rt.publisher.send_raw(message.payload, queue=bus.DLQ, headers=headers)
+        else:
+            delay = bus.backoff_ms(rt.settings.event_retry_base_ms, attempt)
+            log.warning("retrying message from %s in %d ms (attempt %d): %s",
+                        queue, delay, attempt, error)
+            rt.publisher.send_raw(message.payload, queue=f"{queue}.retry", headers=headers,
+                                  expiration_ms=delay)
+
+
+def on(source: str, name: str):
+    """Handle events "<source>.<name>"; the method receives a validated `Event`."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def handler(self, body):
+            event = ev.from_wire(body)
+            token = otel_context.attach(telemetry.extract(event.trace))
+            try:
+                with telemetry.tracer("ontrackio.events").start_as_current_span(
+                    f"consume {event.type}", kind=trace.SpanKind.CONSUMER,
+                    attributes={"ontrack.tenant": event.tenant, "ontrack.event_id": event.id},
+                ):
+                    return fn(self, event)
+            finally:
+                otel_context.detach(token)
+
+        return ReliableEventHandler.decorator(source, name)(handler)
+
+    return decorate
+
+
+class Platform(DependencyProvider):
+    """Hands each worker the process's runtime."""
+
+    def get_dependency(self, worker_ctx):
+        return runtime()
+
+
+class ServiceWorker:
+    """Tenant lifecycle and outbox relay, shared by every domain worker."""
+
+    platform = Platform()
+    _last_full_sweep = 0.0
+
+    @on("identity", "tenant_created")
+    def handle_tenant_created(self, event: ev.Event) -> None:
+        msg = event.message()
+        rt = self.platform
+        try:
+            done = rt.provisioner.provision(msg.slug, msg.placement)
+        except Exception as exc:
+            failed = core_pb2.TenantProvisioningFailed(
+                slug=msg.slug, service=rt.service, error=f"{type(exc).__name__}: {exc}"[:500])
+            try:
+                rt.publisher.publish([ev.new(f"{rt.service}.tenant_provisioning_failed",
+                                             msg.slug, failed)])
+            except Exception:  # noqa: BLE001 - the retry will report again
+                log.warning("could not report the provisioning failure of %s", msg.slug)
+            raise
+        log.info("tenant %s: %s ready (created=%s, applied=%s)", msg.slug, done.database,
+                 done.created, done.applied)
+        ready = core_pb2.TenantReady(slug=msg.slug, service=rt.service,
+                                     schema_version=done.schema_version)
+        # Provisioning is idempotent, so a lost "ready" is re-sent by the retried handler.
+        rt.publisher.publish([ev.new(f"{rt.service}.tenant_ready", msg.slug, ready)])
+
+    @on("identity", "tenant_deleted")
+    def handle_tenant_deleted(self, event: ev.Event) -> None:
+        msg = event.message()
+        rt = self.platform
+        rt.directory.forget(msg.slug)
+        rt.pools.drop(f"{msg.placement}/{rt.provisioner.names.tenant_database(msg.slug)}")
+        rt.provisioner.drop(msg.slug, msg.placement)
+        dropped = core_pb2.TenantDropped(slug=msg.slug, service=rt.service)
+        rt.publisher.publish([ev.new(f"{rt.service}.tenant_dropped", msg.slug, dropped)])
+
+    def apply(self, event: ev.Event, effect) -> bool:
+        """Run `effect(unit_of_work, payload)` once per event in the tenant's database.
+
+        The inbox row and the effect commit together, so a redelivered event is skipped.
+        Returns False when the event had been applied before.
+        """
+        rt = self.platform
+        info = rt.directory.require_live(event.tenant)
+        with rt.dbs.unit_of_work(info) as u:
+            if not u.first_delivery(event):
+                return False
+            effect(u, event.message())
+        return True
+
+    @timer(interval=1)
+    def relay_outbox(self) -> None:
+        """Every second: outboxes whose publish failed; every sweep interval: all of them."""
+        rt = self.platform
+        rt.dbs.retry_unsent()
+        now = time.monotonic()
+        if now - ServiceWorker._last_full_sweep < rt.settings.outbox_sweep_seconds:
+            return
+        ServiceWorker._last_full_sweep = now
+        self.sweep_all(rt)
+
+    def sweep_all(self, rt: Runtime) -> int:
+        sent = 0
+        for placement in rt.clusters.names:
+            for slug in rt.provisioner.tenant_databases(placement):
+                info = rt.directory.get(slug)
+                if info is None or info.placement != placement:
+                    continue
+                try:
+                    sent += rt.dbs.sweep(info)
+                except Exception as exc:  # noqa: BLE001 - next sweep tries again
+                    log.warning("outbox sweep of %s failed: %s", slug, type(exc).__name__)
+        return sent
+
+
+def run_worker(service_cls: type, rt: Runtime) -> None:
+    """Run the nameko service until SIGTERM/SIGINT."""
+    global _runtime
+    _runtime = rt
+    for placement in rt.clusters.names:
+        rt.provisioner.ensure_template(placement)
+    config = {
+        "AMQP_URI": rt.settings.amqp_url.get_secret_value(),
+        "max_workers": rt.settings.worker_concurrency,
+        "serializer": "json",
+        "HEARTBEAT": 30,
+    }
+    runner = ServiceRunner(config)
+    runner.add_service(service_cls)
+
+    def stop(*_):
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runner.start()
+    log.info("%s worker started", rt.service)
+    runner.wait()
+    rt.close()
+    sys.exit(0)

@@ -1,0 +1,23 @@
+"""Evidence's worker: records asset facts from inventory's events."""
+
+import ontrackio.core.greening  # noqa: F401,I001 - must patch before anything else
+
+from ontrackio.core import entry
+from ontrackio.core.worker import ServiceWorker, on
+from ontrackio.evidence import metrics
+
+
+class EvidenceWorker(ServiceWorker):
+    name = "evidence"
+
+    @on("inventory", "asset_created")
+    def handle_asset_created(self, event):
+        self.apply(event, lambda u, m: metrics.record_asset(u, m.asset_id, m.kind, m.owner_user_id))
+
+
+def main() -> None:
+    entry.worker_main("evidence", EvidenceWorker)
+
+
+if __name__ == "__main__":
+    main()

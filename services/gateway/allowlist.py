@@ -1,0 +1,112 @@
+"""Per-tenant admin IP allowlist: CIDR parsing, the lock-out check and the middleware guarding /admin."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Any
+
+from ontrackio.gateway.client_ip import IPAddress, IPNetwork, unmap
+from ontrackio.gateway.paths import scope_is_admin
+from ontrackio.gateway.problems import problem
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+ADMIN_DENIED = Counter(
+    "ontrack_gateway_admin_denied",
+    "Requests to /admin refused by the tenant's IP allowlist.",
+    ["tenant_tier"],
+)
+# Tiers are a short product enum from identity; anything else is folded so labels stay few.
+_TIER = re.compile(r"[a-z][a-z0-9_-]{0,15}\Z")
+
+GetAllowlist = Callable[[Any], Awaitable[Sequence[IPNetwork]]]
+
+
+class InvalidCIDRs(ValueError):
+    """One or more allowlist entries are not CIDRs; ``invalid`` lists (entry, reason) pairs."""
+
+    def __init__(self, invalid: list[tuple[str, str]]) -> None:
+        self.invalid = invalid
+        super().__init__(
+            "invalid CIDR entries: "
+            + "; ".join(f"{entry!r} ({reason})" for entry, reason in invalid)
+        )
+
+
+def _unmap_network(network: IPNetwork) -> IPNetwork:
+    # ::ffff:10.0.0.0/104 means 10.0.0.0/8; client addresses are unmapped too, so match like with like.
+    if isinstance(network, IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return IPv4Network(f"{mapped}/{network.prefixlen - 96}")
+    return network
+
+
+def parse_cidrs(values: Iterable[str]) -> list[IPNetwork]:
+    """Parse IPv4/IPv6 CIDRs (a bare address is a /32 or /128); raise InvalidCIDRs naming every bad one.
+
+    Host bits must be zero (``10.0.0.1/8`` is refused): in a security list a typo should stop,
+    not silently widen or narrow the range.
+    """
+    networks: list[IPNetwork] = []
+    invalid: list[tuple[str, str]] = []
+    for value in values:
+        entry = value.strip() if isinstance(value, str) else value
+        try:
+            if not isinstance(entry, str) or not entry:
+                raise ValueError("empty or not a string")
+            networks.append(_unmap_network(ip_network(entry, strict=True)))
+        except ValueError as exc:
+            invalid.append((str(value), str(exc)))
+    if invalid:
+        raise InvalidCIDRs(invalid)
+    return networks
+
+
+def is_allowed(ip: IPAddress | None, cidrs: Sequence[IPNetwork]) -> bool:
+    """Empty list: no restriction. Otherwise the (unmapped) address must fall in one network."""
+    if not cidrs:
+        return True
+    if ip is None:
+        return False
+    ip = unmap(ip)
+    return any(ip in network for network in cidrs)
+
+
+def would_lock_out(new_cidrs: Sequence[IPNetwork], caller_ip: IPAddress | None) -> bool:
+    """True when saving ``new_cidrs`` would refuse the caller's own next admin request."""
+    return not is_allowed(caller_ip, new_cidrs)
+
+
+def tier_label(tenant: Any) -> str:
+    tier = getattr(tenant, "tier", None)
+    return tier if isinstance(tier, str) and _TIER.match(tier) else "other"
+
+
+class AdminAllowlistMiddleware:
+    """403 problem for admin paths when the client IP is outside the tenant's allowlist.
+
+    Needs ``state["tenant"]`` and ``state["client_ip"]`` from the earlier edge layers; without a
+    tenant it refuses (fail closed). Errors from ``get_allowlist`` propagate (the guard answers).
+    """
+
+    def __init__(self, app: ASGIApp, *, get_allowlist: GetAllowlist) -> None:
+        self.app = app
+        self.get_allowlist = get_allowlist
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope_is_admin(scope):
+            state = scope.setdefault("state", {})
+            tenant = state.get("tenant")
+            allowed = tenant is not None and is_allowed(
+                state.get("client_ip"), await self.get_allowlist(tenant)
+            )
+            if not allowed:
+                ADMIN_DENIED.labels(tenant_tier=tier_label(tenant)).inc()
+                await problem(403, detail="Your address is not allowed to use the admin area.")(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,106 @@
+"""The client address: the socket peer, or the right-most untrusted X-Forwarded-For hop behind trusted proxies.
+
+Deployment contract: uvicorn must run with ``proxy_headers=False`` (and ``forwarded_allow_ips``
+empty), otherwise uvicorn rewrites ``scope["client"]`` from X-Forwarded-For itself, before this
+module can check who sent the header. ``server.uvicorn_kwargs`` sets both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+_PORT = re.compile(r"[0-9]{1,5}\Z")
+
+
+def unmap(ip: IPAddress) -> IPAddress:
+    """``::ffff:a.b.c.d`` is the IPv4 client a.b.c.d; CIDR checks must see it as such."""
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def parse_ip(value: str) -> IPAddress | None:
+    """An address from a peer or X-Forwarded-For entry (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``).
+
+    Zone ids are dropped, IPv4-mapped IPv6 becomes IPv4. Returns None for anything else.
+    """
+    text = value.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1 :] if end > 0 else ""
+        if end < 0 or (rest and not (rest.startswith(":") and _PORT.match(rest[1:]))):
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:
+        text, _, port = text.partition(":")
+        if not _PORT.match(port):
+            return None
+    text = text.partition("%")[0]
+    try:
+        return unmap(ip_address(text))
+    except ValueError:
+        return None
+
+
+def is_trusted(ip: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
+    return any(ip in network for network in trusted)
+
+
+def forwarded_for_entries(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
+    """All X-Forwarded-For entries in order; several header lines are one list (RFC 9110 5.3)."""
+    entries: list[str] = []
+    for name, value in headers:
+        if name.lower() == b"x-forwarded-for":
+            entries.extend(part.strip() for part in value.decode("latin-1").split(","))
+    return entries
+
+
+def resolve_client_ip(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
+) -> IPAddress | None:
+    """The client address as far as trust reaches.
+
+    An untrusted (or unparseable) peer is the client; X-Forwarded-For is then ignored. Behind a
+    trusted peer, walk the entries right to left, skipping trusted proxies; the first untrusted
+    address is the client. A garbage entry stops the walk: no trusted proxy writes garbage, so
+    nothing left of it can be believed, and the last trusted hop reached is returned. If every hop
+    is trusted, the left-most one is the client. None only when the peer is unknown (unix socket).
+    """
+    peer_ip = parse_ip(peer) if peer else None
+    if peer_ip is None or not is_trusted(peer_ip, trusted):
+        return peer_ip
+    client = peer_ip
+    for entry in reversed(forwarded_for):
+        ip = parse_ip(entry)
+        if ip is None:
+            break
+        client = ip
+        if not is_trusted(ip, trusted):
+            break
+    return client
+
+
+class ClientIPMiddleware:
+    """Sets ``scope["state"]["client_ip"]`` (IPAddress | None) and ``["peer_trusted"]`` (bool)."""
+
+    def __init__(self, app: ASGIApp, *, trusted_proxies: Sequence[IPNetwork]) -> None:
+        self.app = app
+        self.trusted = tuple(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            peer = client[0] if client else None
+            peer_ip = parse_ip(peer) if peer else None
+            state = scope.setdefault("state", {})
+            state["peer_trusted"] = peer_ip is not None and is_trusted(peer_ip, self.trusted)
+            entries = forwarded_for_entries(scope["headers"]) if state["peer_trusted"] else []
+            state["client_ip"] = resolve_client_ip(peer, entries, self.trusted)
+        await self.app(scope, receive, send)

@@ -1,0 +1,141 @@
+"""Gateway configuration: typed, loaded once at start, overridable by ``ONTRACK_GATEWAY_*`` variables."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from ontrackio.gateway.allowlist import parse_cidrs
+from ontrackio.gateway.client_ip import IPNetwork
+from ontrackio.gateway.hosts import normalise_host
+from ontrackio.gateway.limits import DEFAULT_MAX_JSON_DEPTH
+from ontrackio.gateway.securitytxt import render_security_txt
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "ONTRACK_GATEWAY_"
+# Used when no Expires is configured: always half a year ahead of the process start.
+SECURITY_TXT_ROLLING_EXPIRY = timedelta(days=180)
+
+
+class SettingsError(ValueError):
+    """Configuration is unusable; the message names each bad variable."""
+
+
+def _list_from_env(value: Any) -> Any:
+    # Lists arrive from the environment as "a, b" or a JSON array; both are accepted.
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    base_domain: str = "localhost"
+    trusted_proxies: Annotated[list[IPNetwork], NoDecode] = []
+
+    max_body_bytes: int = Field(1_048_576, ge=1)
+    max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, ge=1, le=256)
+
+    rate_limit_ip_per_second: float = Field(20.0, gt=0)
+    rate_limit_ip_burst: int = Field(40, ge=1)
+    rate_limit_token_per_second: float = Field(10.0, gt=0)
+    rate_limit_token_burst: int = Field(20, ge=1)
+    rate_limit_max_keys: int = Field(50_000, ge=1)
+
+    security_txt_contact: Annotated[list[str], NoDecode] = []
+    security_txt_policy: str | None = None
+    security_txt_expires: datetime | None = None
+    security_txt_preferred_languages: Annotated[list[str], NoDecode] = ["en"]
+    security_txt_canonical: str | None = None
+
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_key_password: SecretStr | None = None
+    hsts_max_age: int = Field(63_072_000, ge=0)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: Any) -> Any:
+        value = _list_from_env(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return parse_cidrs(value)
+        return value
+
+    @field_validator("security_txt_contact", "security_txt_preferred_languages", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        return _list_from_env(value)
+
+    @field_validator("base_domain")
+    @classmethod
+    def _check_base_domain(cls, value: str) -> str:
+        normalised = normalise_host(value)
+        if normalised is None or normalised.startswith("["):
+            raise ValueError(f"not a domain name: {value!r}")
+        return normalised
+
+    @field_validator("tls_cert_file", "tls_key_file")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("security_txt_expires")
+    @classmethod
+    def _in_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None:
+            value = value if value.tzinfo else value.replace(tzinfo=UTC)
+            if value <= datetime.now(UTC):
+                raise ValueError("security.txt Expires is in the past; set a new date")
+        return value
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> GatewaySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.security_txt_contact:
+            self.security_txt()  # raises ValueError naming the bad security.txt value
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
+    def security_txt(self) -> str | None:
+        """The rendered security.txt, or None when no contact is configured (then nothing is served)."""
+        if not self.security_txt_contact:
+            return None
+        expires = self.security_txt_expires or datetime.now(UTC) + SECURITY_TXT_ROLLING_EXPIRY
+        return render_security_txt(
+            contact=self.security_txt_contact,
+            expires=expires,
+            policy=self.security_txt_policy,
+            preferred_languages=self.security_txt_preferred_languages,
+            canonical=self.security_txt_canonical,
+        )
+
+
+def load_settings(**overrides: Any) -> GatewaySettings:
+    """Load from the environment (plus explicit overrides); raise SettingsError naming each bad variable."""
+    try:
+        return GatewaySettings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            name = (
+                f"{ENV_PREFIX}{field.upper()}" if field in GatewaySettings.model_fields else field
+            )
+            lines.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid gateway configuration:\n  " + "\n  ".join(lines)) from exc

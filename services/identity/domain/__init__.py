@@ -1,0 +1,1 @@
+"""Identity's domain rules: pure Python, no transport or database imports."""

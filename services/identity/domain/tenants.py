@@ -1,0 +1,66 @@
+"""Tenant registry rules: what a valid tenant is and which status changes are allowed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ontrackio.core.tenancy import SERVICES, TIERS, validate_slug
+from ontrackio.identity.errors import BadTransition, InvalidTenant
+
+DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+STATUSES = ("provisioning", "active", "suspended", "deleting", "deleted")
+
+# status -> statuses it may move to by an operator's command
+TRANSITIONS = {
+    "suspend": ({"active"}, "suspended"),
+    "resume": ({"suspended"}, "active"),
+    "delete": ({"provisioning", "active", "suspended"}, "deleting"),
+}
+
+
+@dataclass(frozen=True)
+class NewTenant:
+    slug: str
+    name: str
+    tier: str
+    domains: tuple[str, ...]
+    region: str
+    placement: str
+
+
+def normalise_domain(domain: str) -> str:
+    d = domain.strip().lower().rstrip(".")
+    if not DOMAIN_RE.match(d):
+        raise InvalidTenant(f"invalid domain {domain!r}")
+    return d
+
+
+def new_tenant(slug: str, name: str, tier: str, domains: list[str], region: str,
+               placement: str, *, allowed_regions: tuple[str, ...],
+               placements: list[str]) -> NewTenant:
+    """Validate a tenant to create; raises InvalidTenant naming the bad field."""
+    validate_slug(slug)
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise InvalidTenant("name must be 1 to 200 characters")
+    if tier not in TIERS:
+        raise InvalidTenant(f"tier must be one of {', '.join(TIERS)}")
+    if region not in allowed_regions:
+        raise InvalidTenant(f"region {region!r} is not allowed; allowed: {', '.join(allowed_regions)}")
+    if placement not in placements:
+        raise InvalidTenant(f"unknown placement {placement!r}; known: {', '.join(placements)}")
+    normalised = tuple(dict.fromkeys(normalise_domain(d) for d in domains))
+    return NewTenant(slug, name, tier, normalised, region, placement)
+
+
+def transition(action: str, status: str) -> str:
+    """The status after `action`, or BadTransition if `status` does not allow it."""
+    allowed, target = TRANSITIONS[action]
+    if status not in allowed:
+        raise BadTransition(f"cannot {action} a tenant that is {status}")
+    return target
+
+
+def all_services_in(states: dict[str, str], wanted: str) -> bool:
+    return all(states.get(s) == wanted for s in SERVICES)

@@ -1,0 +1,24 @@
+"""User rules."""
+
+from __future__ import annotations
+
+import re
+
+from ontrackio.identity.errors import InvalidUser
+
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
+
+
+def validate_email(email: str) -> str:
+    """The email as given (case kept, as SCIM clients expect), if it is plausible."""
+    email = (email or "").strip()
+    if len(email) > 320 or not EMAIL_RE.match(email):
+        raise InvalidUser("email is not a valid address")
+    return email
+
+
+def validate_display_name(name: str) -> str:
+    name = (name or "").strip()
+    if len(name) > 200:
+        raise InvalidUser("display_name must be at most 200 characters")
+    return name

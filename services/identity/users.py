@@ -1,0 +1,64 @@
+"""Users of a tenant: the slice proving identity's tenant database and events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ontrackio.core import paging
+from ontrackio.core.db.tenantdb import UnitOfWork
+from ontrackio.identity.domain import users as rules
+from ontrackio.identity.errors import UserExists, UserNotFound
+from ontrackio.identity.v1 import events_pb2
+
+COLUMNS = "id, email, display_name, active, created_at"
+
+
+def create(u: UnitOfWork, email: str, display_name: str) -> dict[str, Any]:
+    email = rules.validate_email(email)
+    display_name = rules.validate_display_name(display_name)
+    user_id = str(uuid.uuid4())
+    try:
+        with u.conn.transaction():  # a savepoint: the unique violation must not doom the unit
+            with u.conn.cursor(row_factory=dict_row) as cur:
+                row = cur.execute(
+                    f"INSERT INTO users (id, email, display_name) VALUES (%s, %s, %s)"
+                    f" RETURNING {COLUMNS}", (user_id, email, display_name)).fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise UserExists("a user with this email already exists") from None
+    u.emit("identity.user_created",
+           events_pb2.UserCreated(user_id=user_id, email=email, display_name=display_name))
+    return row
+
+
+def get(u: UnitOfWork, user_id: str) -> dict[str, Any]:
+    user_id = paging.parse_id(user_id, "id")
+    with u.conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(f"SELECT {COLUMNS} FROM users WHERE id = %s", (user_id,)).fetchone()
+    if row is None:
+        raise UserNotFound("user not found")
+    return row
+
+
+def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]], str]:
+    size, after = paging.page_size(size), paging.decode(token)
+    with u.conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"SELECT {COLUMNS} FROM users WHERE %s::uuid IS NULL OR id > %s::uuid"
+            " ORDER BY id LIMIT %s", (after, after, size + 1)).fetchall()
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, paging.encode(str(rows[-1]["id"])) if more else ""
+
+
+def deactivate(u: UnitOfWork, user_id: str) -> dict[str, Any]:
+    user = get(u, user_id)
+    if user["active"]:
+        u.conn.execute("UPDATE users SET active = false, updated_at = now() WHERE id = %s",
+                       (user["id"],))
+        u.emit("identity.user_deactivated", events_pb2.UserDeactivated(user_id=str(user["id"])))
+        user["active"] = False
+    return user

@@ -1,0 +1,48 @@
+"""Inventory's api process: gRPC entrypoints for assets."""
+
+from __future__ import annotations
+
+from ontrackio.core import entry
+from ontrackio.core.grpcserver import Registration, current_tenant
+from ontrackio.core.protoconv import ts
+from ontrackio.core.runtime import Runtime
+from ontrackio.inventory import assets
+from ontrackio.inventory.v1 import inventory_pb2 as pb
+from ontrackio.inventory.v1 import inventory_pb2_grpc as pb_grpc
+
+
+def asset_pb(row) -> pb.Asset:
+    return pb.Asset(id=str(row["id"]), name=row["name"], kind=row["kind"],
+                    owner_user_id=str(row["owner_user_id"] or ""), owner_email=row["owner_email"],
+                    owner_active=row["owner_active"], created_at=ts(row["created_at"]))
+
+
+class AssetServicer(pb_grpc.AssetServiceServicer):
+    def __init__(self, rt: Runtime):
+        self.dbs = rt.dbs
+
+    def CreateAsset(self, request, context):
+        with self.dbs.unit_of_work(current_tenant()) as u:
+            return asset_pb(assets.create(u, request.name, request.kind, request.owner_user_id))
+
+    def GetAsset(self, request, context):
+        with self.dbs.unit_of_work(current_tenant()) as u:
+            return asset_pb(assets.get(u, request.id))
+
+    def ListAssets(self, request, context):
+        with self.dbs.unit_of_work(current_tenant()) as u:
+            rows, token = assets.list_page(u, request.page_size, request.page_token)
+        return pb.ListAssetsResponse(assets=[asset_pb(r) for r in rows], next_page_token=token)
+
+
+def registrations(rt: Runtime) -> list[Registration]:
+    return [Registration(pb_grpc.add_AssetServiceServicer_to_server, AssetServicer(rt),
+                         "ontrackio.inventory.v1.AssetService")]
+
+
+def main() -> None:
+    entry.api_main("inventory", registrations)
+
+
+if __name__ == "__main__":
+    main()

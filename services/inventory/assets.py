@@ -1,0 +1,69 @@
+"""Assets and their owners (owner references follow identity's user events)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from ontrackio.core import paging
+from ontrackio.core.db.tenantdb import UnitOfWork
+from ontrackio.inventory.errors import AssetNotFound, InvalidAsset
+from ontrackio.inventory.v1 import events_pb2
+
+KINDS = ("hardware", "software", "saas", "cloud")
+SELECT = """SELECT a.id, a.name, a.kind, a.owner_user_id, a.created_at,
+    coalesce(o.email, '') AS owner_email, coalesce(o.active, false) AS owner_active
+    FROM assets a LEFT JOIN owners o ON o.user_id = a.owner_user_id"""
+
+
+def validate(name: str, kind: str, owner_user_id: str) -> tuple[str, str, str | None]:
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise InvalidAsset("name must be 1 to 200 characters")
+    if kind not in KINDS:
+        raise InvalidAsset(f"kind must be one of {', '.join(KINDS)}")
+    owner = paging.parse_id(owner_user_id, "owner_user_id") if owner_user_id else None
+    return name, kind, owner
+
+
+def create(u: UnitOfWork, name: str, kind: str, owner_user_id: str) -> dict[str, Any]:
+    name, kind, owner = validate(name, kind, owner_user_id)
+    asset_id = str(uuid.uuid4())
+    u.conn.execute("INSERT INTO assets (id, name, kind, owner_user_id) VALUES (%s, %s, %s, %s)",
+                   (asset_id, name, kind, owner))
+    u.emit("inventory.asset_created", events_pb2.AssetCreated(
+        asset_id=asset_id, name=name, kind=kind, owner_user_id=owner or ""))
+    return get(u, asset_id)
+
+
+def get(u: UnitOfWork, asset_id: str) -> dict[str, Any]:
+    asset_id = paging.parse_id(asset_id, "id")
+    with u.conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(f"{SELECT} WHERE a.id = %s", (asset_id,)).fetchone()
+    if row is None:
+        raise AssetNotFound("asset not found")
+    return row
+
+
+def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]], str]:
+    size, after = paging.page_size(size), paging.decode(token)
+    with u.conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(f"{SELECT} WHERE %s::uuid IS NULL OR a.id > %s::uuid"
+                           " ORDER BY a.id LIMIT %s", (after, after, size + 1)).fetchall()
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, paging.encode(str(rows[-1]["id"])) if more else ""
+
+
+def record_owner(u: UnitOfWork, user_id: str, email: str) -> None:
+    u.conn.execute(
+        "INSERT INTO owners (user_id, email) VALUES (%s, %s) ON CONFLICT (user_id)"
+        " DO UPDATE SET email = excluded.email, updated_at = now()", (user_id, email))
+
+
+def record_leaver(u: UnitOfWork, user_id: str) -> None:
+    u.conn.execute(
+        "INSERT INTO owners (user_id, email, active) VALUES (%s, '', false) ON CONFLICT (user_id)"
+        " DO UPDATE SET active = false, updated_at = now()", (user_id,))

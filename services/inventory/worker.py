@@ -1,0 +1,27 @@
+"""Inventory's worker: keeps owner references current from identity's user events."""
+
+import ontrackio.core.greening  # noqa: F401,I001 - must patch before anything else
+
+from ontrackio.core import entry
+from ontrackio.core.worker import ServiceWorker, on
+from ontrackio.inventory import assets
+
+
+class InventoryWorker(ServiceWorker):
+    name = "inventory"
+
+    @on("identity", "user_created")
+    def handle_user_created(self, event):
+        self.apply(event, lambda u, m: assets.record_owner(u, m.user_id, m.email))
+
+    @on("identity", "user_deactivated")
+    def handle_user_deactivated(self, event):
+        self.apply(event, lambda u, m: assets.record_leaver(u, m.user_id))
+
+
+def main() -> None:
+    entry.worker_main("inventory", InventoryWorker)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Privacy's worker: records data subjects from identity's user events."""
+
+import ontrackio.core.greening  # noqa: F401,I001 - must patch before anything else
+
+from ontrackio.core import entry
+from ontrackio.core.worker import ServiceWorker, on
+from ontrackio.privacy import subjects
+
+
+class PrivacyWorker(ServiceWorker):
+    name = "privacy"
+
+    @on("identity", "user_created")
+    def handle_user_created(self, event):
+        self.apply(event, lambda u, m: subjects.record(u, m.user_id, m.email))
+
+
+def main() -> None:
+    entry.worker_main("privacy", PrivacyWorker)
+
+
+if __name__ == "__main__":
+    main()
