@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # Keys the password of each per-tenant login role (HMAC), so none is stored.
     tenant_role_secret: SecretStr = SecretStr("dev-only-tenant-role-secret")
 
+    # Keys the hash under which API tokens are stored (identity writes, the gateway checks).
+    token_hash_key: SecretStr = SecretStr("dev-only-token-hash-key")
+
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
 
     region: str = "eu-central-1"
@@ -104,7 +107,7 @@ class Settings(BaseSettings):
             raise ValueError("must match [a-z][a-z0-9]{0,11}")
         return v
 
-    @field_validator("tenant_role_secret", "amqp_url", mode="before")
+    @field_validator("tenant_role_secret", "token_hash_key", "amqp_url", mode="before")
     @classmethod
     def _file_indirection(cls, v: Any) -> Any:
         if isinstance(v, str) and v.startswith("file://"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ontrackio.core import config, grpcserver, identity_client
+from ontrackio.core import config, grpcserver, identity_client, topology
 from ontrackio.core.runtime import Runtime, build
 
 
@@ -24,6 +24,7 @@ def default_bootstrap(service: str, settings, *, green: bool) -> Runtime:
 def api_main(service: str, registrations: Callable[[Runtime], list[grpcserver.Registration]],
              bootstrap: Callable[..., Runtime] | None = None) -> None:
     settings = setup(service, "api")
+    topology.declare(settings.amqp_url.get_secret_value())
     rt = (bootstrap or default_bootstrap)(service, settings, green=False)
     port_setting = getattr(settings, f"{service}_grpc_port")
     server, port = grpcserver.build_server(
@@ -38,5 +39,6 @@ def worker_main(service: str, worker_cls: type,
     from ontrackio.core.worker import run_worker
 
     settings = setup(service, "worker")
+    topology.declare(settings.amqp_url.get_secret_value())
     rt = (bootstrap or default_bootstrap)(service, settings, green=True)
     run_worker(worker_cls, rt)

@@ -54,9 +54,9 @@ class Registration:
 
 
 class PlatformInterceptor(grpc.ServerInterceptor):
-    def __init__(self, directory: TenantDirectory, unscoped: set[str]):
+    def __init__(self, directory: TenantDirectory, scoped: set[str]):
         self._directory = directory
-        self._unscoped = unscoped
+        self._scoped = scoped
         self._tracer = telemetry.tracer("ontrackio.grpc")
 
     def intercept_service(self, continuation, details):
@@ -64,7 +64,7 @@ class PlatformInterceptor(grpc.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler
         method = details.method
-        scoped = method.split("/")[1] not in self._unscoped
+        scoped = method.split("/")[1] in self._scoped
         inner = handler.unary_unary
         directory, tracer = self._directory, self._tracer
 
@@ -133,10 +133,10 @@ def build_server(service: str, registrations: Iterable[Registration], directory:
     regs = [*registrations, Registration(core_pb2_grpc.add_DiagnosticsServiceServicer_to_server,
                                          DiagnosticsServicer(service),
                                          "ontrackio.core.v1.DiagnosticsService")]
-    unscoped = {r.name for r in regs if not r.tenant_scoped}
+    scoped = {r.name for r in regs if r.tenant_scoped}
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{service}-grpc"),
-        interceptors=[PlatformInterceptor(directory, unscoped)],
+        interceptors=[PlatformInterceptor(directory, scoped)],
         options=[("grpc.so_reuseport", 0)],
     )
     for reg in regs:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
@@ -198,6 +200,9 @@ def run_worker(service_cls: type, rt: Runtime) -> None:
     signal.signal(signal.SIGINT, stop)
     runner.start()
     log.info("%s worker started", rt.service)
+    ready_dir = os.environ.get("ONTRACK_READY_DIR")
+    if ready_dir:  # a readiness file for supervisors and probes
+        Path(ready_dir, f"{rt.service}-worker.ready").touch()
     runner.wait()
     rt.close()
     sys.exit(0)

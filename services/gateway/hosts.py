@@ -37,6 +37,9 @@ class HostTarget:
 
 ResolveTenant = Callable[[str], Awaitable[TenantInfo | None]]
 
+# One response object for every unknown host: byte-identical, so nothing hints at which tenants exist.
+UNKNOWN_HOST = problem(404)
+
 
 def normalise_host(value: str) -> str | None:
     """Lower-case host without port or trailing dot; ``[v6]`` literals compressed; None if malformed."""
@@ -174,7 +177,3 @@ class TenantHostMiddleware:
         state["tenant"] = tenant
         state["host"] = host
         await self.app(scope, receive, send)
-
-
-# One response object for every unknown host: byte-identical, so nothing hints at which tenants exist.
-UNKNOWN_HOST = problem(404)

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from ontrackio.gateway.problems import problem, response_from_http_exception
+from ontrackio.gateway.problems import response_from_http_exception
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +29,11 @@ class BodyTooLarge(HTTPException):
             detail=f"The request body is larger than {limit} bytes.",
             headers={"Connection": "close"},
         )
+
+
+class InvalidContentLength(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(400, detail="Invalid Content-Length.")
 
 
 class InvalidJSON(HTTPException):
@@ -74,13 +79,15 @@ def loads_limited(body: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
         raise InvalidJSON() from exc
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None | str:
+def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The Content-Length, None if absent; InvalidContentLength if malformed or given twice differently."""
     values = {value.strip() for name, value in headers if name.lower() == b"content-length"}
     if not values:
         return None
-    if len(values) > 1 or not all(v.isdigit() for v in values) or len(next(iter(values))) > 18:
-        return "invalid"
-    return int(next(iter(values)))
+    value = values.pop()
+    if values or not value.isdigit() or len(value) > 18:
+        raise InvalidContentLength()
+    return int(value)
 
 
 class BodyLimitMiddleware:
@@ -94,11 +101,12 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope["headers"])
-        if declared == "invalid":
-            await problem(400, detail="Invalid Content-Length.")(scope, receive, send)
+        try:
+            declared = declared_length(scope["headers"])
+        except InvalidContentLength as exc:
+            await response_from_http_exception(exc)(scope, receive, send)
             return
-        if isinstance(declared, int) and declared > self.max_bytes:
+        if declared is not None and declared > self.max_bytes:
             await response_from_http_exception(BodyTooLarge(self.max_bytes))(scope, receive, send)
             return
         received = 0

@@ -11,7 +11,7 @@ from ontrackio.gateway.allowlist import parse_cidrs
 from ontrackio.gateway.client_ip import IPNetwork
 from ontrackio.gateway.hosts import normalise_host
 from ontrackio.gateway.limits import DEFAULT_MAX_JSON_DEPTH
-from ontrackio.gateway.securitytxt import render_security_txt
+from ontrackio.gateway.securitytxt import CONTACT_SCHEMES, render_security_txt
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -76,6 +76,21 @@ class GatewaySettings(BaseSettings):
     def _split_list(cls, value: Any) -> Any:
         return _list_from_env(value)
 
+    @field_validator("security_txt_contact")
+    @classmethod
+    def _contact_schemes(cls, value: list[str]) -> list[str]:
+        bad = [c for c in value if not c.startswith(CONTACT_SCHEMES)]
+        if bad:
+            raise ValueError(f"Contact must be mailto:, https:// or tel: URIs, got {bad!r}")
+        return value
+
+    @field_validator("security_txt_policy", "security_txt_canonical")
+    @classmethod
+    def _https_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError(f"must be an https:// URI, got {value!r}")
+        return value
+
     @field_validator("base_domain")
     @classmethod
     def _check_base_domain(cls, value: str) -> str:
@@ -104,8 +119,6 @@ class GatewaySettings(BaseSettings):
     def _check_pairs(self) -> GatewaySettings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
-        if self.security_txt_contact:
-            self.security_txt()  # raises ValueError naming the bad security.txt value
         return self
 
     @property

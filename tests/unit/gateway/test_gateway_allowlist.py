@@ -1,9 +1,6 @@
 from ipaddress import ip_address, ip_network
 
 import pytest
-from prometheus_client import REGISTRY
-from starlette.responses import PlainTextResponse
-
 from ontrackio.gateway.allowlist import (
     AdminAllowlistMiddleware,
     InvalidCIDRs,
@@ -12,6 +9,8 @@ from ontrackio.gateway.allowlist import (
     would_lock_out,
 )
 from ontrackio.gateway.hosts import TenantInfo
+from prometheus_client import REGISTRY
+from starlette.responses import PlainTextResponse
 
 
 def test_parse_cidrs_accepts_v4_v6_and_bare_addresses():
@@ -65,17 +64,25 @@ def make_app(cidrs, tenant=TENANT, client_ip="203.0.113.7"):
     inner = AdminAllowlistMiddleware(PlainTextResponse("admin ok"), get_allowlist=get_allowlist)
 
     async def with_state(scope, receive, send):
-        scope["state"] = {"tenant": tenant, "client_ip": ip_address(client_ip) if client_ip else None}
+        scope["state"] = {
+            "tenant": tenant,
+            "client_ip": ip_address(client_ip) if client_ip else None,
+        }
         await inner(scope, receive, send)
 
     return with_state
 
 
 def denied_count(tier):
-    return REGISTRY.get_sample_value("ontrack_gateway_admin_denied_total", {"tenant_tier": tier}) or 0.0
+    return (
+        REGISTRY.get_sample_value("ontrack_gateway_admin_denied_total", {"tenant_tier": tier})
+        or 0.0
+    )
 
 
-@pytest.mark.parametrize("path", [b"/admin", b"/ADMIN/", b"//admin", b"/%61dmin", b"/x/../admin", b"/admin%2fapi"])
+@pytest.mark.parametrize(
+    "path", [b"/admin", b"/ADMIN/", b"//admin", b"/%61dmin", b"/x/../admin", b"/admin%2fapi"]
+)
 def test_denied_outside_allowlist(asgi, path):
     before = denied_count("enterprise")
     result = asgi(make_app(["192.0.2.0/24"]), path)

@@ -1,9 +1,8 @@
 from ipaddress import ip_address, ip_network
 
 import pytest
-from starlette.responses import JSONResponse
-
 from ontrackio.gateway.client_ip import ClientIPMiddleware, parse_ip, resolve_client_ip
+from starlette.responses import JSONResponse
 
 TRUSTED = [ip_network("10.0.0.0/8"), ip_network("2001:db8:ffff::/48")]
 
@@ -28,7 +27,17 @@ def test_parse_ip_accepts_real_forms(text, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "unknown", "_hidden", "1.2.3.4:http", "1.2.3", "[2001:db8::1", "[::1]x", "999.1.1.1", "a b"],
+    [
+        "",
+        "unknown",
+        "_hidden",
+        "1.2.3.4:http",
+        "1.2.3",
+        "[2001:db8::1",
+        "[::1]x",
+        "999.1.1.1",
+        "a b",
+    ],
 )
 def test_parse_ip_rejects_garbage(text):
     assert parse_ip(text) is None
@@ -45,11 +54,15 @@ def test_trusted_peer_takes_rightmost_untrusted_hop():
 
 
 def test_garbage_stops_the_walk_at_the_last_trusted_hop():
-    assert resolve_client_ip("10.0.0.1", ["1.1.1.1", "bogus", "10.0.0.2"], TRUSTED) == ip_address("10.0.0.2")
+    assert resolve_client_ip("10.0.0.1", ["1.1.1.1", "bogus", "10.0.0.2"], TRUSTED) == ip_address(
+        "10.0.0.2"
+    )
 
 
 def test_all_trusted_means_leftmost_hop():
-    assert resolve_client_ip("10.0.0.1", ["10.9.9.9", "10.0.0.2"], TRUSTED) == ip_address("10.9.9.9")
+    assert resolve_client_ip("10.0.0.1", ["10.9.9.9", "10.0.0.2"], TRUSTED) == ip_address(
+        "10.9.9.9"
+    )
 
 
 def test_trusted_peer_without_forwarded_for_is_the_client():
@@ -57,7 +70,9 @@ def test_trusted_peer_without_forwarded_for_is_the_client():
 
 
 def test_mapped_peer_is_matched_against_ipv4_proxies():
-    assert resolve_client_ip("::ffff:10.0.0.1", ["198.51.100.4"], TRUSTED) == ip_address("198.51.100.4")
+    assert resolve_client_ip("::ffff:10.0.0.1", ["198.51.100.4"], TRUSTED) == ip_address(
+        "198.51.100.4"
+    )
 
 
 def test_ipv6_proxy_and_client_with_ports_and_brackets():
@@ -71,7 +86,9 @@ def test_unknown_peer_is_none():
 
 async def echo(scope, receive, send):
     state = scope["state"]
-    await JSONResponse({"ip": str(state["client_ip"]), "trusted": state["peer_trusted"]})(scope, receive, send)
+    await JSONResponse({"ip": str(state["client_ip"]), "trusted": state["peer_trusted"]})(
+        scope, receive, send
+    )
 
 
 def test_middleware_spoofed_header_from_untrusted_peer(asgi):

@@ -1,6 +1,5 @@
-from starlette.responses import HTMLResponse, JSONResponse
-
 from ontrackio.gateway.headers import SecurityHeadersMiddleware
+from starlette.responses import HTMLResponse, JSONResponse
 
 CSP = "default-src 'none'; frame-ancestors 'none'"
 

@@ -1,11 +1,6 @@
 import json
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
 from ontrackio.gateway.limits import (
     BodyLimitMiddleware,
     InvalidJSON,
@@ -15,6 +10,10 @@ from ontrackio.gateway.limits import (
     loads_limited,
 )
 from ontrackio.gateway.problems import ProblemGuardMiddleware, install_problem_handlers
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 
 def nested(depth: int) -> bytes:
@@ -34,7 +33,7 @@ def nested(depth: int) -> bytes:
         (b'{"a": [{"b": [1]}]}', 2, True),
         (b'["[[[[[[[[[[", "\\"[[[["]', 1, False),  # brackets inside strings do not count
         (b"[" * 100_000, 32, True),  # unterminated: the parser would descend 100k levels
-        (b"[[]" , 32, False),
+        (b"[[]", 32, False),
         (b"{[]}" * 10, 2, False),
         (b"[{[]}]", 2, True),
     ],
@@ -103,21 +102,29 @@ def test_conflicting_content_lengths_are_400(asgi):
 
 
 def test_deeply_nested_json_is_400(asgi):
-    result = asgi(make_app(max_bytes=1_000_000), method="POST", headers=[JSON], body=[nested(50_000)])
+    result = asgi(
+        make_app(max_bytes=1_000_000), method="POST", headers=[JSON], body=[nested(50_000)]
+    )
     assert result.status == 400
     assert result.is_problem
     assert "nested" in result.json()["detail"]
 
 
 def test_invalid_json_is_400(asgi):
-    result = asgi(make_app(), method="POST", headers=[("content-type", "application/merge-patch+json")],
-                  body=[b"{nope"])
+    result = asgi(
+        make_app(),
+        method="POST",
+        headers=[("content-type", "application/merge-patch+json")],
+        body=[b"{nope"],
+    )
     assert result.status == 400
     assert result.is_problem
 
 
 def test_non_json_bodies_are_not_parsed(asgi):
-    result = asgi(make_app(), method="POST", headers=[("Content-Type", "text/plain")], body=[b"{nope"])
+    result = asgi(
+        make_app(), method="POST", headers=[("Content-Type", "text/plain")], body=[b"{nope"]
+    )
     assert result.json() == {"len": 5, "parsed": None}
 
 

@@ -1,5 +1,4 @@
 import pytest
-
 from ontrackio.gateway.paths import is_admin_path, scope_is_admin
 
 ADMIN_SPELLINGS = [
@@ -46,7 +45,16 @@ def test_admin_spellings_are_admin(raw):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"/", b"/assets", b"/administrator", b"/adminx", b"/x/admin", b"/admin/../assets", b"/api/admin", b""],
+    [
+        b"/",
+        b"/assets",
+        b"/administrator",
+        b"/adminx",
+        b"/x/admin",
+        b"/admin/../assets",
+        b"/api/admin",
+        b"",
+    ],
 )
 def test_other_paths_are_not_admin(raw):
     assert not is_admin_path(raw)

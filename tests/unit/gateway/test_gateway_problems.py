@@ -1,10 +1,5 @@
 import grpc
 import pytest
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
-
 from ontrackio.gateway.problems import (
     GRPC_TO_HTTP,
     ProblemGuardMiddleware,
@@ -12,6 +7,10 @@ from ontrackio.gateway.problems import (
     problem,
     problem_from_grpc,
 )
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
 
 
 class FakeRpcError(grpc.RpcError):

@@ -1,0 +1,1 @@
+"""Development and test tooling: start the whole system locally, find PostgreSQL and RabbitMQ."""

@@ -1,0 +1,148 @@
+"""Run the whole system locally as child processes: every service's api and worker, and
+the gateway. Used by `make run`, the integration and e2e tests, and `make bench`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import psycopg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from psycopg import sql
+
+from ontrackio.core.tenancy import SERVICES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def processes(gateway: bool = True) -> dict[str, list[str]]:
+    """Process name -> command line."""
+    procs = {}
+    for s in SERVICES:
+        procs[f"{s}-api"] = [sys.executable, "-m", f"ontrackio.{s}.api"]
+        procs[f"{s}-worker"] = [sys.executable, "-m", f"ontrackio.{s}.worker"]
+    if gateway:
+        procs["gateway"] = [sys.executable, "-m", "ontrackio.gateway.main"]
+    return procs
+
+
+@dataclass
+class Stack:
+    deployment: str
+    pg_dsn: str
+    amqp_url: str
+    run_dir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for s in SERVICES:
+            self.ports.setdefault(s, free_port())
+        self.ports.setdefault("gateway", free_port())
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ONTRACK_")}
+        env.update({
+            "ONTRACK_DEPLOYMENT": self.deployment,
+            "ONTRACK_PG_CLUSTERS": f'{{"main": "{self.pg_dsn}"}}',
+            "ONTRACK_AMQP_URL": self.amqp_url,
+            "ONTRACK_READY_DIR": str(self.run_dir),
+            "PYTHONUNBUFFERED": "1",
+            **{f"ONTRACK_{s.upper()}_GRPC_PORT": str(self.ports[s]) for s in SERVICES},
+            "ONTRACK_GATEWAY_PORT": str(self.ports["gateway"]),
+        })
+        env.update(self.extra_env)
+        return env
+
+    def target(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    # -- processes --------------------------------------------------------------------------
+
+    def start(self, names: list[str] | None = None, gateway: bool = True) -> None:
+        table = processes(gateway)
+        for name in names or list(table):
+            (self.run_dir / f"{name}.ready").unlink(missing_ok=True)
+            log = open(self.run_dir / f"{name}.log", "ab")
+            self.procs[name] = subprocess.Popen(table[name], env=self.env(), stdout=log,
+                                                stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Every api answers its health check and every worker has started consuming."""
+        deadline = time.monotonic() + timeout
+        for name, proc in self.procs.items():
+            while not self._ready(name):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}; see "
+                                       f"{self.run_dir / (name + '.log')}:\n{self.tail(name)}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not ready after {timeout} s:\n{self.tail(name)}")
+                time.sleep(0.1)
+
+    def _ready(self, name: str) -> bool:
+        if name.endswith("-api"):
+            service = name[:-4]
+            try:
+                with grpc.insecure_channel(self.target(service)) as ch:
+                    r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(),
+                                                             timeout=0.5)
+                return r.status == health_pb2.HealthCheckResponse.SERVING
+            except grpc.RpcError:
+                return False
+        return (self.run_dir / f"{name}.ready").exists()
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        try:
+            return "\n".join((self.run_dir / f"{name}.log").read_text().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, names: list[str] | None = None, timeout: float = 15.0) -> None:
+        chosen = {n: p for n, p in self.procs.items() if names is None or n in names}
+        for p in chosen.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for n, p in chosen.items():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            del self.procs[n]
+
+    def restart(self, name: str) -> None:
+        self.stop([name])
+        self.start([name])
+        self.wait_ready()
+
+    # -- databases --------------------------------------------------------------------------
+
+    def drop_databases(self) -> None:
+        """Drop every database and role of this deployment (and nothing else)."""
+        pattern = f"{self.deployment}\\_%"
+        with psycopg.connect(self.pg_dsn, autocommit=True) as conn:
+            dbs = [r[0] for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,))]
+            for db in dbs:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                             .format(sql.Identifier(db)))
+            roles = [r[0] for r in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,))]
+            for role in roles:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

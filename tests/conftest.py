@@ -1,0 +1,99 @@
+"""Shared fixtures: real PostgreSQL and RabbitMQ, a private deployment per test session.
+
+Every database, role and virtual host a session creates carries its deployment name
+("t" + random hex) and is removed at the end; nothing else on the servers is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ontrackio.core import config
+from ontrackio.devtools import infra
+from ontrackio.devtools.stack import ROOT, Stack
+
+# Settings for the system under test: fast retries, no deletion grace, small pools.
+TEST_ENV = {
+    "ONTRACK_DELETION_GRACE_SECONDS": "0",
+    "ONTRACK_EVENT_RETRY_BASE_MS": "50",
+    "ONTRACK_EVENT_MAX_ATTEMPTS": "3",
+    "ONTRACK_OUTBOX_SWEEP_SECONDS": "2",
+    "ONTRACK_POOL_MAX_PER_PROCESS": "3",
+    "ONTRACK_TENANT_CACHE_SECONDS": "0.5",
+    "ONTRACK_GRPC_WORKERS": "8",
+}
+
+
+def unique(prefix: str = "t") -> str:
+    """A unique, valid tenant slug."""
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def infrastructure():
+    try:
+        found = infra.find()
+    except infra.InfraMissing as exc:
+        pytest.exit(str(exc), returncode=1)  # a missing server fails the run, never skips
+    yield found
+    found.close()
+
+
+@pytest.fixture(scope="session")
+def deployment() -> str:
+    return "t" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def amqp_url(infrastructure, deployment):
+    if infra.can_manage_vhosts():
+        infra.create_vhost(deployment)
+        yield infrastructure.with_vhost(deployment)
+        infra.delete_vhost(deployment)
+    else:  # a throwaway broker (testcontainers): its default vhost is ours
+        yield infrastructure.amqp_url
+
+
+@pytest.fixture(scope="session")
+def stack(infrastructure, deployment, amqp_url, tmp_path_factory):
+    """The deployment's process set (not started); drops its databases at the end."""
+    s = Stack(deployment, infrastructure.pg_dsn, amqp_url,
+              ROOT / ".run" / f"test-{deployment}", extra_env=dict(TEST_ENV))
+    yield s
+    s.stop()
+    s.drop_databases()
+
+
+@pytest.fixture(scope="session")
+def settings(stack) -> config.Settings:
+    """In-process settings pointing at the same deployment as the stack."""
+    env = stack.env()
+    os.environ.update({k: v for k, v in env.items() if k.startswith("ONTRACK_")})
+    return config.load()
+
+
+@pytest.fixture(scope="session")
+def system(stack, settings):
+    """The whole system, running."""
+    stack.start(gateway=(ROOT / "services" / "gateway" / "main.py").exists())
+    stack.wait_ready()
+    yield stack
+
+
+@pytest.fixture(scope="session")
+def channels(system):
+    chans = {s: grpc.insecure_channel(system.target(s))
+             for s in ("identity", "inventory", "privacy", "evidence")}
+    yield chans
+    for c in chans.values():
+        c.close()
+
+
+@pytest.fixture(scope="session")
+def run_dir(stack) -> Path:
+    return stack.run_dir

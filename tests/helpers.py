@@ -1,0 +1,43 @@
+"""Helpers for tests that drive the running system over gRPC."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from ontrackio.core.grpcclient import tenant as tenant_md
+from ontrackio.identity.v1 import identity_pb2 as ipb
+from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.1) -> T:
+    """Retry `check` until it returns a truthy value; at timeout re-raise its last error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+            last: object = value
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = exc
+        if time.monotonic() > deadline:
+            if isinstance(last, BaseException):
+                raise last
+            raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
+        time.sleep(interval)
+
+
+def create_tenant(channels, slug: str, tier=ipb.TIER_BUSINESS, domains=(), timeout=30.0):
+    stub = igrpc.TenantServiceStub(channels["identity"])
+    stub.CreateTenant(ipb.CreateTenantRequest(slug=slug, name=f"Tenant {slug}", tier=tier,
+                                              domains=list(domains)), timeout=10)
+    return eventually(lambda: (t := stub.GetTenant(ipb.GetTenantRequest(slug=slug), timeout=5))
+                      .status == ipb.TENANT_STATUS_ACTIVE and t, timeout=timeout)
+
+
+def md(slug: str):
+    return tenant_md(slug)

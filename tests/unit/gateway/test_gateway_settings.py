@@ -1,0 +1,98 @@
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
+
+import pytest
+from ontrackio.gateway.server import uvicorn_kwargs
+from ontrackio.gateway.settings import GatewaySettings, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("ONTRACK_GATEWAY_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults():
+    settings = load_settings()
+    assert settings.port == 8080
+    assert settings.base_domain == "localhost"
+    assert settings.trusted_proxies == []
+    assert settings.max_json_depth == 32
+    assert not settings.tls_enabled
+    assert settings.security_txt() is None
+
+
+def test_environment_overrides(monkeypatch):
+    monkeypatch.setenv("ONTRACK_GATEWAY_PORT", "9000")
+    monkeypatch.setenv("ONTRACK_GATEWAY_BASE_DOMAIN", "OnTrack.IO.")
+    monkeypatch.setenv("ONTRACK_GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::/32")
+    monkeypatch.setenv("ONTRACK_GATEWAY_SECURITY_TXT_CONTACT", "mailto:security@ontrack.io")
+    settings = load_settings()
+    assert settings.port == 9000
+    assert settings.base_domain == "ontrack.io"
+    assert settings.trusted_proxies == [ip_network("10.0.0.0/8"), ip_network("2001:db8::/32")]
+    assert "Contact: mailto:security@ontrack.io" in settings.security_txt()
+
+
+def test_json_list_form(monkeypatch):
+    monkeypatch.setenv("ONTRACK_GATEWAY_TRUSTED_PROXIES", '["10.0.0.0/8"]')
+    assert load_settings().trusted_proxies == [ip_network("10.0.0.0/8")]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ONTRACK_GATEWAY_PORT", "http"),
+        ("ONTRACK_GATEWAY_PORT", "70000"),
+        ("ONTRACK_GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8,not-a-cidr"),
+        ("ONTRACK_GATEWAY_BASE_DOMAIN", "bad domain"),
+        ("ONTRACK_GATEWAY_MAX_JSON_DEPTH", "0"),
+        ("ONTRACK_GATEWAY_RATE_LIMIT_IP_PER_SECOND", "-1"),
+        ("ONTRACK_GATEWAY_TLS_CERT_FILE", "/nonexistent/cert.pem"),
+        ("ONTRACK_GATEWAY_SECURITY_TXT_EXPIRES", "2001-01-01T00:00:00Z"),
+    ],
+)
+def test_errors_name_the_variable(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert name in str(info.value)
+
+
+def test_invalid_cidrs_are_all_named(monkeypatch):
+    monkeypatch.setenv("ONTRACK_GATEWAY_TRUSTED_PROXIES", "x1, 10.0.0.0/8, x2")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "'x1'" in str(info.value) and "'x2'" in str(info.value)
+
+
+def test_tls_files_come_in_pairs(tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(SettingsError, match="tls_cert_file and tls_key_file"):
+        load_settings(tls_cert_file=cert)
+
+
+def test_bad_security_txt_contact_stops_start():
+    with pytest.raises(SettingsError, match="ONTRACK_GATEWAY_SECURITY_TXT_CONTACT"):
+        load_settings(security_txt_contact=["http://not-https.example"])
+    with pytest.raises(SettingsError, match="ONTRACK_GATEWAY_SECURITY_TXT_POLICY"):
+        load_settings(security_txt_contact=["mailto:a@b"], security_txt_policy="http://x")
+
+
+def test_security_txt_expiry_rolls_when_unset():
+    text = GatewaySettings(security_txt_contact=["mailto:a@b"]).security_txt()
+    expires = datetime.strptime(text.split("Expires: ")[1].split("\n")[0], "%Y-%m-%dT%H:%M:%SZ")
+    assert expires.replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(days=170)
+
+
+def test_uvicorn_kwargs_keep_the_peer_honest():
+    kwargs = uvicorn_kwargs(load_settings())
+    assert kwargs["proxy_headers"] is False
+    assert kwargs["forwarded_allow_ips"] == ""
+    assert kwargs["http"] == "h11"
+    assert kwargs["port"] == 8080
+    assert "ssl_certfile" not in kwargs
