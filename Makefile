@@ -41,7 +41,7 @@ deps: .venv/.synced
 protos: .gen/stamp
 
 run: protos
-	$(VENV_PY) -m ontrackio.devrun
+	$(VENV_PY) -m ontrackio.devtools.run
 
 test: protos
 	$(VENV_PY) -m pytest

@@ -62,8 +62,9 @@ def amqp_url(infrastructure, deployment):
 @pytest.fixture(scope="session")
 def stack(infrastructure, deployment, amqp_url, tmp_path_factory):
     """The deployment's process set (not started); drops its databases at the end."""
-    s = Stack(deployment, infrastructure.pg_dsn, amqp_url,
-              ROOT / ".run" / f"test-{deployment}", extra_env=dict(TEST_ENV))
+    run_dir = ROOT / ".run" / f"test-{deployment}"
+    env = dict(TEST_ENV, ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}")
+    s = Stack(deployment, infrastructure.pg_dsn, amqp_url, run_dir, extra_env=env)
     yield s
     s.stop()
     s.drop_databases()
@@ -74,6 +75,7 @@ def settings(stack) -> config.Settings:
     """In-process settings pointing at the same deployment as the stack."""
     env = stack.env()
     os.environ.update({k: v for k, v in env.items() if k.startswith("ONTRACK_")})
+    os.environ["ONTRACK_OTEL_EXPORTER"] = "none"  # the test process exports nothing
     return config.load()
 
 

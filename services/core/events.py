@@ -21,6 +21,7 @@ from ontrackio.core import telemetry
 from ontrackio.core.errors import InvalidArgument
 from ontrackio.core.tenancy import SERVICES
 from ontrackio.core.v1 import core_pb2
+from ontrackio.identity.v1 import access_pb2 as identity_access
 from ontrackio.identity.v1 import events_pb2 as identity_events
 from ontrackio.inventory.v1 import events_pb2 as inventory_events
 
@@ -36,6 +37,8 @@ REGISTRY: dict[str, tuple[type[Message], int]] = {
     "identity.tenant_deleted": (identity_events.TenantDeleted, 1),
     "identity.user_created": (identity_events.UserCreated, 1),
     "identity.user_deactivated": (identity_events.UserDeactivated, 1),
+    "identity.token_revoked": (identity_access.TokenRevoked, 1),
+    "identity.allowlist_changed": (identity_access.AllowlistChanged, 1),
     "inventory.asset_created": (inventory_events.AssetCreated, 1),
 }
 for _svc in SERVICES:

@@ -39,6 +39,25 @@ def processes(gateway: bool = True) -> dict[str, list[str]]:
     return procs
 
 
+def health_ok(target: str) -> bool:
+    """The gRPC server at `target` reports SERVING."""
+    try:
+        with grpc.insecure_channel(target) as ch:
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+        return r.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+def http_ok(port: int, path: str) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            return s.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
 @dataclass
 class Stack:
     deployment: str
@@ -96,14 +115,9 @@ class Stack:
 
     def _ready(self, name: str) -> bool:
         if name.endswith("-api"):
-            service = name[:-4]
-            try:
-                with grpc.insecure_channel(self.target(service)) as ch:
-                    r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(),
-                                                             timeout=0.5)
-                return r.status == health_pb2.HealthCheckResponse.SERVING
-            except grpc.RpcError:
-                return False
+            return health_ok(self.target(name[:-4]))
+        if name == "gateway":
+            return http_ok(self.ports["gateway"], "/healthz")
         return (self.run_dir / f"{name}.ready").exists()
 
     def tail(self, name: str, lines: int = 30) -> str:

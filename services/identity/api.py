@@ -10,9 +10,11 @@ from ontrackio.core.grpcserver import Registration, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime, build
 from ontrackio.identity import users
+from ontrackio.identity.access_api import AccessServicer
 from ontrackio.identity.control import Control
 from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import InvalidTenant
+from ontrackio.identity.v1 import access_pb2_grpc
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
@@ -120,6 +122,8 @@ def registrations(rt: Runtime) -> list[Registration]:
                      "ontrackio.identity.v1.TenantService", tenant_scoped=False),
         Registration(pb_grpc.add_UserServiceServicer_to_server, UserServicer(rt),
                      "ontrackio.identity.v1.UserService"),
+        Registration(access_pb2_grpc.add_AccessServiceServicer_to_server, AccessServicer(rt),
+                     "ontrackio.identity.v1.AccessService"),
     ]
 
 

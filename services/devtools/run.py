@@ -1,0 +1,155 @@
+"""`make run`: the whole system on this machine, with a demo tenant.
+
+Uses PostgreSQL and RabbitMQ at the configured URLs when reachable; otherwise starts them
+(Docker compose from infra/ where Docker runs, else locally installed server binaries
+with data under .run/), else stops with a message naming what to install. Then starts
+every process under honcho (Procfile), waits until all are ready, creates the demo tenant
+and prints how to reach it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from ontrackio.core import config
+from ontrackio.devtools import infra, localservers
+from ontrackio.devtools.stack import ROOT, health_ok
+
+DEMO = "demo"
+
+
+def fail(message: str) -> None:
+    print(f"make run: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def ensure_infra(settings) -> None:
+    pg = settings.pg_clusters[settings.pg_control_cluster]
+    amqp = settings.amqp_url.get_secret_value()
+    if infra.reachable(pg) and infra.reachable(amqp):
+        return
+    if infra.docker_available():
+        print("starting PostgreSQL and RabbitMQ with docker compose (infra/docker-compose.yml)")
+        subprocess.run(["docker", "compose", "-f", str(ROOT / "infra" / "docker-compose.yml"),
+                        "up", "-d", "--wait"], check=True)
+    else:
+        try:
+            localservers.start_missing(pg, amqp, ROOT / ".run" / "servers")
+        except localservers.NotInstalled as exc:
+            fail(str(exc))
+    deadline = time.monotonic() + 60
+    while not (infra.reachable(pg) and infra.reachable(amqp)):
+        if time.monotonic() > deadline:
+            fail("PostgreSQL or RabbitMQ did not come up within 60 s")
+        time.sleep(0.5)
+
+
+def wait_ready(settings, ready_dir: Path, honcho: subprocess.Popen, timeout: float = 90) -> None:
+    from ontrackio.core.tenancy import SERVICES
+
+    deadline = time.monotonic() + timeout
+    pending = [f"{s}-api" for s in SERVICES] + [f"{s}-worker" for s in SERVICES]
+    while pending:
+        if honcho.poll() is not None:
+            fail("a process exited during start-up; see the log above")
+        if time.monotonic() > deadline:
+            fail(f"not ready after {timeout:g} s: {', '.join(pending)}")
+        name = pending[0]
+        if name.endswith("-api"):
+            ok = health_ok(settings.grpc_target(name[:-4]))
+        else:
+            ok = (ready_dir / f"{name}.ready").exists()
+        if ok:
+            pending.pop(0)
+        else:
+            time.sleep(0.2)
+
+
+def create_demo(settings) -> None:
+    from ontrackio.core import grpcclient
+    from ontrackio.identity.v1 import identity_pb2 as pb
+    from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.TenantServiceStub(grpcclient.channel(settings.grpc_target("identity"), 10))
+    try:
+        stub.CreateTenant(pb.CreateTenantRequest(slug=DEMO, name="Demo GmbH",
+                                                 tier=pb.TIER_BUSINESS))
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+    deadline = time.monotonic() + 30
+    while stub.GetTenant(pb.GetTenantRequest(slug=DEMO)).status != pb.TENANT_STATUS_ACTIVE:
+        if time.monotonic() > deadline:
+            fail("the demo tenant did not become active within 30 s")
+        time.sleep(0.2)
+
+
+def demo_token() -> str | None:
+    """An API token for the demo tenant, when the gateway's token commands exist."""
+    r = subprocess.run([sys.executable, "-m", "ontrackio.cli.main", "--json", "token", "create",
+                        "--tenant", DEMO, "--scope", "api:read", "--scope", "api:write",
+                        "--scope", "admin", "--expires-in", "1d"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    import json
+
+    return json.loads(r.stdout).get("token")
+
+
+def main() -> None:
+    settings = config.settings_or_exit()
+    ensure_infra(settings)
+    ready_dir = ROOT / ".run" / settings.deployment
+    ready_dir.mkdir(parents=True, exist_ok=True)
+    for f in ready_dir.glob("*.ready"):
+        f.unlink()
+    env = dict(os.environ, ONTRACK_READY_DIR=str(ready_dir), PYTHONUNBUFFERED="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    honcho = subprocess.Popen([shutil.which("honcho", path=env["PATH"]) or "honcho", "start",
+                               "-f", str(ROOT / "Procfile"), "-d", str(ROOT)], env=env)
+
+    def stop(*_):
+        honcho.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        wait_ready(settings, ready_dir, honcho)
+        create_demo(settings)
+        token = demo_token()
+    except SystemExit:
+        stop()
+        honcho.wait()
+        raise
+    port = os.environ.get("ONTRACK_GATEWAY_PORT", "8080")
+    lines = [
+        "",
+        "OnTrackio is running. Demo tenant: 'demo' (Demo GmbH, business tier).",
+        f"  gRPC:    identity {settings.grpc_target('identity')}, inventory "
+        f"{settings.grpc_target('inventory')}, privacy {settings.grpc_target('privacy')}, "
+        f"evidence {settings.grpc_target('evidence')}",
+        f"  CLI:     .venv/bin/ontrack tenant show {DEMO}",
+    ]
+    if token:
+        lines += [
+            f"  HTTP:    http://{DEMO}.localhost:{port}/api/v1/assets  (OpenAPI: /openapi.json)",
+            f"  token:   {token}   (shown once; admin + api scopes, expires in 1 day)",
+            f"  try:     curl -H 'Authorization: Bearer {token}' "
+            f"http://{DEMO}.localhost:{port}/api/v1/assets",
+        ]
+    lines.append("Stop with Ctrl-C.")
+    print("\n".join(lines), flush=True)
+    sys.exit(honcho.wait())
+
+
+if __name__ == "__main__":
+    main()
