@@ -36,8 +36,9 @@ def events_exchange(service: str) -> Exchange:
 
 
 def connect(amqp_url: str) -> kombu.Connection:
-    return kombu.Connection(amqp_url, transport_options={"confirm_publish": True},
-                            connect_timeout=5, heartbeat=0)
+    return kombu.Connection(
+        amqp_url, transport_options={"confirm_publish": True}, connect_timeout=5, heartbeat=0
+    )
 
 
 class Publisher:
@@ -82,13 +83,20 @@ class Publisher:
         exchange = events_exchange(event.source)
         headers = {"x-ontrack-event-id": event.id, **event.trace}
         producer.publish(
-            event.to_wire(), exchange=exchange, routing_key=event.name, serializer="json",
-            delivery_mode=2, headers=headers, declare=[exchange], retry=True,
+            event.to_wire(),
+            exchange=exchange,
+            routing_key=event.name,
+            serializer="json",
+            delivery_mode=2,
+            headers=headers,
+            declare=[exchange],
+            retry=True,
             retry_policy=RETRY_POLICY,
         )
 
-    def send_raw(self, body: Any, *, queue: str, headers: dict[str, Any],
-                 expiration_ms: int | None = None) -> None:
+    def send_raw(
+        self, body: Any, *, queue: str, headers: dict[str, Any], expiration_ms: int | None = None
+    ) -> None:
         """Publish to a queue by name (default exchange): retries, replays, parking."""
         with self._lock:
             try:
@@ -96,9 +104,17 @@ class Publisher:
                 kw: dict[str, Any] = {}
                 if expiration_ms is not None:
                     kw["expiration"] = expiration_ms / 1000.0
-                producer.publish(body, exchange="", routing_key=queue, serializer="json",
-                                 delivery_mode=2, headers=headers, retry=True,
-                                 retry_policy=RETRY_POLICY, **kw)
+                producer.publish(
+                    body,
+                    exchange="",
+                    routing_key=queue,
+                    serializer="json",
+                    delivery_mode=2,
+                    headers=headers,
+                    retry=True,
+                    retry_policy=RETRY_POLICY,
+                    **kw,
+                )
             except Exception:
                 self._reset()
                 raise
@@ -120,9 +136,14 @@ class Publisher:
 
 
 def retry_queue(queue: str) -> Queue:
-    return Queue(f"{queue}.retry", durable=True, queue_arguments={
-        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue,
-    })
+    return Queue(
+        f"{queue}.retry",
+        durable=True,
+        queue_arguments={
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": queue,
+        },
+    )
 
 
 def backoff_ms(base_ms: int, attempt: int) -> int:
@@ -149,9 +170,16 @@ def _parked(message: kombu.Message) -> Parked:
     except ValueError:
         body = message.body if isinstance(message.body, str) else repr(message.body)
     meta = body if isinstance(body, dict) else {}
-    return Parked(message.delivery_tag, str(meta.get("id", "")), str(meta.get("type", "")),
-                  str(meta.get("tenant", "")), str(headers.get(H_QUEUE, "")),
-                  int(headers.get(H_ATTEMPT, 0)), str(headers.get(H_ERROR, "")), body)
+    return Parked(
+        message.delivery_tag,
+        str(meta.get("id", "")),
+        str(meta.get("type", "")),
+        str(meta.get("tenant", "")),
+        str(headers.get(H_QUEUE, "")),
+        int(headers.get(H_ATTEMPT, 0)),
+        str(headers.get(H_ERROR, "")),
+        body,
+    )
 
 
 def dlq_list(amqp_url: str, limit: int = 1000) -> list[Parked]:
@@ -185,9 +213,14 @@ def dlq_replay(amqp_url: str, event_ids: set[str] | None = None) -> list[Parked]
             parked = _parked(message)
             if (event_ids is not None and parked.event_id not in event_ids) or not parked.queue:
                 continue  # stays parked when the channel closes
-            producer.publish(parked.body, exchange="", routing_key=parked.queue,
-                             serializer="json", delivery_mode=2,
-                             headers={H_ATTEMPT: 0, "x-ontrack-replayed": True})
+            producer.publish(
+                parked.body,
+                exchange="",
+                routing_key=parked.queue,
+                serializer="json",
+                delivery_mode=2,
+                headers={H_ATTEMPT: 0, "x-ontrack-replayed": True},
+            )
             message.ack()
             replayed.append(parked)
         channel.close()

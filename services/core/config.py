@@ -17,9 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
-PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,11}\Z")
 
 
 class ConfigError(Exception):
@@ -54,7 +59,10 @@ class Settings(BaseSettings):
     deployment: str = "ot"
     # PostgreSQL clusters tenants are placed on: name -> admin DSN (a role that may create
     # databases and roles). The DSN's database is the maintenance database.
-    pg_clusters: dict[str, str] = {"main": "postgresql://postgres@127.0.0.1:5432/postgres"}
+    # Kept secret: a DSN may carry a password.
+    pg_clusters: dict[str, SecretStr] = {
+        "main": SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    }
     # Cluster of the control database and default placement of new tenants.
     pg_control_cluster: str = "main"
     # Keys the password of each per-tenant login role (HMAC), so none is stored.
@@ -112,7 +120,7 @@ class Settings(BaseSettings):
     def _file_indirection(cls, v: Any) -> Any:
         if isinstance(v, str) and v.startswith("file://"):
             try:
-                return Path(v[len("file://"):]).read_text().strip()
+                return Path(v[len("file://") :]).read_text().strip()
             except OSError as exc:
                 raise ValueError(f"cannot read secret file: {exc.strerror}") from None
         return v
@@ -125,14 +133,20 @@ class Settings(BaseSettings):
         raise ValueError("must be none, console or file:PATH")
 
     @model_validator(mode="after")
-    def _placement(self) -> "Settings":
+    def _placement(self) -> Settings:
         if not self.pg_clusters:
             raise ValueError("pg_clusters: at least one cluster is needed")
         if self.pg_control_cluster not in self.pg_clusters:
-            raise ValueError(f"pg_control_cluster: {self.pg_control_cluster!r} is not in pg_clusters")
+            raise ValueError(
+                f"pg_control_cluster: {self.pg_control_cluster!r} is not in pg_clusters"
+            )
         if self.region not in self.allowed_regions:
             raise ValueError(f"region: {self.region!r} is not an allowed region")
         return self
+
+    def pg_dsn(self, cluster: str) -> str:
+        """The admin DSN of `cluster`."""
+        return self.pg_clusters[cluster].get_secret_value()
 
     def grpc_target(self, service: str) -> str:
         return f"{self.grpc_host}:{getattr(self, f'{service}_grpc_port')}"
@@ -140,9 +154,12 @@ class Settings(BaseSettings):
 
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "settings"
+    msg = first["msg"].removeprefix("Value error, ")
+    where = ".".join(str(p) for p in first["loc"])
+    if not where:  # a cross-field check: its message starts with the field at fault
+        where, _, msg = msg.partition(": ")
     # The message never includes the input: it may be a secret.
-    return f"ONTRACK_{where.upper()}: {first['msg']}"
+    return f"ONTRACK_{where.upper()}: {msg}"
 
 
 def load(**overrides: Any) -> Settings:
@@ -151,6 +168,9 @@ def load(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # a structured value (JSON) that does not parse
+        field = str(exc).split('"')[1] if '"' in str(exc) else "settings"
+        raise ConfigError(f"ONTRACK_{field.upper()}: not valid JSON") from None
 
 
 @functools.cache

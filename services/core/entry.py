@@ -11,8 +11,10 @@ from ontrackio.core.runtime import Runtime, build
 
 def setup(service: str, role: str):
     settings = config.settings_or_exit()
-    logging.basicConfig(level=settings.log_level,
-                        format=f"%(asctime)s {service}-{role} %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level,
+        format=f"%(asctime)s {service}-{role} %(levelname)s %(name)s %(message)s",
+    )
     return settings
 
 
@@ -21,21 +23,29 @@ def default_bootstrap(service: str, settings, *, green: bool) -> Runtime:
     return build(service, settings, lambda rt: identity_client.lookup(settings, green=green))
 
 
-def api_main(service: str, registrations: Callable[[Runtime], list[grpcserver.Registration]],
-             bootstrap: Callable[..., Runtime] | None = None) -> None:
+def api_main(
+    service: str,
+    registrations: Callable[[Runtime], list[grpcserver.Registration]],
+    bootstrap: Callable[..., Runtime] | None = None,
+) -> None:
     settings = setup(service, "api")
     topology.declare(settings.amqp_url.get_secret_value())
     rt = (bootstrap or default_bootstrap)(service, settings, green=False)
     port_setting = getattr(settings, f"{service}_grpc_port")
     server, port = grpcserver.build_server(
-        service, registrations(rt), rt.directory,
-        address=f"{settings.grpc_host}:{port_setting}", workers=settings.grpc_workers)
+        service,
+        registrations(rt),
+        rt.directory,
+        address=f"{settings.grpc_host}:{port_setting}",
+        workers=settings.grpc_workers,
+    )
     logging.getLogger(service).info("%s api listening on %s:%d", service, settings.grpc_host, port)
     grpcserver.run_forever(server, rt.close)
 
 
-def worker_main(service: str, worker_cls: type,
-                bootstrap: Callable[..., Runtime] | None = None) -> None:
+def worker_main(
+    service: str, worker_cls: type, bootstrap: Callable[..., Runtime] | None = None
+) -> None:
     from ontrackio.core.worker import run_worker
 
     settings = setup(service, "worker")

@@ -124,7 +124,7 @@ def from_wire(body: Any) -> Event:
             payload=dict(body["payload"]),
             trace={str(k): str(v) for k, v in dict(body.get("trace") or {}).items()},
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidEvent(f"malformed envelope: {type(exc).__name__}: {exc}") from None
     if event.type not in REGISTRY:
         raise InvalidEvent(f"unknown event type {event.type!r}")

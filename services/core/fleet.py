@@ -36,8 +36,13 @@ class JobReport:
 def provisioners(settings: Settings, services: Iterable[str] = SERVICES) -> dict[str, Provisioner]:
     clusters = Clusters(settings)
     return {
-        s: Provisioner(s, clusters, mig.for_service(service_dir(s)), settings.deployment,
-                       settings.tenant_role_secret.get_secret_value())
+        s: Provisioner(
+            s,
+            clusters,
+            mig.for_service(service_dir(s)),
+            settings.deployment,
+            settings.tenant_role_secret.get_secret_value(),
+        )
         for s in services
     }
 
@@ -50,16 +55,31 @@ def _job(p: Provisioner, slug: str, placement: str) -> JobReport:
             if not mig.pending(conn, p.migrations):
                 return JobReport(slug, p.service, "current", seconds=time.perf_counter() - start)
             applied = mig.migrate(conn, p.migrations, names.tenant_role(slug))
-        return JobReport(slug, p.service, "migrated" if applied else "current", applied,
-                         seconds=time.perf_counter() - start)
+        return JobReport(
+            slug,
+            p.service,
+            "migrated" if applied else "current",
+            applied,
+            seconds=time.perf_counter() - start,
+        )
     except Exception as exc:  # noqa: BLE001 - reported per tenant, the fleet goes on
-        return JobReport(slug, p.service, "failed", error=f"{type(exc).__name__}: {exc}"[:300],
-                         seconds=time.perf_counter() - start)
+        return JobReport(
+            slug,
+            p.service,
+            "failed",
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            seconds=time.perf_counter() - start,
+        )
 
 
-def migrate_fleet(settings: Settings, tenants: list[tuple[str, str]], *,
-                  services: Iterable[str] = SERVICES, concurrency: int | None = None,
-                  templates: bool = True) -> list[JobReport]:
+def migrate_fleet(
+    settings: Settings,
+    tenants: list[tuple[str, str]],
+    *,
+    services: Iterable[str] = SERVICES,
+    concurrency: int | None = None,
+    templates: bool = True,
+) -> list[JobReport]:
     """Migrate the templates, then every (slug, placement) for every service."""
     provs = provisioners(settings, services)
     if templates:

@@ -16,8 +16,14 @@ class _Defaults(grpc.UnaryUnaryClientInterceptor):
     def intercept_unary_unary(self, continuation, details, request):
         metadata = list(details.metadata or ())
         metadata += list(telemetry.inject().items())
-        details = _Details(details.method, details.timeout or self._deadline, metadata,
-                           details.credentials, details.wait_for_ready, details.compression)
+        details = _Details(
+            details.method,
+            details.timeout or self._deadline,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+        )
         return continuation(details, request)
 
 
@@ -25,7 +31,10 @@ class _Details(grpc.ClientCallDetails):
     def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
         self.method, self.timeout, self.metadata = method, timeout, metadata
         self.credentials, self.wait_for_ready, self.compression = (
-            credentials, wait_for_ready, compression)
+            credentials,
+            wait_for_ready,
+            compression,
+        )
 
 
 def channel(target: str, deadline: float) -> grpc.Channel:

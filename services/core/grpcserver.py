@@ -79,11 +79,14 @@ class PlatformInterceptor(grpc.ServerInterceptor):
                         if scoped:
                             slug = metadata.get(TENANT_METADATA)
                             if not slug:
-                                raise _Refusal(grpc.StatusCode.UNAUTHENTICATED,
-                                               f"missing tenant: set the {TENANT_METADATA} metadata")
+                                raise _Refusal(
+                                    grpc.StatusCode.UNAUTHENTICATED,
+                                    f"missing tenant: set the {TENANT_METADATA} metadata",
+                                )
                             if not SLUG_RE.match(slug):
-                                raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT,
-                                               "tenant slug must match [a-z][a-z0-9-]{1,30}")
+                                raise _Refusal(
+                                    grpc.StatusCode.INVALID_ARGUMENT, "malformed tenant slug"
+                                )
                             span.set_attribute("ontrack.tenant", slug)
                             reset = _tenant.set(directory.require_active(slug))
                         return inner(request, context)
@@ -123,16 +126,28 @@ class DiagnosticsServicer(core_pb2_grpc.DiagnosticsServiceServicer):
         self._service = service
 
     def Ping(self, request, context):
-        return core_pb2.PingResponse(payload=request.payload, tenant=current_tenant().slug,
-                                     service=self._service)
+        return core_pb2.PingResponse(
+            payload=request.payload, tenant=current_tenant().slug, service=self._service
+        )
 
 
-def build_server(service: str, registrations: Iterable[Registration], directory: TenantDirectory,
-                 *, address: str, workers: int) -> tuple[grpc.Server, int]:
+def build_server(
+    service: str,
+    registrations: Iterable[Registration],
+    directory: TenantDirectory,
+    *,
+    address: str,
+    workers: int,
+) -> tuple[grpc.Server, int]:
     """A started-ready (not yet started) server and the port it bound."""
-    regs = [*registrations, Registration(core_pb2_grpc.add_DiagnosticsServiceServicer_to_server,
-                                         DiagnosticsServicer(service),
-                                         "ontrackio.core.v1.DiagnosticsService")]
+    regs = [
+        *registrations,
+        Registration(
+            core_pb2_grpc.add_DiagnosticsServiceServicer_to_server,
+            DiagnosticsServicer(service),
+            "ontrackio.core.v1.DiagnosticsService",
+        ),
+    ]
     scoped = {r.name for r in regs if r.tenant_scoped}
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{service}-grpc"),

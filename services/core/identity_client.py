@@ -21,7 +21,8 @@ def lookup(settings: Settings, *, green: bool = False) -> Callable[[str], Tenant
     from ontrackio.identity.v1 import identity_pb2, identity_pb2_grpc
 
     stub = identity_pb2_grpc.TenantServiceStub(
-        grpcclient.channel(settings.grpc_target("identity"), settings.grpc_deadline_seconds))
+        grpcclient.channel(settings.grpc_target("identity"), settings.grpc_deadline_seconds)
+    )
 
     def call(slug: str) -> TenantInfo | None:
         try:
@@ -30,8 +31,9 @@ def lookup(settings: Settings, *, green: bool = False) -> Callable[[str], Tenant
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
             raise Unavailable("tenant directory unavailable; retry later") from None
-        return TenantInfo(t.slug, _STATUS.get(t.status, "unknown"), t.placement,
-                          _TIER.get(t.tier, ""))
+        return TenantInfo(
+            t.slug, _STATUS.get(t.status, "unknown"), t.placement, _TIER.get(t.tier, "")
+        )
 
     if not green:
         return call

@@ -25,8 +25,15 @@ def add(conn: psycopg.Connection, event: Event) -> None:
     conn.execute(
         "INSERT INTO outbox (id, tenant, type, schema_version, occurred_at, trace, payload)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (event.id, event.tenant, event.type, event.schema_version, event.occurred_at,
-         Jsonb(event.trace), Jsonb(event.payload)),
+        (
+            event.id,
+            event.tenant,
+            event.type,
+            event.schema_version,
+            event.occurred_at,
+            Jsonb(event.trace),
+            Jsonb(event.payload),
+        ),
     )
 
 
@@ -45,8 +52,11 @@ def publish_committed(conn: psycopg.Connection, publisher: Publisher, events: li
         try:
             publisher.publish(events)
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves it to the sweep
-            log.warning("publish after commit failed (%s); the sweep will send %d event(s)",
-                        type(exc).__name__, len(events))
+            log.warning(
+                "publish after commit failed (%s); the sweep will send %d event(s)",
+                type(exc).__name__,
+                len(events),
+            )
             return False
     try:
         with conn.transaction():
@@ -56,8 +66,9 @@ def publish_committed(conn: psycopg.Connection, publisher: Publisher, events: li
     return True
 
 
-def sweep(conn: psycopg.Connection, publisher: Publisher, *, min_age: float = 1.0,
-          batch: int = 500) -> int:
+def sweep(
+    conn: psycopg.Connection, publisher: Publisher, *, min_age: float = 1.0, batch: int = 500
+) -> int:
     """Publish unsent rows older than `min_age` seconds; returns how many were sent."""
     sent = 0
     while True:
@@ -84,6 +95,5 @@ def backlog(conn: psycopg.Connection) -> int:
 
 def purge_sent(conn: psycopg.Connection, older_than: timedelta = timedelta(days=7)) -> int:
     with conn.transaction():
-        cur = conn.execute(
-            "DELETE FROM outbox WHERE published_at < now() - %s", (older_than,))
+        cur = conn.execute("DELETE FROM outbox WHERE published_at < now() - %s", (older_than,))
     return cur.rowcount

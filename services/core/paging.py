@@ -31,7 +31,7 @@ def decode(token: str) -> str | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         return str(uuid.UUID(json.loads(raw)["after"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise InvalidArgument("page_token is not valid") from None
 
 

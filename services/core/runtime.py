@@ -41,8 +41,11 @@ class Runtime:
         self.publisher.close()
 
 
-def build(service: str, settings: Settings,
-          lookup: Callable[["Runtime"], Callable[[str], TenantInfo | None]]) -> Runtime:
+def build(
+    service: str,
+    settings: Settings,
+    lookup: Callable[[Runtime], Callable[[str], TenantInfo | None]],
+) -> Runtime:
     """Wire a service's infrastructure; `lookup` builds its tenant-directory source."""
     telemetry.setup(service, settings.otel_exporter)
     clusters = Clusters(settings)
@@ -54,12 +57,21 @@ def build(service: str, settings: Settings,
     )
     publisher = Publisher(settings.amqp_url.get_secret_value())
     provisioner = Provisioner(
-        service, clusters, migrations.for_service(service_dir(service)),
-        settings.deployment, settings.tenant_role_secret.get_secret_value(),
+        service,
+        clusters,
+        migrations.for_service(service_dir(service)),
+        settings.deployment,
+        settings.tenant_role_secret.get_secret_value(),
     )
     rt = Runtime(service, settings, clusters, pools, publisher, None, None, provisioner)  # type: ignore[arg-type]
     rt.directory = TenantDirectory(lambda slug: source(slug), settings.tenant_cache_seconds)
     source = lookup(rt)
-    rt.dbs = TenantDatabases(service, deployment=settings.deployment, clusters=clusters,
-                             pools=pools, directory=rt.directory, publisher=publisher)
+    rt.dbs = TenantDatabases(
+        service,
+        deployment=settings.deployment,
+        clusters=clusters,
+        pools=pools,
+        directory=rt.directory,
+        publisher=publisher,
+    )
     return rt

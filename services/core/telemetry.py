@@ -35,14 +35,18 @@ class JsonLinesExporter(SpanExporter):
         lines = []
         for s in spans:
             ctx = s.get_span_context()
-            lines.append(json.dumps({
-                "name": s.name,
-                "service": s.resource.attributes.get("service.name"),
-                "trace_id": format(ctx.trace_id, "032x"),
-                "span_id": format(ctx.span_id, "016x"),
-                "parent_id": format(s.parent.span_id, "016x") if s.parent else None,
-                "attributes": {k: str(v) for k, v in (s.attributes or {}).items()},
-            }))
+            lines.append(
+                json.dumps(
+                    {
+                        "name": s.name,
+                        "service": s.resource.attributes.get("service.name"),
+                        "trace_id": format(ctx.trace_id, "032x"),
+                        "span_id": format(ctx.span_id, "016x"),
+                        "parent_id": format(s.parent.span_id, "016x") if s.parent else None,
+                        "attributes": {k: str(v) for k, v in (s.attributes or {}).items()},
+                    }
+                )
+            )
         with self._lock, open(self._path, "a") as fh:
             fh.write("\n".join(lines) + "\n")
         return SpanExportResult.SUCCESS

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from ontrackio.core.errors import InvalidArgument
 
-SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
+# A DNS label (it becomes <slug>.<base domain>): 2 to 31 characters, no trailing hyphen.
+SLUG_RE = re.compile(r"[a-z][a-z0-9-]{0,29}[a-z0-9]\Z")
 SERVICES: tuple[str, ...] = ("identity", "inventory", "privacy", "evidence")
 TIERS: tuple[str, ...] = ("business", "enterprise")
 MAX_IDENTIFIER = 63
@@ -25,13 +26,16 @@ current_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 class InvalidSlug(InvalidArgument):
-    """The tenant slug does not match [a-z][a-z0-9-]{1,30}."""
+    """The tenant slug is not a valid slug."""
 
 
 def validate_slug(slug: object) -> str:
     """Return `slug` if it is a valid tenant slug, else raise InvalidSlug."""
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
-        raise InvalidSlug("tenant slug must match [a-z][a-z0-9-]{1,30}")
+        raise InvalidSlug(
+            "tenant slug must be 2-31 characters of a-z, 0-9 and -, start with a"
+            " letter and not end with -"
+        )
     return slug
 
 

@@ -17,8 +17,11 @@ from ontrackio.core.tenancy import SERVICES
 SUBSCRIPTIONS: list[tuple[str, str, str, str]] = [
     *[(s, "handle_tenant_created", "identity", "tenant_created") for s in SERVICES],
     *[(s, "handle_tenant_deleted", "identity", "tenant_deleted") for s in SERVICES],
-    *[("identity", f"handle_{s}_{e}", s, e) for s in SERVICES
-      for e in ("tenant_ready", "tenant_provisioning_failed", "tenant_dropped")],
+    *[
+        ("identity", f"handle_{s}_{e}", s, e)
+        for s in SERVICES
+        for e in ("tenant_ready", "tenant_provisioning_failed", "tenant_dropped")
+    ],
     ("inventory", "handle_user_created", "identity", "user_created"),
     ("inventory", "handle_user_deactivated", "identity", "user_deactivated"),
     ("privacy", "handle_user_created", "identity", "user_created"),
@@ -32,8 +35,16 @@ def queue_name(consumer: str, method: str, source: str, event: str) -> str:
 
 
 def queues() -> list[Queue]:
-    return [Queue(queue_name(*sub), exchange=events_exchange(sub[2]), routing_key=sub[3],
-                  durable=True, auto_delete=False) for sub in SUBSCRIPTIONS]
+    return [
+        Queue(
+            queue_name(*sub),
+            exchange=events_exchange(sub[2]),
+            routing_key=sub[3],
+            durable=True,
+            auto_delete=False,
+        )
+        for sub in SUBSCRIPTIONS
+    ]
 
 
 def declare(amqp_url: str) -> None:

@@ -66,10 +66,12 @@ class ReliableEventHandler(EventHandler):
             rt.publisher.send_raw(message.payload, queue=bus.DLQ, headers=headers)
         else:
             delay = bus.backoff_ms(rt.settings.event_retry_base_ms, attempt)
-            log.warning("retrying message from %s in %d ms (attempt %d): %s",
-                        queue, delay, attempt, error)
-            rt.publisher.send_raw(message.payload, queue=f"{queue}.retry", headers=headers,
-                                  expiration_ms=delay)
+            log.warning(
+                "retrying message from %s in %d ms (attempt %d): %s", queue, delay, attempt, error
+            )
+            rt.publisher.send_raw(
+                message.payload, queue=f"{queue}.retry", headers=headers, expiration_ms=delay
+            )
 
 
 def on(source: str, name: str):
@@ -82,7 +84,8 @@ def on(source: str, name: str):
             token = otel_context.attach(telemetry.extract(event.trace))
             try:
                 with telemetry.tracer("ontrackio.events").start_as_current_span(
-                    f"consume {event.type}", kind=trace.SpanKind.CONSUMER,
+                    f"consume {event.type}",
+                    kind=trace.SpanKind.CONSUMER,
                     attributes={"ontrack.tenant": event.tenant, "ontrack.event_id": event.id},
                 ):
                     return fn(self, event)
@@ -115,17 +118,25 @@ class ServiceWorker:
             done = rt.provisioner.provision(msg.slug, msg.placement)
         except Exception as exc:
             failed = core_pb2.TenantProvisioningFailed(
-                slug=msg.slug, service=rt.service, error=f"{type(exc).__name__}: {exc}"[:500])
+                slug=msg.slug, service=rt.service, error=f"{type(exc).__name__}: {exc}"[:500]
+            )
             try:
-                rt.publisher.publish([ev.new(f"{rt.service}.tenant_provisioning_failed",
-                                             msg.slug, failed)])
+                rt.publisher.publish(
+                    [ev.new(f"{rt.service}.tenant_provisioning_failed", msg.slug, failed)]
+                )
             except Exception:  # noqa: BLE001 - the retry will report again
                 log.warning("could not report the provisioning failure of %s", msg.slug)
             raise
-        log.info("tenant %s: %s ready (created=%s, applied=%s)", msg.slug, done.database,
-                 done.created, done.applied)
-        ready = core_pb2.TenantReady(slug=msg.slug, service=rt.service,
-                                     schema_version=done.schema_version)
+        log.info(
+            "tenant %s: %s ready (created=%s, applied=%s)",
+            msg.slug,
+            done.database,
+            done.created,
+            done.applied,
+        )
+        ready = core_pb2.TenantReady(
+            slug=msg.slug, service=rt.service, schema_version=done.schema_version
+        )
         # Provisioning is idempotent, so a lost "ready" is re-sent by the retried handler.
         rt.publisher.publish([ev.new(f"{rt.service}.tenant_ready", msg.slug, ready)])
 

@@ -63,18 +63,22 @@ def find() -> Infra:
     raise InfraMissing(
         f"{' and '.join(missing)} not reachable and no Docker engine to start them: install "
         "postgresql and rabbitmq-server (or Docker), or set ONTRACK_TEST_PG_DSN / "
-        "ONTRACK_TEST_AMQP_URL")
+        "ONTRACK_TEST_AMQP_URL"
+    )
 
 
 def _containers() -> Infra:  # pragma: no cover - only where Docker runs
     from testcontainers.postgres import PostgresContainer
     from testcontainers.rabbitmq import RabbitMqContainer
 
-    pg = PostgresContainer("postgres:15", username="postgres", password="postgres",
-                           dbname="postgres").start()
+    pg = PostgresContainer(
+        "postgres:15", username="postgres", password="postgres", dbname="postgres"
+    ).start()
     mq = RabbitMqContainer("rabbitmq:3.13").start()
-    dsn = (f"postgresql://postgres:postgres@{pg.get_container_host_ip()}:"
-           f"{pg.get_exposed_port(5432)}/postgres")
+    dsn = (
+        f"postgresql://postgres:postgres@{pg.get_container_host_ip()}:"
+        f"{pg.get_exposed_port(5432)}/postgres"
+    )
     amqp = f"amqp://guest:guest@{mq.get_container_host_ip()}:{mq.get_exposed_port(5672)}/"
     return Infra(dsn, amqp, (pg, mq))
 

@@ -32,14 +32,24 @@ def fail(message: str) -> None:
 
 
 def ensure_infra(settings) -> None:
-    pg = settings.pg_clusters[settings.pg_control_cluster]
+    pg = settings.pg_dsn(settings.pg_control_cluster)
     amqp = settings.amqp_url.get_secret_value()
     if infra.reachable(pg) and infra.reachable(amqp):
         return
     if infra.docker_available():
         print("starting PostgreSQL and RabbitMQ with docker compose (infra/docker-compose.yml)")
-        subprocess.run(["docker", "compose", "-f", str(ROOT / "infra" / "docker-compose.yml"),
-                        "up", "-d", "--wait"], check=True)
+        subprocess.run(
+            [
+                "docker",
+                "compose",
+                "-f",
+                str(ROOT / "infra" / "docker-compose.yml"),
+                "up",
+                "-d",
+                "--wait",
+            ],
+            check=True,
+        )
     else:
         try:
             localservers.start_missing(pg, amqp, ROOT / ".run" / "servers")
@@ -80,8 +90,9 @@ def create_demo(settings) -> None:
 
     stub = pb_grpc.TenantServiceStub(grpcclient.channel(settings.grpc_target("identity"), 10))
     try:
-        stub.CreateTenant(pb.CreateTenantRequest(slug=DEMO, name="Demo GmbH",
-                                                 tier=pb.TIER_BUSINESS))
+        stub.CreateTenant(
+            pb.CreateTenantRequest(slug=DEMO, name="Demo GmbH", tier=pb.TIER_BUSINESS)
+        )
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
             raise
@@ -94,10 +105,28 @@ def create_demo(settings) -> None:
 
 def demo_token() -> str | None:
     """An API token for the demo tenant, when the gateway's token commands exist."""
-    r = subprocess.run([sys.executable, "-m", "ontrackio.cli.main", "--json", "token", "create",
-                        "--tenant", DEMO, "--scope", "api:read", "--scope", "api:write",
-                        "--scope", "admin", "--expires-in", "1d"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ontrackio.cli.main",
+            "--json",
+            "token",
+            "create",
+            "--tenant",
+            DEMO,
+            "--scope",
+            "api:read",
+            "--scope",
+            "api:write",
+            "--scope",
+            "admin",
+            "--expires-in",
+            "1d",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         return None
     import json
@@ -112,10 +141,23 @@ def main() -> None:
     ready_dir.mkdir(parents=True, exist_ok=True)
     for f in ready_dir.glob("*.ready"):
         f.unlink()
-    env = dict(os.environ, ONTRACK_READY_DIR=str(ready_dir), PYTHONUNBUFFERED="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    honcho = subprocess.Popen([shutil.which("honcho", path=env["PATH"]) or "honcho", "start",
-                               "-f", str(ROOT / "Procfile"), "-d", str(ROOT)], env=env)
+    env = dict(
+        os.environ,
+        ONTRACK_READY_DIR=str(ready_dir),
+        PYTHONUNBUFFERED="1",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    honcho = subprocess.Popen(
+        [
+            shutil.which("honcho", path=env["PATH"]) or "honcho",
+            "start",
+            "-f",
+            str(ROOT / "Procfile"),
+            "-d",
+            str(ROOT),
+        ],
+        env=env,
+    )
 
     def stop(*_):
         honcho.send_signal(signal.SIGTERM)

@@ -52,7 +52,9 @@ def health_ok(target: str) -> bool:
 def http_ok(port: int, path: str) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+            )
             return s.recv(64).startswith(b"HTTP/1.1 200")
     except OSError:
         return False
@@ -76,15 +78,17 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ONTRACK_")}
-        env.update({
-            "ONTRACK_DEPLOYMENT": self.deployment,
-            "ONTRACK_PG_CLUSTERS": f'{{"main": "{self.pg_dsn}"}}',
-            "ONTRACK_AMQP_URL": self.amqp_url,
-            "ONTRACK_READY_DIR": str(self.run_dir),
-            "PYTHONUNBUFFERED": "1",
-            **{f"ONTRACK_{s.upper()}_GRPC_PORT": str(self.ports[s]) for s in SERVICES},
-            "ONTRACK_GATEWAY_PORT": str(self.ports["gateway"]),
-        })
+        env.update(
+            {
+                "ONTRACK_DEPLOYMENT": self.deployment,
+                "ONTRACK_PG_CLUSTERS": f'{{"main": "{self.pg_dsn}"}}',
+                "ONTRACK_AMQP_URL": self.amqp_url,
+                "ONTRACK_READY_DIR": str(self.run_dir),
+                "PYTHONUNBUFFERED": "1",
+                **{f"ONTRACK_{s.upper()}_GRPC_PORT": str(self.ports[s]) for s in SERVICES},
+                "ONTRACK_GATEWAY_PORT": str(self.ports["gateway"]),
+            }
+        )
         env.update(self.extra_env)
         return env
 
@@ -98,8 +102,9 @@ class Stack:
         for name in names or list(table):
             (self.run_dir / f"{name}.ready").unlink(missing_ok=True)
             log = open(self.run_dir / f"{name}.log", "ab")
-            self.procs[name] = subprocess.Popen(table[name], env=self.env(), stdout=log,
-                                                stderr=subprocess.STDOUT, cwd=ROOT)
+            self.procs[name] = subprocess.Popen(
+                table[name], env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Every api answers its health check and every worker has started consuming."""
@@ -107,8 +112,10 @@ class Stack:
         for name, proc in self.procs.items():
             while not self._ready(name):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}; see "
-                                       f"{self.run_dir / (name + '.log')}:\n{self.tail(name)}")
+                    raise RuntimeError(
+                        f"{name} exited with {proc.returncode}; see "
+                        f"{self.run_dir / (name + '.log')}:\n{self.tail(name)}"
+                    )
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{name} not ready after {timeout} s:\n{self.tail(name)}")
                 time.sleep(0.1)
@@ -151,12 +158,21 @@ class Stack:
         """Drop every database and role of this deployment (and nothing else)."""
         pattern = f"{self.deployment}\\_%"
         with psycopg.connect(self.pg_dsn, autocommit=True) as conn:
-            dbs = [r[0] for r in conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,))]
+            dbs = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)
+                )
+            ]
             for db in dbs:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                             .format(sql.Identifier(db)))
-            roles = [r[0] for r in conn.execute(
-                "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,))]
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
+                )
+            roles = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,)
+                )
+            ]
             for role in roles:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

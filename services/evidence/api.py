@@ -17,13 +17,19 @@ class MetricsServicer(pb_grpc.MetricsServiceServicer):
     def GetInventoryMetrics(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
             total, owned, coverage = metrics.inventory_metrics(u)
-        return pb.InventoryMetrics(total_assets=total, assets_with_owner=owned,
-                                   owner_coverage=coverage)
+        return pb.InventoryMetrics(
+            total_assets=total, assets_with_owner=owned, owner_coverage=coverage
+        )
 
 
 def registrations(rt: Runtime) -> list[Registration]:
-    return [Registration(pb_grpc.add_MetricsServiceServicer_to_server, MetricsServicer(rt),
-                         "ontrackio.evidence.v1.MetricsService")]
+    return [
+        Registration(
+            pb_grpc.add_MetricsServiceServicer_to_server,
+            MetricsServicer(rt),
+            "ontrackio.evidence.v1.MetricsService",
+        )
+    ]
 
 
 def main() -> None:

@@ -25,18 +25,36 @@ STATUS_TO_PB = {s: getattr(pb, f"TENANT_STATUS_{s.upper()}") for s in rules.STAT
 
 def tenant_pb(row) -> pb.Tenant:
     return pb.Tenant(
-        id=str(row["id"]), slug=row["slug"], name=row["name"], tier=TIER_TO_PB[row["tier"]],
-        status=STATUS_TO_PB[row["status"]], domains=list(row["domains"] or []),
-        region=row["region"], placement=row["placement"], created_at=ts(row["created_at"]),
+        id=str(row["id"]),
+        slug=row["slug"],
+        name=row["name"],
+        tier=TIER_TO_PB[row["tier"]],
+        status=STATUS_TO_PB[row["status"]],
+        domains=list(row["domains"] or []),
+        region=row["region"],
+        placement=row["placement"],
+        created_at=ts(row["created_at"]),
         delete_after=ts(row["delete_after"]),
-        services=[pb.ServiceState(service=s["service"], state=s["state"], attempts=s["attempts"],
-                                  last_error=s["last_error"]) for s in row["services"]],
+        services=[
+            pb.ServiceState(
+                service=s["service"],
+                state=s["state"],
+                attempts=s["attempts"],
+                last_error=s["last_error"],
+            )
+            for s in row["services"]
+        ],
     )
 
 
 def user_pb(row) -> pb.User:
-    return pb.User(id=str(row["id"]), email=row["email"], display_name=row["display_name"],
-                   active=row["active"], created_at=ts(row["created_at"]))
+    return pb.User(
+        id=str(row["id"]),
+        email=row["email"],
+        display_name=row["display_name"],
+        active=row["active"],
+        created_at=ts(row["created_at"]),
+    )
 
 
 def _actor(context) -> str:
@@ -52,10 +70,15 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
             raise InvalidTenant("tier must be business or enterprise")
         placements = self.rt.clusters.names
         new = rules.new_tenant(
-            request.slug, request.name, TIER_FROM_PB[request.tier], list(request.domains),
+            request.slug,
+            request.name,
+            TIER_FROM_PB[request.tier],
+            list(request.domains),
             request.region or self.rt.settings.region,
             request.placement or self.rt.settings.pg_control_cluster,
-            allowed_regions=self.rt.settings.allowed_regions, placements=placements)
+            allowed_regions=self.rt.settings.allowed_regions,
+            placements=placements,
+        )
         return tenant_pb(self.control.create(new, _actor(context)))
 
     def GetTenant(self, request, context):
@@ -63,19 +86,25 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
 
     def ListTenants(self, request, context):
         return pb.ListTenantsResponse(
-            tenants=[tenant_pb(r) for r in self.control.list(request.include_deleted)])
+            tenants=[tenant_pb(r) for r in self.control.list(request.include_deleted)]
+        )
 
     def SuspendTenant(self, request, context):
-        return tenant_pb(self.control.change_status(
-            rules.validate_slug(request.slug), "suspend", _actor(context)))
+        return tenant_pb(
+            self.control.change_status(
+                rules.validate_slug(request.slug), "suspend", _actor(context)
+            )
+        )
 
     def ResumeTenant(self, request, context):
-        return tenant_pb(self.control.change_status(
-            rules.validate_slug(request.slug), "resume", _actor(context)))
+        return tenant_pb(
+            self.control.change_status(rules.validate_slug(request.slug), "resume", _actor(context))
+        )
 
     def DeleteTenant(self, request, context):
-        return tenant_pb(self.control.change_status(
-            rules.validate_slug(request.slug), "delete", _actor(context)))
+        return tenant_pb(
+            self.control.change_status(rules.validate_slug(request.slug), "delete", _actor(context))
+        )
 
     def ResolveDomain(self, request, context):
         return tenant_pb(self.control.by_domain(request.domain))
@@ -118,12 +147,22 @@ control: Control | None = None  # set by bootstrap(); one per process
 
 def registrations(rt: Runtime) -> list[Registration]:
     return [
-        Registration(pb_grpc.add_TenantServiceServicer_to_server, TenantServicer(rt, control),
-                     "ontrackio.identity.v1.TenantService", tenant_scoped=False),
-        Registration(pb_grpc.add_UserServiceServicer_to_server, UserServicer(rt),
-                     "ontrackio.identity.v1.UserService"),
-        Registration(access_pb2_grpc.add_AccessServiceServicer_to_server, AccessServicer(rt),
-                     "ontrackio.identity.v1.AccessService"),
+        Registration(
+            pb_grpc.add_TenantServiceServicer_to_server,
+            TenantServicer(rt, control),
+            "ontrackio.identity.v1.TenantService",
+            tenant_scoped=False,
+        ),
+        Registration(
+            pb_grpc.add_UserServiceServicer_to_server,
+            UserServicer(rt),
+            "ontrackio.identity.v1.UserService",
+        ),
+        Registration(
+            access_pb2_grpc.add_AccessServiceServicer_to_server,
+            AccessServicer(rt),
+            "ontrackio.identity.v1.AccessService",
+        ),
     ]
 
 

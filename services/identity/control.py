@@ -47,23 +47,29 @@ class Control:
     def ensure(self) -> list[str]:
         """Create and migrate the control database (idempotent; run at process start)."""
         return self.rt.provisioner.ensure_database(
-            self.placement, self.names.control_database, self.names.control_role,
-            control_migrations())
+            self.placement,
+            self.names.control_database,
+            self.names.control_role,
+            control_migrations(),
+        )
 
     def _conninfo(self) -> str:
         return self.rt.clusters.role_conninfo(
-            self.placement, self.names.control_database, self.names.control_role)
+            self.placement, self.names.control_database, self.names.control_role
+        )
 
     def uow(self):
         return self.rt.dbs.unit_of_work_at(
-            f"{self.placement}/{self.names.control_database}", "", self._conninfo)
+            f"{self.placement}/{self.names.control_database}", "", self._conninfo
+        )
 
     # -- reads ------------------------------------------------------------------------------
 
     def _fetch(self, conn: psycopg.Connection, where: str, args: tuple) -> list[dict[str, Any]]:
         with conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(f"SELECT {TENANT_COLUMNS} FROM tenants t WHERE {where}"
-                               " ORDER BY t.slug", args).fetchall()
+            return cur.execute(
+                f"SELECT {TENANT_COLUMNS} FROM tenants t WHERE {where} ORDER BY t.slug", args
+            ).fetchall()
 
     def get(self, slug: str) -> dict[str, Any]:
         with self.uow() as u:
@@ -78,9 +84,12 @@ class Control:
 
     def by_domain(self, domain: str) -> dict[str, Any]:
         with self.uow() as u:
-            rows = self._fetch(u.conn, "t.status <> 'deleted' AND t.id = "
-                               "(SELECT tenant_id FROM tenant_domains WHERE domain = %s)",
-                               (rules.normalise_domain(domain),))
+            rows = self._fetch(
+                u.conn,
+                "t.status <> 'deleted' AND t.id = "
+                "(SELECT tenant_id FROM tenant_domains WHERE domain = %s)",
+                (rules.normalise_domain(domain),),
+            )
         if not rows:
             raise TenantNotFound("no tenant has that domain")
         return rows[0]
@@ -90,7 +99,9 @@ class Control:
         with self.uow() as u:
             row = u.conn.execute(
                 "SELECT status, placement, tier FROM tenants WHERE slug = %s"
-                " AND status <> 'deleted'", (slug,)).fetchone()
+                " AND status <> 'deleted'",
+                (slug,),
+            ).fetchone()
         return TenantInfo(slug, row[0], row[1], row[2]) if row else None
 
     # -- commands ---------------------------------------------------------------------------
@@ -100,8 +111,14 @@ class Control:
         u.conn.execute(
             "INSERT INTO audit_log (tenant_id, actor, action, old_value, new_value)"
             " VALUES (%s, %s, %s, %s, %s)",
-            (tenant_id, actor, action, Jsonb(old) if old is not None else None,
-             Jsonb(new) if new is not None else None))
+            (
+                tenant_id,
+                actor,
+                action,
+                Jsonb(old) if old is not None else None,
+                Jsonb(new) if new is not None else None,
+            ),
+        )
 
     def create(self, t: rules.NewTenant, actor: str) -> dict[str, Any]:
         tenant_id = uuid.uuid4()
@@ -110,19 +127,44 @@ class Control:
                 u.conn.execute(
                     "INSERT INTO tenants (id, slug, name, tier, status, region, placement)"
                     " VALUES (%s, %s, %s, %s, 'provisioning', %s, %s)",
-                    (tenant_id, t.slug, t.name, t.tier, t.region, t.placement))
+                    (tenant_id, t.slug, t.name, t.tier, t.region, t.placement),
+                )
                 for domain in t.domains:
-                    u.conn.execute("INSERT INTO tenant_domains (domain, tenant_id) VALUES (%s, %s)",
-                                   (domain, tenant_id))
+                    u.conn.execute(
+                        "INSERT INTO tenant_domains (domain, tenant_id) VALUES (%s, %s)",
+                        (domain, tenant_id),
+                    )
                 for service in SERVICES:
-                    u.conn.execute("INSERT INTO tenant_services (tenant_id, service, state)"
-                                   " VALUES (%s, %s, 'pending')", (tenant_id, service))
-                self._audit(u, tenant_id, actor, "tenant.create", None,
-                            {"slug": t.slug, "name": t.name, "tier": t.tier,
-                             "domains": list(t.domains), "placement": t.placement})
-                u.emit("identity.tenant_created", events_pb2.TenantCreated(
-                    slug=t.slug, name=t.name, tier=t.tier, region=t.region,
-                    placement=t.placement), tenant=t.slug)
+                    u.conn.execute(
+                        "INSERT INTO tenant_services (tenant_id, service, state)"
+                        " VALUES (%s, %s, 'pending')",
+                        (tenant_id, service),
+                    )
+                self._audit(
+                    u,
+                    tenant_id,
+                    actor,
+                    "tenant.create",
+                    None,
+                    {
+                        "slug": t.slug,
+                        "name": t.name,
+                        "tier": t.tier,
+                        "domains": list(t.domains),
+                        "placement": t.placement,
+                    },
+                )
+                u.emit(
+                    "identity.tenant_created",
+                    events_pb2.TenantCreated(
+                        slug=t.slug,
+                        name=t.name,
+                        tier=t.tier,
+                        region=t.region,
+                        placement=t.placement,
+                    ),
+                    tenant=t.slug,
+                )
         except psycopg.errors.UniqueViolation as exc:
             if "tenant_domains" in str(exc.diag.table_name or ""):
                 raise DomainTaken("a domain is already used by another tenant") from None
@@ -131,19 +173,28 @@ class Control:
 
     def change_status(self, slug: str, action: str, actor: str) -> dict[str, Any]:
         with self.uow() as u:
-            row = u.conn.execute("SELECT id, status FROM tenants WHERE slug = %s AND"
-                                 " status <> 'deleted' FOR UPDATE", (slug,)).fetchone()
+            row = u.conn.execute(
+                "SELECT id, status FROM tenants WHERE slug = %s AND status <> 'deleted' FOR UPDATE",
+                (slug,),
+            ).fetchone()
             if row is None:
                 raise TenantNotFound(f"tenant {slug!r} not found")
             target = rules.transition(action, row[1])
             if action == "delete":
                 grace = timedelta(seconds=self.rt.settings.deletion_grace_seconds)
-                u.conn.execute("UPDATE tenants SET status = 'deleting', delete_after = now() + %s,"
-                               " updated_at = now() WHERE id = %s", (grace, row[0]))
+                u.conn.execute(
+                    "UPDATE tenants SET status = 'deleting', delete_after = now() + %s,"
+                    " updated_at = now() WHERE id = %s",
+                    (grace, row[0]),
+                )
             else:
-                u.conn.execute("UPDATE tenants SET status = %s, updated_at = now() WHERE id = %s",
-                               (target, row[0]))
-            self._audit(u, row[0], actor, f"tenant.{action}", {"status": row[1]}, {"status": target})
+                u.conn.execute(
+                    "UPDATE tenants SET status = %s, updated_at = now() WHERE id = %s",
+                    (target, row[0]),
+                )
+            self._audit(
+                u, row[0], actor, f"tenant.{action}", {"status": row[1]}, {"status": target}
+            )
         self.rt.directory.forget(slug)
         return self.get(slug)
 
@@ -151,24 +202,32 @@ class Control:
         """Tenants whose grace period is over: emit tenant_deleted once for each."""
         with self.uow() as u:
             rows = u.conn.execute(
-                "UPDATE tenants SET deletion_started_at = now() WHERE id IN (SELECT id FROM tenants"
-                " WHERE status = 'deleting' AND deletion_started_at IS NULL AND delete_after <= now()"
-                " FOR UPDATE SKIP LOCKED) RETURNING id, slug, placement").fetchall()
+                "UPDATE tenants SET deletion_started_at = now() WHERE id IN ("
+                " SELECT id FROM tenants WHERE status = 'deleting'"
+                " AND deletion_started_at IS NULL AND delete_after <= now()"
+                " FOR UPDATE SKIP LOCKED) RETURNING id, slug, placement"
+            ).fetchall()
             for tenant_id, slug, placement in rows:
                 self._audit(u, tenant_id, "system", "tenant.drop_databases", None, None)
-                u.emit("identity.tenant_deleted",
-                       events_pb2.TenantDeleted(slug=slug, placement=placement), tenant=slug)
+                u.emit(
+                    "identity.tenant_deleted",
+                    events_pb2.TenantDeleted(slug=slug, placement=placement),
+                    tenant=slug,
+                )
         return [r[1] for r in rows]
 
-    def record_service(self, event, state: str, *, error: str = "",
-                       schema_version: int = 0) -> None:
+    def record_service(
+        self, event, state: str, *, error: str = "", schema_version: int = 0
+    ) -> None:
         """Apply one service's saga report; activates or finishes deleting the tenant."""
         msg = event.message()
         with self.uow() as u:
             if not u.first_delivery(event):
                 return
-            row = u.conn.execute("SELECT id, status FROM tenants WHERE slug = %s AND"
-                                 " status <> 'deleted' FOR UPDATE", (msg.slug,)).fetchone()
+            row = u.conn.execute(
+                "SELECT id, status FROM tenants WHERE slug = %s AND status <> 'deleted' FOR UPDATE",
+                (msg.slug,),
+            ).fetchone()
             if row is None:
                 return  # a report about a tenant that no longer exists
             tenant_id, status = row
@@ -177,26 +236,51 @@ class Control:
                     "UPDATE tenant_services SET state = CASE WHEN state = 'ready' THEN state"
                     " ELSE 'failed' END, attempts = attempts + 1, last_error = %s,"
                     " updated_at = now() WHERE tenant_id = %s AND service = %s",
-                    (error, tenant_id, msg.service))
+                    (error, tenant_id, msg.service),
+                )
                 return
             u.conn.execute(
-                "UPDATE tenant_services SET state = %s, schema_version = greatest(schema_version, %s),"
-                " last_error = '', updated_at = now() WHERE tenant_id = %s AND service = %s",
-                (state, schema_version, tenant_id, msg.service))
-            states = dict(u.conn.execute(
-                "SELECT service, state FROM tenant_services WHERE tenant_id = %s",
-                (tenant_id,)).fetchall())
+                "UPDATE tenant_services SET state = %s,"
+                " schema_version = greatest(schema_version, %s), last_error = '',"
+                " updated_at = now() WHERE tenant_id = %s AND service = %s",
+                (state, schema_version, tenant_id, msg.service),
+            )
+            states = dict(
+                u.conn.execute(
+                    "SELECT service, state FROM tenant_services WHERE tenant_id = %s", (tenant_id,)
+                ).fetchall()
+            )
             if status == "provisioning" and rules.all_services_in(states, "ready"):
-                u.conn.execute("UPDATE tenants SET status = 'active', updated_at = now()"
-                               " WHERE id = %s", (tenant_id,))
-                self._audit(u, tenant_id, "system", "tenant.activate",
-                            {"status": status}, {"status": "active"})
-                u.emit("identity.tenant_activated", events_pb2.TenantActivated(slug=msg.slug),
-                       tenant=msg.slug)
+                u.conn.execute(
+                    "UPDATE tenants SET status = 'active', updated_at = now() WHERE id = %s",
+                    (tenant_id,),
+                )
+                self._audit(
+                    u,
+                    tenant_id,
+                    "system",
+                    "tenant.activate",
+                    {"status": status},
+                    {"status": "active"},
+                )
+                u.emit(
+                    "identity.tenant_activated",
+                    events_pb2.TenantActivated(slug=msg.slug),
+                    tenant=msg.slug,
+                )
             elif status == "deleting" and rules.all_services_in(states, "dropped"):
-                u.conn.execute("UPDATE tenants SET status = 'deleted', deleted_at = now(),"
-                               " updated_at = now() WHERE id = %s", (tenant_id,))
+                u.conn.execute(
+                    "UPDATE tenants SET status = 'deleted', deleted_at = now(),"
+                    " updated_at = now() WHERE id = %s",
+                    (tenant_id,),
+                )
                 u.conn.execute("DELETE FROM tenant_domains WHERE tenant_id = %s", (tenant_id,))
-                self._audit(u, tenant_id, "system", "tenant.deleted",
-                            {"status": status}, {"status": "deleted"})
+                self._audit(
+                    u,
+                    tenant_id,
+                    "system",
+                    "tenant.deleted",
+                    {"status": status},
+                    {"status": "deleted"},
+                )
         self.rt.directory.forget(msg.slug)

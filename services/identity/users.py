@@ -26,11 +26,15 @@ def create(u: UnitOfWork, email: str, display_name: str) -> dict[str, Any]:
             with u.conn.cursor(row_factory=dict_row) as cur:
                 row = cur.execute(
                     f"INSERT INTO users (id, email, display_name) VALUES (%s, %s, %s)"
-                    f" RETURNING {COLUMNS}", (user_id, email, display_name)).fetchone()
+                    f" RETURNING {COLUMNS}",
+                    (user_id, email, display_name),
+                ).fetchone()
     except psycopg.errors.UniqueViolation:
         raise UserExists("a user with this email already exists") from None
-    u.emit("identity.user_created",
-           events_pb2.UserCreated(user_id=user_id, email=email, display_name=display_name))
+    u.emit(
+        "identity.user_created",
+        events_pb2.UserCreated(user_id=user_id, email=email, display_name=display_name),
+    )
     return row
 
 
@@ -48,7 +52,9 @@ def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]
     with u.conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             f"SELECT {COLUMNS} FROM users WHERE %s::uuid IS NULL OR id > %s::uuid"
-            " ORDER BY id LIMIT %s", (after, after, size + 1)).fetchall()
+            " ORDER BY id LIMIT %s",
+            (after, after, size + 1),
+        ).fetchall()
     more = len(rows) > size
     rows = rows[:size]
     return rows, paging.encode(str(rows[-1]["id"])) if more else ""
@@ -57,8 +63,9 @@ def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]
 def deactivate(u: UnitOfWork, user_id: str) -> dict[str, Any]:
     user = get(u, user_id)
     if user["active"]:
-        u.conn.execute("UPDATE users SET active = false, updated_at = now() WHERE id = %s",
-                       (user["id"],))
+        u.conn.execute(
+            "UPDATE users SET active = false, updated_at = now() WHERE id = %s", (user["id"],)
+        )
         u.emit("identity.user_deactivated", events_pb2.UserDeactivated(user_id=str(user["id"])))
         user["active"] = False
     return user

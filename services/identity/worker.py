@@ -10,7 +10,7 @@ from nameko.timer import timer
 from ontrackio.core import entry, outbox
 from ontrackio.core import events as ev
 from ontrackio.core.tenancy import SERVICES
-from ontrackio.core.worker import ServiceWorker, on, run_worker
+from ontrackio.core.worker import ServiceWorker, on
 from ontrackio.identity import api
 
 log = logging.getLogger(__name__)
@@ -19,8 +19,13 @@ log = logging.getLogger(__name__)
 def _saga_handler(state: str):
     def handle(self, event: ev.Event) -> None:
         msg = event.message()
-        api.control.record_service(event, state, error=getattr(msg, "error", ""),
-                                schema_version=getattr(msg, "schema_version", 0))
+        api.control.record_service(
+            event,
+            state,
+            error=getattr(msg, "error", ""),
+            schema_version=getattr(msg, "schema_version", 0),
+        )
+
     return handle
 
 
@@ -30,8 +35,11 @@ class IdentityWorker(ServiceWorker):
     for _svc in SERVICES:
         locals()[f"handle_{_svc}_tenant_ready"] = on(_svc, "tenant_ready")(_saga_handler("ready"))
         locals()[f"handle_{_svc}_tenant_provisioning_failed"] = on(
-            _svc, "tenant_provisioning_failed")(_saga_handler("failed"))
-        locals()[f"handle_{_svc}_tenant_dropped"] = on(_svc, "tenant_dropped")(_saga_handler("dropped"))
+            _svc, "tenant_provisioning_failed"
+        )(_saga_handler("failed"))
+        locals()[f"handle_{_svc}_tenant_dropped"] = on(_svc, "tenant_dropped")(
+            _saga_handler("dropped")
+        )
     del _svc
 
     @timer(interval=1)

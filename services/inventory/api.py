@@ -12,9 +12,15 @@ from ontrackio.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
 
 def asset_pb(row) -> pb.Asset:
-    return pb.Asset(id=str(row["id"]), name=row["name"], kind=row["kind"],
-                    owner_user_id=str(row["owner_user_id"] or ""), owner_email=row["owner_email"],
-                    owner_active=row["owner_active"], created_at=ts(row["created_at"]))
+    return pb.Asset(
+        id=str(row["id"]),
+        name=row["name"],
+        kind=row["kind"],
+        owner_user_id=str(row["owner_user_id"] or ""),
+        owner_email=row["owner_email"],
+        owner_active=row["owner_active"],
+        created_at=ts(row["created_at"]),
+    )
 
 
 class AssetServicer(pb_grpc.AssetServiceServicer):
@@ -36,8 +42,13 @@ class AssetServicer(pb_grpc.AssetServiceServicer):
 
 
 def registrations(rt: Runtime) -> list[Registration]:
-    return [Registration(pb_grpc.add_AssetServiceServicer_to_server, AssetServicer(rt),
-                         "ontrackio.inventory.v1.AssetService")]
+    return [
+        Registration(
+            pb_grpc.add_AssetServiceServicer_to_server,
+            AssetServicer(rt),
+            "ontrackio.inventory.v1.AssetService",
+        )
+    ]
 
 
 def main() -> None:

@@ -31,10 +31,14 @@ def validate(name: str, kind: str, owner_user_id: str) -> tuple[str, str, str | 
 def create(u: UnitOfWork, name: str, kind: str, owner_user_id: str) -> dict[str, Any]:
     name, kind, owner = validate(name, kind, owner_user_id)
     asset_id = str(uuid.uuid4())
-    u.conn.execute("INSERT INTO assets (id, name, kind, owner_user_id) VALUES (%s, %s, %s, %s)",
-                   (asset_id, name, kind, owner))
-    u.emit("inventory.asset_created", events_pb2.AssetCreated(
-        asset_id=asset_id, name=name, kind=kind, owner_user_id=owner or ""))
+    u.conn.execute(
+        "INSERT INTO assets (id, name, kind, owner_user_id) VALUES (%s, %s, %s, %s)",
+        (asset_id, name, kind, owner),
+    )
+    u.emit(
+        "inventory.asset_created",
+        events_pb2.AssetCreated(asset_id=asset_id, name=name, kind=kind, owner_user_id=owner or ""),
+    )
     return get(u, asset_id)
 
 
@@ -50,8 +54,10 @@ def get(u: UnitOfWork, asset_id: str) -> dict[str, Any]:
 def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]], str]:
     size, after = paging.page_size(size), paging.decode(token)
     with u.conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(f"{SELECT} WHERE %s::uuid IS NULL OR a.id > %s::uuid"
-                           " ORDER BY a.id LIMIT %s", (after, after, size + 1)).fetchall()
+        rows = cur.execute(
+            f"{SELECT} WHERE %s::uuid IS NULL OR a.id > %s::uuid ORDER BY a.id LIMIT %s",
+            (after, after, size + 1),
+        ).fetchall()
     more = len(rows) > size
     rows = rows[:size]
     return rows, paging.encode(str(rows[-1]["id"])) if more else ""
@@ -60,10 +66,14 @@ def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]
 def record_owner(u: UnitOfWork, user_id: str, email: str) -> None:
     u.conn.execute(
         "INSERT INTO owners (user_id, email) VALUES (%s, %s) ON CONFLICT (user_id)"
-        " DO UPDATE SET email = excluded.email, updated_at = now()", (user_id, email))
+        " DO UPDATE SET email = excluded.email, updated_at = now()",
+        (user_id, email),
+    )
 
 
 def record_leaver(u: UnitOfWork, user_id: str) -> None:
     u.conn.execute(
         "INSERT INTO owners (user_id, email, active) VALUES (%s, '', false) ON CONFLICT (user_id)"
-        " DO UPDATE SET active = false, updated_at = now()", (user_id,))
+        " DO UPDATE SET active = false, updated_at = now()",
+        (user_id,),
+    )

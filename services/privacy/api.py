@@ -18,8 +18,9 @@ class DataSubjectServicer(pb_grpc.DataSubjectServiceServicer):
     def GetDataSubject(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
             row = subjects.get(u, request.user_id)
-        return pb.DataSubject(user_id=str(row["user_id"]), email=row["email"],
-                              first_seen_at=ts(row["first_seen_at"]))
+        return pb.DataSubject(
+            user_id=str(row["user_id"]), email=row["email"], first_seen_at=ts(row["first_seen_at"])
+        )
 
     def CountDataSubjects(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
@@ -27,8 +28,13 @@ class DataSubjectServicer(pb_grpc.DataSubjectServiceServicer):
 
 
 def registrations(rt: Runtime) -> list[Registration]:
-    return [Registration(pb_grpc.add_DataSubjectServiceServicer_to_server,
-                         DataSubjectServicer(rt), "ontrackio.privacy.v1.DataSubjectService")]
+    return [
+        Registration(
+            pb_grpc.add_DataSubjectServiceServicer_to_server,
+            DataSubjectServicer(rt),
+            "ontrackio.privacy.v1.DataSubjectService",
+        )
+    ]
 
 
 def main() -> None:

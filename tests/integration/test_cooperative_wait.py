@@ -30,9 +30,10 @@ print(round(time.monotonic() - start, 3))
 
 
 def run(settings, mode: str) -> float:
-    dsn = settings.pg_clusters["main"]
-    out = subprocess.run([sys.executable, "-c", SCRIPT, dsn, mode], capture_output=True,
-                         text=True, timeout=60)
+    dsn = settings.pg_dsn("main")
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, dsn, mode], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return float(out.stdout.strip().splitlines()[-1])
 

@@ -21,15 +21,21 @@ from tests.helpers import create_tenant, eventually, md
 
 
 def ontrack(system, *args):
-    return subprocess.run([sys.executable, "-m", "ontrackio.cli.main", "--json", *args],
-                          env=system.env(), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ontrackio.cli.main", "--json", *args],
+        env=system.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def inbox_rows(settings, service, slug, event_id) -> int:
     db = Names(settings.deployment, service).tenant_database(slug)
     with Clusters(settings).admin_connect("main", db) as conn:
-        return conn.execute("SELECT count(*) FROM inbox WHERE event_id = %s",
-                            (event_id,)).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM inbox WHERE event_id = %s", (event_id,)
+        ).fetchone()[0]
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +49,18 @@ def test_a_redelivered_event_is_applied_once(system, channels, settings, publish
     slug = unique("r")
     create_tenant(channels, slug)
     user_id = str(uuid.uuid4())
-    event = ev.new("identity.user_created", slug,
-                   events_pb2.UserCreated(user_id=user_id, email="dup@example.com"))
+    event = ev.new(
+        "identity.user_created",
+        slug,
+        events_pb2.UserCreated(user_id=user_id, email="dup@example.com"),
+    )
     publisher.publish([event, event, event])
     priv = privacy_pb2_grpc.DataSubjectServiceStub(channels["privacy"])
-    eventually(lambda: priv.GetDataSubject(privacy_pb2.GetDataSubjectRequest(user_id=user_id),
-                                           metadata=md(slug), timeout=5))
+    eventually(
+        lambda: priv.GetDataSubject(
+            privacy_pb2.GetDataSubjectRequest(user_id=user_id), metadata=md(slug), timeout=5
+        )
+    )
     # Both consumers (privacy and inventory) recorded it exactly once.
     eventually(lambda: inbox_rows(settings, "inventory", slug, event.id) == 1)
     assert inbox_rows(settings, "privacy", slug, event.id) == 1
@@ -57,8 +69,11 @@ def test_a_redelivered_event_is_applied_once(system, channels, settings, publish
 def test_poison_event_is_parked_listed_and_replayed(system, channels, settings, publisher):
     slug = unique("p")  # no such tenant yet: the privacy worker cannot apply the event
     user_id = str(uuid.uuid4())
-    event = ev.new("identity.user_created", slug,
-                   events_pb2.UserCreated(user_id=user_id, email="late@example.com"))
+    event = ev.new(
+        "identity.user_created",
+        slug,
+        events_pb2.UserCreated(user_id=user_id, email="late@example.com"),
+    )
     publisher.publish([event])
 
     def parked():
@@ -68,7 +83,9 @@ def test_poison_event_is_parked_listed_and_replayed(system, channels, settings, 
     found = eventually(lambda: len(parked()) == 2 and parked(), timeout=30)  # privacy + inventory
     assert {p["attempts"] for p in found} == {3}
     assert {p["queue"].split("--")[1] for p in found} == {
-        "privacy.handle_user_created", "inventory.handle_user_created"}
+        "privacy.handle_user_created",
+        "inventory.handle_user_created",
+    }
     assert all("not found" in p["error"] for p in found)
 
     create_tenant(channels, slug)  # the cause is gone: replay
@@ -76,8 +93,11 @@ def test_poison_event_is_parked_listed_and_replayed(system, channels, settings, 
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["replayed"] == [event.id, event.id]
     priv = privacy_pb2_grpc.DataSubjectServiceStub(channels["privacy"])
-    subject = eventually(lambda: priv.GetDataSubject(
-        privacy_pb2.GetDataSubjectRequest(user_id=user_id), metadata=md(slug), timeout=5))
+    subject = eventually(
+        lambda: priv.GetDataSubject(
+            privacy_pb2.GetDataSubjectRequest(user_id=user_id), metadata=md(slug), timeout=5
+        )
+    )
     assert subject.email == "late@example.com"
     assert parked() == []
 
@@ -89,12 +109,15 @@ def test_replay_of_unknown_id_is_bad_input(system):
 
 def test_malformed_message_is_parked_without_retries(system, settings, publisher):
     bad = {"id": "not-a-uuid", "type": "identity.user_created"}
-    publisher.send_raw(bad, queue="evt-identity-user_created--privacy.handle_user_created",
-                       headers={})
+    publisher.send_raw(
+        bad, queue="evt-identity-user_created--privacy.handle_user_created", headers={}
+    )
 
     def parked():
         listed = json.loads(ontrack(system, "dlq", "list").stdout)
-        return [p for p in listed if isinstance(p["body"], dict) and p["body"].get("id") == "not-a-uuid"]
+        return [
+            p for p in listed if isinstance(p["body"], dict) and p["body"].get("id") == "not-a-uuid"
+        ]
 
     found = eventually(parked, timeout=20)
     assert found[0]["attempts"] == 1 and "InvalidEvent" in found[0]["error"]

@@ -35,10 +35,14 @@ def test_tenant_metadata_is_required_and_checked(channels, tenant, service):
     ping = core_pb2_grpc.DiagnosticsServiceStub(channels[service]).Ping
     req = core_pb2.PingRequest(payload=b"x")
     assert code_of(lambda: ping(req, timeout=5)) == grpc.StatusCode.UNAUTHENTICATED
-    assert code_of(lambda: ping(req, metadata=md("Bad Slug!"), timeout=5)) == \
-        grpc.StatusCode.INVALID_ARGUMENT
-    assert code_of(lambda: ping(req, metadata=md(unique("nx")), timeout=5)) == \
-        grpc.StatusCode.NOT_FOUND
+    assert (
+        code_of(lambda: ping(req, metadata=md("Bad Slug!"), timeout=5))
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert (
+        code_of(lambda: ping(req, metadata=md(unique("nx")), timeout=5))
+        == grpc.StatusCode.NOT_FOUND
+    )
     reply = ping(req, metadata=md(tenant), timeout=5)
     assert (reply.payload, reply.tenant, reply.service) == (b"x", tenant, service)
 
@@ -49,15 +53,24 @@ def test_domain_errors_map_to_precise_codes(channels, tenant):
     m = md(tenant)
     cases = {
         grpc.StatusCode.INVALID_ARGUMENT: [
-            lambda: users.CreateUser(ipb.CreateUserRequest(email="not-an-email"), metadata=m, timeout=5),
+            lambda: users.CreateUser(
+                ipb.CreateUserRequest(email="not-an-email"), metadata=m, timeout=5
+            ),
             lambda: users.GetUser(ipb.GetUserRequest(id="nope"), metadata=m, timeout=5),
-            lambda: assets.CreateAsset(apb.CreateAssetRequest(name="x", kind="toaster"), metadata=m, timeout=5),
-            lambda: assets.ListAssets(apb.ListAssetsRequest(page_size=10_000), metadata=m, timeout=5),
-            lambda: assets.ListAssets(apb.ListAssetsRequest(page_token="garbage"), metadata=m, timeout=5),
+            lambda: assets.CreateAsset(
+                apb.CreateAssetRequest(name="x", kind="toaster"), metadata=m, timeout=5
+            ),
+            lambda: assets.ListAssets(
+                apb.ListAssetsRequest(page_size=10_000), metadata=m, timeout=5
+            ),
+            lambda: assets.ListAssets(
+                apb.ListAssetsRequest(page_token="garbage"), metadata=m, timeout=5
+            ),
         ],
         grpc.StatusCode.NOT_FOUND: [
-            lambda: users.GetUser(ipb.GetUserRequest(id="00000000-0000-0000-0000-000000000000"),
-                                  metadata=m, timeout=5),
+            lambda: users.GetUser(
+                ipb.GetUserRequest(id="00000000-0000-0000-0000-000000000000"), metadata=m, timeout=5
+            ),
         ],
     }
     for code, calls in cases.items():
@@ -65,32 +78,65 @@ def test_domain_errors_map_to_precise_codes(channels, tenant):
             assert code_of(call) == code
     email = f"{unique()}@example.com"
     users.CreateUser(ipb.CreateUserRequest(email=email), metadata=m, timeout=5)
-    assert code_of(lambda: users.CreateUser(ipb.CreateUserRequest(email=email.upper()),
-                                            metadata=m, timeout=5)) == grpc.StatusCode.ALREADY_EXISTS
+    assert (
+        code_of(
+            lambda: users.CreateUser(
+                ipb.CreateUserRequest(email=email.upper()), metadata=m, timeout=5
+            )
+        )
+        == grpc.StatusCode.ALREADY_EXISTS
+    )
 
 
 def test_control_plane_errors(channels):
     tenants = igrpc.TenantServiceStub(channels["identity"])
-    assert code_of(lambda: tenants.CreateTenant(ipb.CreateTenantRequest(
-        slug="x", name="n", tier=ipb.TIER_BUSINESS), timeout=5)) == grpc.StatusCode.INVALID_ARGUMENT
-    assert code_of(lambda: tenants.CreateTenant(ipb.CreateTenantRequest(
-        slug=unique(), name="n"), timeout=5)) == grpc.StatusCode.INVALID_ARGUMENT
-    assert code_of(lambda: tenants.CreateTenant(ipb.CreateTenantRequest(
-        slug=unique(), name="n", tier=ipb.TIER_BUSINESS, placement="mars"), timeout=5)) == \
-        grpc.StatusCode.INVALID_ARGUMENT
-    assert code_of(lambda: tenants.GetTenant(ipb.GetTenantRequest(slug=unique()), timeout=5)) == \
-        grpc.StatusCode.NOT_FOUND
+    assert (
+        code_of(
+            lambda: tenants.CreateTenant(
+                ipb.CreateTenantRequest(slug="x", name="n", tier=ipb.TIER_BUSINESS), timeout=5
+            )
+        )
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert (
+        code_of(
+            lambda: tenants.CreateTenant(
+                ipb.CreateTenantRequest(slug=unique(), name="n"), timeout=5
+            )
+        )
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert (
+        code_of(
+            lambda: tenants.CreateTenant(
+                ipb.CreateTenantRequest(
+                    slug=unique(), name="n", tier=ipb.TIER_BUSINESS, placement="mars"
+                ),
+                timeout=5,
+            )
+        )
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert (
+        code_of(lambda: tenants.GetTenant(ipb.GetTenantRequest(slug=unique()), timeout=5))
+        == grpc.StatusCode.NOT_FOUND
+    )
 
 
 def test_pagination_walks_every_asset_once(channels, tenant):
     assets = agrpc.AssetServiceStub(channels["inventory"])
     m = md(tenant)
-    created = {assets.CreateAsset(apb.CreateAssetRequest(name=f"a{i}", kind="saas"),
-                                  metadata=m, timeout=5).id for i in range(5)}
+    created = {
+        assets.CreateAsset(
+            apb.CreateAssetRequest(name=f"a{i}", kind="saas"), metadata=m, timeout=5
+        ).id
+        for i in range(5)
+    }
     seen, token = [], ""
     while True:
-        page = assets.ListAssets(apb.ListAssetsRequest(page_size=2, page_token=token),
-                                 metadata=m, timeout=5)
+        page = assets.ListAssets(
+            apb.ListAssetsRequest(page_size=2, page_token=token), metadata=m, timeout=5
+        )
         assert len(page.assets) <= 2
         seen += [a.id for a in page.assets]
         token = page.next_page_token
@@ -100,11 +146,12 @@ def test_pagination_walks_every_asset_once(channels, tenant):
 
 
 def test_health_and_reflection(channels):
-    for service, chan in channels.items():
+    for _service, chan in channels.items():
         status = health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert status.status == health_pb2.HealthCheckResponse.SERVING
         stub = reflection_pb2_grpc.ServerReflectionStub(chan)
-        replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
-            list_services="")]), timeout=5)
+        replies = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
         names = {s.name for r in replies for s in r.list_services_response.service}
         assert "ontrackio.core.v1.DiagnosticsService" in names and "grpc.health.v1.Health" in names

@@ -19,8 +19,14 @@ from tests.conftest import unique
 def scratch(settings, tmp_path):
     """A database owned by a fresh login role, and a migrations folder for component x."""
     slug = unique()
-    prov = Provisioner("scratch", Clusters(settings), [], settings.deployment,
-                       settings.tenant_role_secret.get_secret_value(), use_template=False)
+    prov = Provisioner(
+        "scratch",
+        Clusters(settings),
+        [],
+        settings.deployment,
+        settings.tenant_role_secret.get_secret_value(),
+        use_template=False,
+    )
     folder = tmp_path / "migrations"
     folder.mkdir()
     prov.provision(slug, "main")
@@ -40,19 +46,28 @@ def versions(conn) -> list[tuple[str, int]]:
 def test_failed_migration_leaves_nothing_half_done_and_resumes(scratch):
     clusters, db, role, folder = scratch
     write(folder, "0001_things.sql", "CREATE TABLE things (id int PRIMARY KEY);")
-    write(folder, "0002_more.sql", "ALTER TABLE things ADD COLUMN note text;"
-                                   "ALTER TABLE no_such_table ADD COLUMN x int;")
+    write(
+        folder,
+        "0002_more.sql",
+        "ALTER TABLE things ADD COLUMN note text;ALTER TABLE no_such_table ADD COLUMN x int;",
+    )
     with clusters.admin_connect("main", db) as conn:
         with pytest.raises(psycopg.errors.UndefinedTable):
             mig.migrate(conn, mig.load([("x", folder)]), role)
         assert versions(conn) == [("x", 1)]
-        cols = {r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'things'")}
+        cols = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'things'"
+            )
+        }
         assert cols == {"id"}  # 0002's first statement was rolled back with it
         write(folder, "0002_more.sql", "ALTER TABLE things ADD COLUMN note text;")
         assert mig.migrate(conn, mig.load([("x", folder)]), role) == ["x:0002_more"]
         assert mig.migrate(conn, mig.load([("x", folder)]), role) == []
-        owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'things'").fetchone()[0]
+        owner = conn.execute(
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'things'"
+        ).fetchone()[0]
     assert owner == role
 
 
@@ -110,9 +125,12 @@ def test_fleet_migration_skips_current_and_resumes(system, channels, settings, m
     monkeypatch.setattr(fleet, "provisioners", with_extra)
     # "Interrupted": only the first tenant got the new migration.
     partial = fleet.migrate_fleet(settings, [(slugs[0], "main")], templates=False)
-    assert {(r.status, tuple(r.applied)) for r in partial} == {("migrated", ("fleettest:0001_note",))}
-    full = fleet.migrate_fleet(settings, [(s, "main") for s in slugs], templates=False,
-                               concurrency=3)
+    assert {(r.status, tuple(r.applied)) for r in partial} == {
+        ("migrated", ("fleettest:0001_note",))
+    }
+    full = fleet.migrate_fleet(
+        settings, [(s, "main") for s in slugs], templates=False, concurrency=3
+    )
     by_tenant = {(r.tenant, r.service): r.status for r in full}
     assert len(full) == 12
     assert all(by_tenant[(slugs[0], s)] == "current" for s in fleet.SERVICES)

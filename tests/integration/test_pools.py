@@ -31,13 +31,18 @@ def app_name():
 
 def conninfo(settings, db, app):
     return lambda: psycopg.conninfo.make_conninfo(
-        Clusters(settings).admin_conninfo("main", db), application_name=app)
+        Clusters(settings).admin_conninfo("main", db), application_name=app
+    )
 
 
 def backends(settings, app) -> list[int]:
     with Clusters(settings).admin_connect("main") as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,))]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)
+            )
+        ]
 
 
 def test_cap_holds_and_lru_tenant_gives_way(settings, databases, app_name):

@@ -26,15 +26,18 @@ def test_trace_crosses_grpc_outbox_rabbitmq_and_consumers(system, channels, run_
     trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
     metadata = md(slug) + (("traceparent", f"00-{trace_id}-{parent}-01"),)
     igrpc.UserServiceStub(channels["identity"]).CreateUser(
-        ipb.CreateUserRequest(email=f"{slug}@example.com"), metadata=metadata, timeout=5)
+        ipb.CreateUserRequest(email=f"{slug}@example.com"), metadata=metadata, timeout=5
+    )
 
     def complete():
         found = spans(run_dir, trace_id)
         names = {(s["service"], s["name"]) for s in found}
-        wanted = {("identity", "/ontrackio.identity.v1.UserService/CreateUser"),
-                  ("identity", "outbox publish"),
-                  ("privacy", "consume identity.user_created"),
-                  ("inventory", "consume identity.user_created")}
+        wanted = {
+            ("identity", "/ontrackio.identity.v1.UserService/CreateUser"),
+            ("identity", "outbox publish"),
+            ("privacy", "consume identity.user_created"),
+            ("inventory", "consume identity.user_created"),
+        }
         return wanted <= names and found
 
     found = eventually(complete, timeout=20)
@@ -42,4 +45,6 @@ def test_trace_crosses_grpc_outbox_rabbitmq_and_consumers(system, channels, run_
     server = by_name[("identity", "/ontrackio.identity.v1.UserService/CreateUser")]
     assert server["parent_id"] == parent  # continues the caller's trace
     for consumer in ("privacy", "inventory"):
-        assert by_name[(consumer, "consume identity.user_created")]["parent_id"] == server["span_id"]
+        assert (
+            by_name[(consumer, "consume identity.user_created")]["parent_id"] == server["span_id"]
+        )

@@ -15,7 +15,7 @@ class Clusters:
 
     def __init__(self, settings: Settings):
         self._settings = settings
-        self._dsns = dict(settings.pg_clusters)
+        self._dsns = {name: settings.pg_dsn(name) for name in settings.pg_clusters}
 
     @property
     def names(self) -> list[str]:
@@ -23,7 +23,9 @@ class Clusters:
 
     def check(self, placement: str) -> str:
         if placement not in self._dsns:
-            raise InvalidArgument(f"unknown placement {placement!r}; known: {', '.join(self.names)}")
+            raise InvalidArgument(
+                f"unknown placement {placement!r}; known: {', '.join(self.names)}"
+            )
         return placement
 
     def admin_conninfo(self, placement: str, dbname: str | None = None) -> str:
@@ -40,7 +42,10 @@ class Clusters:
         base = conninfo_to_dict(self._dsns[self.check(placement)])
         base.pop("password", None)
         return make_conninfo(
-            make_conninfo(**base), dbname=dbname, user=role, password=password,
+            make_conninfo(**base),
+            dbname=dbname,
+            user=role,
+            password=password,
             application_name=f"ontrack-{role}"[:63],
         )
 

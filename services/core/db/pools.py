@@ -110,8 +110,15 @@ class PoolManager:
         with self._cond:
             idle = sum(len(p.idle) for p in self._pools.values())
             in_use = sum(p.in_use for p in self._pools.values())
-            return PoolStats(self._total, idle, in_use, len(self._pools),
-                             self._opened, self._closed, self._evicted)
+            return PoolStats(
+                self._total,
+                idle,
+                in_use,
+                len(self._pools),
+                self._opened,
+                self._closed,
+                self._evicted,
+            )
 
     def reap(self, now: float | None = None) -> int:
         """Close connections idle longer than idle_seconds; returns how many."""
@@ -180,6 +187,11 @@ class PoolManager:
                 return conn
         return None
 
+    def _forget_if_empty(self, key: str, pool: _Pool) -> None:
+        """Drop `pool` from the table if it holds nothing (lock held)."""
+        if pool.size == 0 and self._pools.get(key) is pool:
+            del self._pools[key]
+
     def _acquire(self, key: str, conninfo: Callable[[], str]) -> psycopg.Connection:
         if self._reaper is None:
             self._start_reaper()
@@ -216,6 +228,9 @@ class PoolManager:
                         break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self._forget_if_empty(key, pool)
+                    for conn in discard:
+                        conn.close()
                     raise PoolTimeout("no database connection available; retry later")
                 self._cond.wait(remaining)
         for conn in discard:
@@ -224,13 +239,14 @@ class PoolManager:
             return reused
         try:
             conn = self._connect(conninfo())
-        except psycopg.Error as exc:
-            with self._cond:
+        except BaseException as exc:
+            with self._cond:  # give the reserved slot back, whatever went wrong
                 pool.opening -= 1
                 self._total -= 1
-                if pool.size == 0 and self._pools.get(key) is pool:
-                    del self._pools[key]
+                self._forget_if_empty(key, pool)
                 self._cond.notify_all()
+            if not isinstance(exc, psycopg.Error):
+                raise
             log.warning("connect to %s failed: %s", key, type(exc).__name__)
             raise Unavailable("database unavailable; retry later") from exc
         with self._cond:

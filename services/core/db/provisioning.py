@@ -41,8 +41,15 @@ class Provisioned:
 class Provisioner:
     """Database lifecycle for one service's tenants across the configured clusters."""
 
-    def __init__(self, service: str, clusters: Clusters, migrations: list[mig.Migration],
-                 deployment: str, role_secret: str, use_template: bool = True):
+    def __init__(
+        self,
+        service: str,
+        clusters: Clusters,
+        migrations: list[mig.Migration],
+        deployment: str,
+        role_secret: str,
+        use_template: bool = True,
+    ):
         self.service = service
         self.clusters = clusters
         self.migrations = migrations
@@ -53,8 +60,11 @@ class Provisioner:
     # -- roles ----------------------------------------------------------------------------
 
     def _ensure_role(self, admin: psycopg.Connection, role: str, login: bool) -> None:
-        opts = sql.SQL("LOGIN PASSWORD {}").format(
-            sql.Literal(role_password(self._secret, role))) if login else sql.SQL("NOLOGIN")
+        opts = (
+            sql.SQL("LOGIN PASSWORD {}").format(sql.Literal(role_password(self._secret, role)))
+            if login
+            else sql.SQL("NOLOGIN")
+        )
         try:
             admin.execute(sql.SQL("CREATE ROLE {} {}").format(Ident(role), opts))
         except (errors.DuplicateObject, errors.UniqueViolation):
@@ -66,8 +76,9 @@ class Provisioner:
         if not is_super.fetchone()[0]:
             admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(Ident(role)))
 
-    def _create_database(self, admin: psycopg.Connection, db: str, owner: str,
-                         template: str | None) -> bool:
+    def _create_database(
+        self, admin: psycopg.Connection, db: str, owner: str, template: str | None
+    ) -> bool:
         stmt = sql.SQL("CREATE DATABASE {} OWNER {}").format(Ident(db), Ident(owner))
         if template:
             stmt = stmt + sql.SQL(" TEMPLATE {}").format(Ident(template))
@@ -76,12 +87,16 @@ class Provisioner:
         except errors.DuplicateDatabase:
             return False
         admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(Ident(db)))
-        admin.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}")
-                      .format(Ident(db), Ident(owner)))
+        admin.execute(
+            sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(Ident(db), Ident(owner))
+        )
         return True
 
     def _database_exists(self, admin: psycopg.Connection, db: str) -> bool:
-        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None
+        return (
+            admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+            is not None
+        )
 
     def _migrate(self, placement: str, db: str, owner: str) -> list[str]:
         with self.clusters.admin_connect(placement, db) as conn:
@@ -102,10 +117,13 @@ class Provisioner:
                 self._grant_self(admin, owner)
                 if not self._database_exists(admin, tmpl):
                     admin.execute(sql.SQL("CREATE DATABASE {}").format(Ident(tmpl)))
-                    admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(Ident(tmpl)))
+                    admin.execute(
+                        sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(Ident(tmpl))
+                    )
                 with self.clusters.admin_connect(placement, tmpl) as conn:
-                    conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}")
-                                 .format(Ident(owner)))
+                    conn.execute(
+                        sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(Ident(owner))
+                    )
                     applied = mig.migrate(conn, self.migrations, owner)
                 return applied
             finally:
@@ -124,26 +142,36 @@ class Provisioner:
             created = False
             if not self._database_exists(admin, db):
                 if self.use_template:
-                    admin.execute(sql.SQL("SELECT pg_advisory_lock_shared({})").format(_lock_key(tmpl)))
+                    admin.execute(
+                        sql.SQL("SELECT pg_advisory_lock_shared({})").format(_lock_key(tmpl))
+                    )
                     try:
                         created = self._create_database(admin, db, role, tmpl)
                     finally:
-                        admin.execute(sql.SQL("SELECT pg_advisory_unlock_shared({})")
-                                      .format(_lock_key(tmpl)))
+                        admin.execute(
+                            sql.SQL("SELECT pg_advisory_unlock_shared({})").format(_lock_key(tmpl))
+                        )
                 else:
                     created = self._create_database(admin, db, role, None)
         if created and self.use_template:
             # The clone's objects belong to the template role: hand them to the tenant.
             with self.clusters.admin_connect(placement, db) as conn:
-                conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}")
-                             .format(Ident(self.names.template_role), Ident(role)))
-                conn.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM {}")
-                             .format(Ident(self.names.template_role)))
+                conn.execute(
+                    sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+                        Ident(self.names.template_role), Ident(role)
+                    )
+                )
+                conn.execute(
+                    sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(
+                        Ident(self.names.template_role)
+                    )
+                )
         applied = self._migrate(placement, db, role)
         return Provisioned(db, created, applied, mig.version_of(self.migrations, self.service))
 
-    def ensure_database(self, placement: str, db: str, role: str,
-                        migrations: list[mig.Migration]) -> list[str]:
+    def ensure_database(
+        self, placement: str, db: str, role: str, migrations: list[mig.Migration]
+    ) -> list[str]:
         """A non-tenant database (e.g. a control database) owned by login role `role`."""
         with self.clusters.admin_connect(placement) as admin:
             self._ensure_role(admin, role, login=True)
@@ -154,7 +182,9 @@ class Provisioner:
             return mig.migrate(conn, migrations, role)
 
     def migrate_tenant(self, slug: str, placement: str) -> list[str]:
-        return self._migrate(placement, self.names.tenant_database(slug), self.names.tenant_role(slug))
+        return self._migrate(
+            placement, self.names.tenant_database(slug), self.names.tenant_role(slug)
+        )
 
     def drop(self, slug: str, placement: str) -> bool:
         """Drop the tenant's database and role; True if the database existed. Idempotent."""
@@ -174,4 +204,4 @@ class Provisioner:
                 "SELECT datname FROM pg_database WHERE datname LIKE %s ESCAPE '\\'",
                 (self.names.owned_prefix(),),
             ).fetchall()
-        return sorted(r[0][len(prefix):] for r in rows if not r[0][len(prefix):].startswith("_"))
+        return sorted(r[0][len(prefix) :] for r in rows if not r[0][len(prefix) :].startswith("_"))

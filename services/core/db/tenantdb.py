@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -52,8 +51,16 @@ class UnitOfWork:
 class TenantDatabases:
     """A service's access to its tenants' databases, as each tenant's own login role."""
 
-    def __init__(self, service: str, *, deployment: str, clusters: Clusters, pools: PoolManager,
-                 directory: TenantDirectory, publisher: Publisher | None):
+    def __init__(
+        self,
+        service: str,
+        *,
+        deployment: str,
+        clusters: Clusters,
+        pools: PoolManager,
+        directory: TenantDirectory,
+        publisher: Publisher | None,
+    ):
         self.service = service
         self.names = Names(deployment, service)
         self.clusters = clusters
@@ -84,8 +91,10 @@ class TenantDatabases:
         Database failures raise Unavailable.
         """
         return self.unit_of_work_at(
-            self.key(info), info.slug,
-            lambda: self.clusters.tenant_conninfo(self.service, info.slug, info.placement))
+            self.key(info),
+            info.slug,
+            lambda: self.clusters.tenant_conninfo(self.service, info.slug, info.placement),
+        )
 
     @contextmanager
     def unit_of_work_at(self, key: str, label: str, conninfo) -> Iterator[UnitOfWork]:
@@ -107,8 +116,9 @@ class TenantDatabases:
         with self._unsent_lock:
             self._unsent[key] = (label, conninfo)
             if self._retrier is None:
-                self._retrier = threading.Thread(target=self._retry_loop, daemon=True,
-                                                 name="outbox-retry")
+                self._retrier = threading.Thread(
+                    target=self._retry_loop, daemon=True, name="outbox-retry"
+                )
                 self._retrier.start()
 
     def _retry_loop(self) -> None:

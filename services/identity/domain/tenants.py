@@ -36,18 +36,30 @@ def normalise_domain(domain: str) -> str:
     return d
 
 
-def new_tenant(slug: str, name: str, tier: str, domains: list[str], region: str,
-               placement: str, *, allowed_regions: tuple[str, ...],
-               placements: list[str]) -> NewTenant:
+def new_tenant(
+    slug: str,
+    name: str,
+    tier: str,
+    domains: list[str],
+    region: str,
+    placement: str,
+    *,
+    allowed_regions: tuple[str, ...],
+    placements: list[str],
+) -> NewTenant:
     """Validate a tenant to create; raises InvalidTenant naming the bad field."""
     validate_slug(slug)
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise InvalidTenant("name must be 1 to 200 characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidTenant("name must not contain control characters")
     if tier not in TIERS:
         raise InvalidTenant(f"tier must be one of {', '.join(TIERS)}")
     if region not in allowed_regions:
-        raise InvalidTenant(f"region {region!r} is not allowed; allowed: {', '.join(allowed_regions)}")
+        raise InvalidTenant(
+            f"region {region!r} is not allowed; allowed: {', '.join(allowed_regions)}"
+        )
     if placement not in placements:
         raise InvalidTenant(f"unknown placement {placement!r}; known: {', '.join(placements)}")
     normalised = tuple(dict.fromkeys(normalise_domain(d) for d in domains))
