@@ -6,6 +6,7 @@ Every database, role and virtual host a session creates carries its deployment n
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 from ontrackio.core import config
 from ontrackio.devtools import infra
 from ontrackio.devtools.stack import ROOT, Stack
+
+SOCKET_DIR = Path("/var/run/postgresql")
 
 # Settings for the system under test: fast retries, no deletion grace, small pools.
 TEST_ENV = {
@@ -64,6 +67,15 @@ def stack(infrastructure, deployment, amqp_url, tmp_path_factory):
     """The deployment's process set (not started); drops its databases at the end."""
     run_dir = ROOT / ".run" / f"test-{deployment}"
     env = dict(TEST_ENV, ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}")
+    # Placement: besides "main", the same server reached another way (its local socket) as
+    # a second cluster, and a cluster nobody listens on, to see failures reported.
+    clusters = {
+        "main": infrastructure.pg_dsn,
+        "broken": "postgresql://postgres@127.0.0.1:9/postgres",
+    }
+    if SOCKET_DIR.joinpath(".s.PGSQL.5432").exists() and "127.0.0.1:5432" in infrastructure.pg_dsn:
+        clusters["socket"] = f"postgresql://postgres@/postgres?host={SOCKET_DIR}"
+    env["ONTRACK_PG_CLUSTERS"] = json.dumps(clusters)
     s = Stack(deployment, infrastructure.pg_dsn, amqp_url, run_dir, extra_env=env)
     yield s
     s.stop()
@@ -89,8 +101,10 @@ def system(stack, settings):
 
 @pytest.fixture(scope="session")
 def channels(system):
-    chans = {s: grpc.insecure_channel(system.target(s))
-             for s in ("identity", "inventory", "privacy", "evidence")}
+    chans = {
+        s: grpc.insecure_channel(system.target(s))
+        for s in ("identity", "inventory", "privacy", "evidence")
+    }
     yield chans
     for c in chans.values():
         c.close()

@@ -82,10 +82,33 @@ def migrate_fleet(
 ) -> list[JobReport]:
     """Migrate the templates, then every (slug, placement) for every service."""
     provs = provisioners(settings, services)
+    reports: list[JobReport] = []
     if templates:
         for p in provs.values():
             for placement in p.clusters.names:
-                p.ensure_template(placement)
+                start = time.perf_counter()
+                try:
+                    applied = p.ensure_template(placement)
+                except Exception as exc:  # noqa: BLE001 - reported; tenants there will fail too
+                    reports.append(
+                        JobReport(
+                            f"(template@{placement})",
+                            p.service,
+                            "failed",
+                            error=f"{type(exc).__name__}: {exc}"[:300],
+                        )
+                    )
+                    continue
+                if applied:
+                    reports.append(
+                        JobReport(
+                            f"(template@{placement})",
+                            p.service,
+                            "migrated",
+                            applied,
+                            seconds=time.perf_counter() - start,
+                        )
+                    )
     jobs = [(p, slug, placement) for slug, placement in tenants for p in provs.values()]
     with ThreadPoolExecutor(max_workers=concurrency or settings.migrate_concurrency) as pool:
-        return list(pool.map(lambda j: _job(*j), jobs))
+        return reports + list(pool.map(lambda j: _job(*j), jobs))

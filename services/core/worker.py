@@ -178,7 +178,14 @@ class ServiceWorker:
     def sweep_all(self, rt: Runtime) -> int:
         sent = 0
         for placement in rt.clusters.names:
-            for slug in rt.provisioner.tenant_databases(placement):
+            try:
+                slugs = rt.provisioner.tenant_databases(placement)
+            except Exception as exc:  # noqa: BLE001 - one cluster down: sweep the others
+                log.warning(
+                    "outbox sweep: cluster %s unavailable: %s", placement, type(exc).__name__
+                )
+                continue
+            for slug in slugs:
                 info = rt.directory.get(slug)
                 if info is None or info.placement != placement:
                     continue
@@ -194,7 +201,10 @@ def run_worker(service_cls: type, rt: Runtime) -> None:
     global _runtime
     _runtime = rt
     for placement in rt.clusters.names:
-        rt.provisioner.ensure_template(placement)
+        try:  # a cluster that is down must not keep the worker from serving the others
+            rt.provisioner.ensure_template(placement)
+        except Exception as exc:  # noqa: BLE001 - retried by the first provisioning there
+            log.warning("template on cluster %s not ready: %s", placement, type(exc).__name__)
     config = {
         "AMQP_URI": rt.settings.amqp_url.get_secret_value(),
         "max_workers": rt.settings.worker_concurrency,

@@ -56,6 +56,7 @@ class Provisioner:
         self.names = Names(deployment, service)
         self._secret = role_secret
         self.use_template = use_template
+        self._templates_ready: set[str] = set()
 
     # -- roles ----------------------------------------------------------------------------
 
@@ -125,6 +126,7 @@ class Provisioner:
                         sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(Ident(owner))
                     )
                     applied = mig.migrate(conn, self.migrations, owner)
+                self._templates_ready.add(placement)
                 return applied
             finally:
                 admin.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(_lock_key(tmpl)))
@@ -135,6 +137,8 @@ class Provisioner:
         """Make the tenant's database exist, owned by its role, migrated. Idempotent."""
         db, role = self.names.tenant_database(slug), self.names.tenant_role(slug)
         tmpl = self.names.template_database
+        if self.use_template and placement not in self._templates_ready:
+            self.ensure_template(placement)
         with self.clusters.admin_connect(placement) as admin:
             self._ensure_role(admin, role, login=True)
             self._grant_self(admin, role)
