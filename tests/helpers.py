@@ -33,10 +33,18 @@ def eventually(check: Callable[[], T], timeout: float = 20.0, interval: float = 
 
 def create_tenant(channels, slug: str, tier=ipb.TIER_BUSINESS, domains=(), timeout=30.0):
     stub = igrpc.TenantServiceStub(channels["identity"])
-    stub.CreateTenant(ipb.CreateTenantRequest(slug=slug, name=f"Tenant {slug}", tier=tier,
-                                              domains=list(domains)), timeout=10)
-    return eventually(lambda: (t := stub.GetTenant(ipb.GetTenantRequest(slug=slug), timeout=5))
-                      .status == ipb.TENANT_STATUS_ACTIVE and t, timeout=timeout)
+    stub.CreateTenant(
+        ipb.CreateTenantRequest(slug=slug, name=f"Tenant {slug}", tier=tier, domains=list(domains)),
+        timeout=10,
+    )
+    return eventually(
+        lambda: (
+            (t := stub.GetTenant(ipb.GetTenantRequest(slug=slug), timeout=5)).status
+            == ipb.TENANT_STATUS_ACTIVE
+            and t
+        ),
+        timeout=timeout,
+    )
 
 
 def md(slug: str):

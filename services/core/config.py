@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     allowed_regions: tuple[str, ...] = ("eu-central-1",)
 
     # Connections held by one process across all tenants, and per tenant.
-    pool_max_per_process: int = Field(default=4, ge=1, le=50)
+    pool_max_per_process: int = Field(default=3, ge=1, le=50)
     pool_max_per_tenant: int = Field(default=2, ge=1, le=20)
     pool_idle_seconds: float = Field(default=30.0, gt=0)
     pool_acquire_timeout: float = Field(default=5.0, gt=0)

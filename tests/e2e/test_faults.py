@@ -39,8 +39,11 @@ def test_broker_connections_killed_while_events_flow(system, channels, settings)
     def produce():
         for i in range(total):
             try:
-                users.CreateUser(ipb.CreateUserRequest(email=f"u{i}@{slug}.example"),
-                                 metadata=md(slug), timeout=10)
+                users.CreateUser(
+                    ipb.CreateUserRequest(email=f"u{i}@{slug}.example"),
+                    metadata=md(slug),
+                    timeout=10,
+                )
             except Exception as exc:  # noqa: BLE001 - collected for the assertion
                 errors.append(exc)
             time.sleep(0.02)
@@ -49,37 +52,58 @@ def test_broker_connections_killed_while_events_flow(system, channels, settings)
     producer.start()
     for _ in range(3):  # kill every connection of this deployment, three times over
         time.sleep(0.4)
-        out = infra.rabbitmqctl("close_all_connections", "--vhost", settings.deployment,
-                                "fault test")
+        out = infra.rabbitmqctl(
+            "close_all_connections", "--vhost", settings.deployment, "fault test"
+        )
         assert out.returncode == 0, out.stderr
     producer.join()
     assert errors == []  # writes never depended on the broker
 
-    eventually(lambda: count(settings, "privacy", slug, "SELECT count(*) FROM data_subjects")
-               == total, timeout=60)
-    eventually(lambda: count(settings, "inventory", slug, "SELECT count(*) FROM owners")
-               == total, timeout=60)
+    eventually(
+        lambda: count(settings, "privacy", slug, "SELECT count(*) FROM data_subjects") == total,
+        timeout=60,
+    )
+    eventually(
+        lambda: count(settings, "inventory", slug, "SELECT count(*) FROM owners") == total,
+        timeout=60,
+    )
     # Every event was published (none left unsent) and applied exactly once per consumer.
-    assert count(settings, "identity", slug,
-                 "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+    assert (
+        count(settings, "identity", slug, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        == 0
+    )
     for service in ("privacy", "inventory"):
-        assert count(settings, service, slug,
-                     "SELECT count(*) FROM inbox WHERE type = 'identity.user_created'") == total
+        assert (
+            count(
+                settings,
+                service,
+                slug,
+                "SELECT count(*) FROM inbox WHERE type = 'identity.user_created'",
+            )
+            == total
+        )
     priv = privacy_pb2_grpc.DataSubjectServiceStub(channels["privacy"])
-    assert priv.CountDataSubjects(privacy_pb2.CountDataSubjectsRequest(), metadata=md(slug),
-                                  timeout=5).count == total
+    assert (
+        priv.CountDataSubjects(
+            privacy_pb2.CountDataSubjectsRequest(), metadata=md(slug), timeout=5
+        ).count
+        == total
+    )
 
 
 def test_killed_database_backends_are_replaced(system, channels, settings):
     slug = unique("fb")
     create_tenant(channels, slug)
     assets = agrpc.AssetServiceStub(channels["inventory"])
-    asset = assets.CreateAsset(apb.CreateAssetRequest(name="srv", kind="hardware"),
-                               metadata=md(slug), timeout=5)
+    asset = assets.CreateAsset(
+        apb.CreateAssetRequest(name="srv", kind="hardware"), metadata=md(slug), timeout=5
+    )
     role = Names(settings.deployment, "inventory").tenant_role(slug)
     with Clusters(settings).admin_connect("main") as admin:
-        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                               " WHERE usename = %s", (role,)).fetchone()[0]
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
+            (role,),
+        ).fetchone()[0]
     assert killed >= 1
     time.sleep(0.2)
     for _ in range(5):  # the very next calls succeed: dead connections are never handed out

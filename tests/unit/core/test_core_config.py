@@ -42,7 +42,7 @@ def test_defaults_without_any_source():
     assert s.deployment == "ot"
     assert s.pg_control_cluster == "main" and list(s.pg_clusters) == ["main"]
     assert s.region == "eu-central-1" and s.region in s.allowed_regions
-    assert (s.pool_max_per_process, s.pool_max_per_tenant) == (4, 2)
+    assert (s.pool_max_per_process, s.pool_max_per_tenant) == (3, 2)
     assert s.otel_exporter == "none" and s.log_level == "INFO"
 
 
@@ -65,7 +65,7 @@ def test_unprefixed_variables_are_ignored(monkeypatch):
     monkeypatch.setenv("DEPLOYMENT", "other")
     monkeypatch.setenv("POOL_MAX_PER_PROCESS", "9")
     s = config.load()
-    assert s.deployment == "ot" and s.pool_max_per_process == 4
+    assert s.deployment == "ot" and s.pool_max_per_process == 3
 
 
 def test_keyword_overrides_win_over_environment(monkeypatch):
