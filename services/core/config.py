@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     # none | console | file:PATH (JSON lines, one span a line)
     otel_exporter: str = "none"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @classmethod
     def settings_customise_sources(

@@ -5,16 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ontrackio.core import config, grpcserver, identity_client, topology
+from ontrackio.core import config, grpcserver, identity_client, logs, topology
 from ontrackio.core.runtime import Runtime, build
 
 
 def setup(service: str, role: str):
     settings = config.settings_or_exit()
-    logging.basicConfig(
-        level=settings.log_level,
-        format=f"%(asctime)s {service}-{role} %(levelname)s %(name)s %(message)s",
-    )
+    logs.setup(f"{service}-{role}", settings.log_level, settings.log_format)
     return settings
 
 

@@ -35,6 +35,11 @@ TENANT_METADATA = "x-ontrack-tenant"
 _tenant: contextvars.ContextVar[TenantInfo | None] = contextvars.ContextVar("tenant", default=None)
 
 
+def tenant_or_none() -> TenantInfo | None:
+    """The tenant of the call being served, if any (for logs)."""
+    return _tenant.get()
+
+
 def current_tenant() -> TenantInfo:
     """The tenant of the tenant-scoped call being served."""
     info = _tenant.get()
