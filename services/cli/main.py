@@ -16,8 +16,12 @@ from google.protobuf import json_format
 
 from ontrackio.core import config, grpcclient
 
-BAD_INPUT = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-             grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION}
+BAD_INPUT = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
 
 
 class Failure(click.ClickException):
@@ -42,8 +46,9 @@ class Ctx:
 
     def stub(self, service: str, stub_name: str):
         module = __import__(f"ontrackio.{service}.v1.{service}_pb2_grpc", fromlist=["x"])
-        chan = grpcclient.channel(self.settings.grpc_target(service),
-                                  self.settings.grpc_deadline_seconds)
+        chan = grpcclient.channel(
+            self.settings.grpc_target(service), self.settings.grpc_deadline_seconds
+        )
         return getattr(module, stub_name)(chan)
 
     def call(self, fn, request, **kw):
@@ -54,7 +59,9 @@ class Ctx:
             if code in BAD_INPUT:
                 raise Failure(exc.details() or code.name, 2) from None
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise Failure(f"service unavailable ({code.name}); is the system running?") from None
+                raise Failure(
+                    f"service unavailable ({code.name}); is the system running?"
+                ) from None
             raise Failure(f"{code.name}: {exc.details()}") from None
 
     def out(self, data: Any, human: str) -> None:
@@ -74,6 +81,7 @@ def cli(ctx: click.Context, as_json: bool) -> None:
 
 
 # -- tenants ------------------------------------------------------------------------------
+
 
 @cli.group()
 def tenant() -> None:
@@ -102,14 +110,23 @@ def tenant_create(c: Ctx, slug, name, tier, domains, placement, wait, timeout) -
     from ontrackio.identity.v1 import identity_pb2 as pb
 
     stub = c.stub("identity", "TenantServiceStub")
-    t = c.call(stub.CreateTenant, pb.CreateTenantRequest(
-        slug=slug, name=name, tier=pb.TIER_BUSINESS if tier == "business" else pb.TIER_ENTERPRISE,
-        domains=list(domains), placement=placement))
+    t = c.call(
+        stub.CreateTenant,
+        pb.CreateTenantRequest(
+            slug=slug,
+            name=name,
+            tier=pb.TIER_BUSINESS if tier == "business" else pb.TIER_ENTERPRISE,
+            domains=list(domains),
+            placement=placement,
+        ),
+    )
     if wait:
         deadline = time.monotonic() + timeout
         while t.status != pb.TENANT_STATUS_ACTIVE:
             if time.monotonic() > deadline:
-                raise Failure(f"tenant {slug} not active after {timeout:g} s: {_tenant_line(_msg(t))}")
+                raise Failure(
+                    f"tenant {slug} not active after {timeout:g} s: {_tenant_line(_msg(t))}"
+                )
             time.sleep(0.1)
             t = c.call(stub.GetTenant, pb.GetTenantRequest(slug=slug))
     c.out(_msg(t), _tenant_line(_msg(t)))
@@ -121,16 +138,20 @@ def tenant_create(c: Ctx, slug, name, tier, domains, placement, wait, timeout) -
 def tenant_list(c: Ctx, include_deleted: bool) -> None:
     from ontrackio.identity.v1 import identity_pb2 as pb
 
-    r = c.call(c.stub("identity", "TenantServiceStub").ListTenants,
-               pb.ListTenantsRequest(include_deleted=include_deleted))
+    r = c.call(
+        c.stub("identity", "TenantServiceStub").ListTenants,
+        pb.ListTenantsRequest(include_deleted=include_deleted),
+    )
     rows = [_msg(t) for t in r.tenants]
     c.out(rows, "\n".join(_tenant_line(t) for t in rows) or "no tenants")
 
 
-HELP = {"show": "Show one tenant and its provisioning progress.",
-        "suspend": "Suspend a tenant (its users are refused).",
-        "resume": "Resume a suspended tenant.",
-        "delete": "Delete a tenant: refused at once, databases dropped after the grace period."}
+HELP = {
+    "show": "Show one tenant and its provisioning progress.",
+    "suspend": "Suspend a tenant (its users are refused).",
+    "resume": "Resume a suspended tenant.",
+    "delete": "Delete a tenant: refused at once, databases dropped after the grace period.",
+}
 
 
 def _single(action: str, rpc: str):
@@ -140,19 +161,25 @@ def _single(action: str, rpc: str):
     def command(c: Ctx, slug: str) -> None:
         from ontrackio.identity.v1 import identity_pb2 as pb
 
-        t = c.call(getattr(c.stub("identity", "TenantServiceStub"), rpc),
-                   pb.GetTenantRequest(slug=slug))
+        t = c.call(
+            getattr(c.stub("identity", "TenantServiceStub"), rpc), pb.GetTenantRequest(slug=slug)
+        )
         c.out(_msg(t), _tenant_line(_msg(t)))
 
     return command
 
 
-for _action, _rpc in [("show", "GetTenant"), ("suspend", "SuspendTenant"),
-                      ("resume", "ResumeTenant"), ("delete", "DeleteTenant")]:
+for _action, _rpc in [
+    ("show", "GetTenant"),
+    ("suspend", "SuspendTenant"),
+    ("resume", "ResumeTenant"),
+    ("delete", "DeleteTenant"),
+]:
     _single(_action, _rpc)
 
 
 # -- migrations ---------------------------------------------------------------------------
+
 
 def _registry(settings, slug: str | None) -> list[tuple[str, str]]:
     """(slug, placement) of live tenants, read from the control database."""
@@ -165,7 +192,9 @@ def _registry(settings, slug: str | None) -> list[tuple[str, str]]:
         rows = conn.execute(
             "SELECT slug, placement FROM tenants WHERE status IN"
             " ('provisioning', 'active', 'suspended') AND (%s::text IS NULL OR slug = %s)"
-            " ORDER BY slug", (slug, slug)).fetchall()
+            " ORDER BY slug",
+            (slug, slug),
+        ).fetchall()
     if slug and not rows:
         validate_slug(slug)
         raise Failure(f"tenant {slug!r} not found", 2)
@@ -181,8 +210,8 @@ def migrate(c: Ctx, slug: str | None, concurrency: int | None) -> None:
     import psycopg
 
     from ontrackio.core.db.provisioning import Provisioner
-    from ontrackio.core.fleet import migrate_fleet
     from ontrackio.core.errors import DomainError
+    from ontrackio.core.fleet import migrate_fleet
     from ontrackio.identity.control import control_migrations
 
     s = c.settings
@@ -191,25 +220,33 @@ def migrate(c: Ctx, slug: str | None, concurrency: int | None) -> None:
         from ontrackio.core.tenancy import Names
 
         names = Names(s.deployment, "identity")
-        Provisioner("identity", Clusters(s), [], s.deployment,
-                    s.tenant_role_secret.get_secret_value()).ensure_database(
-            s.pg_control_cluster, names.control_database, names.control_role, control_migrations())
+        Provisioner(
+            "identity", Clusters(s), [], s.deployment, s.tenant_role_secret.get_secret_value()
+        ).ensure_database(
+            s.pg_control_cluster, names.control_database, names.control_role, control_migrations()
+        )
         reports = migrate_fleet(s, _registry(s, slug), concurrency=concurrency)
     except DomainError as exc:
         raise Failure(str(exc), 2) from None
     except psycopg.Error as exc:
         raise Failure(f"database error: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     failed = [r for r in reports if r.status == "failed"]
-    lines = [f"{r.tenant:<24} {r.service:<10} {r.status:<9} {r.seconds * 1000:7.0f} ms "
-             f"{' '.join(r.applied) or r.error}" for r in reports]
+    lines = [
+        f"{r.tenant:<24} {r.service:<10} {r.status:<9} {r.seconds * 1000:7.0f} ms "
+        f"{' '.join(r.applied) or r.error}"
+        for r in reports
+    ]
     summary = {k: sum(r.status == k for r in reports) for k in ("migrated", "current", "failed")}
-    c.out({"summary": summary, "tenants": [r.as_dict() for r in reports]},
-          "\n".join(lines + [json.dumps(summary)]))
+    c.out(
+        {"summary": summary, "tenants": [r.as_dict() for r in reports]},
+        "\n".join(lines + [json.dumps(summary)]),
+    )
     if failed:
         raise Failure(f"{len(failed)} database(s) failed to migrate")
 
 
 # -- dead-letter queue --------------------------------------------------------------------
+
 
 @cli.group()
 def dlq() -> None:
@@ -226,8 +263,15 @@ def dlq_list(c: Ctx) -> None:
     except OSError as exc:
         raise Failure(f"broker unavailable: {exc.strerror or exc}") from None
     rows = [{k: v for k, v in p.__dict__.items() if k != "delivery_tag"} for p in parked]
-    c.out(rows, "\n".join(f"{p.event_id} {p.type:<32} {p.tenant:<20} attempts={p.attempts} "
-                          f"queue={p.queue} error={p.error}" for p in parked) or "dead-letter queue is empty")
+    c.out(
+        rows,
+        "\n".join(
+            f"{p.event_id} {p.type:<32} {p.tenant:<20} attempts={p.attempts} "
+            f"queue={p.queue} error={p.error}"
+            for p in parked
+        )
+        or "dead-letter queue is empty",
+    )
 
 
 @dlq.command("replay")
@@ -240,15 +284,24 @@ def dlq_replay(c: Ctx, ids: tuple[str, ...], replay_all: bool) -> None:
     if not ids and not replay_all:
         raise Failure("name events with --id, or pass --all", 2)
     try:
-        done = bus.dlq_replay(c.settings.amqp_url.get_secret_value(),
-                              None if replay_all else set(ids))
+        done = bus.dlq_replay(
+            c.settings.amqp_url.get_secret_value(), None if replay_all else set(ids)
+        )
     except OSError as exc:
         raise Failure(f"broker unavailable: {exc.strerror or exc}") from None
     missing = set(ids) - {p.event_id for p in done}
-    c.out({"replayed": [p.event_id for p in done], "not_found": sorted(missing)},
-          f"replayed {len(done)} event(s)" + (f"; not parked: {', '.join(sorted(missing))}" if missing else ""))
+    c.out(
+        {"replayed": [p.event_id for p in done], "not_found": sorted(missing)},
+        f"replayed {len(done)} event(s)"
+        + (f"; not parked: {', '.join(sorted(missing))}" if missing else ""),
+    )
     if missing:
         raise Failure(f"{len(missing)} event id(s) not found in the dead-letter queue", 2)
+
+
+from ontrackio.cli import access as _access  # noqa: E402 - it builds on `cli` above
+
+_access.register(cli)
 
 
 def main() -> None:

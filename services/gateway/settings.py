@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 from ontrackio.gateway.allowlist import parse_cidrs
 from ontrackio.gateway.client_ip import IPNetwork
 from ontrackio.gateway.hosts import normalise_host
 from ontrackio.gateway.limits import DEFAULT_MAX_JSON_DEPTH
 from ontrackio.gateway.securitytxt import CONTACT_SCHEMES, render_security_txt
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "ONTRACK_GATEWAY_"
 # Used when no Expires is configured: always half a year ahead of the process start.
@@ -39,7 +40,7 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    workers: int = Field(2, ge=1, le=64)
     base_domain: str = "localhost"
     trusted_proxies: Annotated[list[IPNetwork], NoDecode] = []
 
@@ -58,12 +59,27 @@ class GatewaySettings(BaseSettings):
     security_txt_preferred_languages: Annotated[list[str], NoDecode] = ["en"]
     security_txt_canonical: str | None = None
 
+    # Calls to the services behind the gateway, and what the gateway remembers of identity.
+    upstream_deadline_seconds: float = Field(5.0, gt=0, le=60)
+    tenant_cache_seconds: float = Field(2.0, ge=0, le=300)
+    token_cache_seconds: float = Field(5.0, ge=0, le=60)  # fallback when an event is lost
+    allowlist_cache_seconds: float = Field(5.0, ge=0, le=60)
+    negative_cache_seconds: float = Field(5.0, ge=0, le=300)
+    cache_max_entries: int = Field(20_000, ge=100)
+    # Token look-ups (cache misses) allowed per client address: a flood of well-formed unknown
+    # tokens is refused here before it reaches identity.
+    token_lookup_per_second: float = Field(5.0, gt=0)
+    token_lookup_burst: int = Field(20, ge=1)
+    token_touch_seconds: float = Field(60.0, ge=1)  # last-used is written at most this often
+    # Socket peers allowed to read /metrics (never through a trusted proxy).
+    metrics_allow: Annotated[list[IPNetwork], NoDecode] = ["127.0.0.0/8", "::1/128"]  # type: ignore[assignment]
+
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_key_password: SecretStr | None = None
     hsts_max_age: int = Field(63_072_000, ge=0)
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "metrics_allow", mode="before")
     @classmethod
     def _parse_trusted_proxies(cls, value: Any) -> Any:
         value = _list_from_env(value)
