@@ -31,19 +31,22 @@ def register(cli: click.Group) -> None:
     def stub(c: Ctx):
         from ontrackio.identity.v1 import access_pb2_grpc
 
-        return access_pb2_grpc.AccessServiceStub(grpcclient.channel(
-            c.settings.grpc_target("identity"), c.settings.grpc_deadline_seconds))
+        return access_pb2_grpc.AccessServiceStub(
+            grpcclient.channel(c.settings.grpc_target("identity"), c.settings.grpc_deadline_seconds)
+        )
 
     def metadata(slug: str):
         return (*grpcclient.tenant(slug), ("x-ontrack-actor", f"cli:{_user()}"))
 
     def token_line(t: dict) -> str:
         state = "revoked" if t.get("revoked_at") else "active"
-        return (f"{t['id']}  {state:<7} {','.join(t.get('scopes', [])):<24} "
-                f"expires={t.get('expires_at', 'never')} "
-                f"cidrs={','.join(t.get('cidrs', [])) or 'any'}"
-                f" last_used={t.get('last_used_at', '-')} {t.get('last_used_address', '')}  "
-                f"{t.get('name', '')}")
+        return (
+            f"{t['id']}  {state:<7} {','.join(t.get('scopes', [])):<24} "
+            f"expires={t.get('expires_at', 'never')} "
+            f"cidrs={','.join(t.get('cidrs', [])) or 'any'}"
+            f" last_used={t.get('last_used_at', '-')} {t.get('last_used_address', '')}  "
+            f"{t.get('name', '')}"
+        )
 
     @cli.group()
     def token() -> None:
@@ -51,9 +54,14 @@ def register(cli: click.Group) -> None:
 
     @token.command("create")
     @click.option("--tenant", "slug", required=True)
-    @click.option("--scope", "scopes", multiple=True, required=True,
-                  type=click.Choice(["api:read", "api:write", "admin", "scim"]),
-                  help="Scope (repeatable).")
+    @click.option(
+        "--scope",
+        "scopes",
+        multiple=True,
+        required=True,
+        type=click.Choice(["api:read", "api:write", "admin", "scim"]),
+        help="Scope (repeatable).",
+    )
     @click.option("--cidr", "cidrs", multiple=True, help="Allowed client CIDR (repeatable).")
     @click.option("--expires-in", default=None, help="Lifetime, e.g. 30d, 12h (default: never).")
     @click.option("--name", default="", help="What the token is for.")
@@ -66,9 +74,13 @@ def register(cli: click.Group) -> None:
             seconds = parse_duration(expires_in) if expires_in else 0
         except click.BadParameter as exc:
             raise click.UsageError(str(exc.message)) from None
-        r = c.call(stub(c).CreateToken, pb.CreateTokenRequest(
-            name=name, scopes=list(scopes), cidrs=list(cidrs), expires_in_seconds=seconds),
-            metadata=metadata(slug))
+        r = c.call(
+            stub(c).CreateToken,
+            pb.CreateTokenRequest(
+                name=name, scopes=list(scopes), cidrs=list(cidrs), expires_in_seconds=seconds
+            ),
+            metadata=metadata(slug),
+        )
         shown = {"token": _msg(r.token), "secret": r.secret}
         c.out(shown, f"{r.secret}\n(shown once; store it now)\n{token_line(_msg(r.token))}")
 
@@ -79,8 +91,11 @@ def register(cli: click.Group) -> None:
     def token_list(c: Ctx, slug, include_revoked) -> None:
         from ontrackio.identity.v1 import access_pb2 as pb
 
-        r = c.call(stub(c).ListTokens, pb.ListTokensRequest(include_revoked=include_revoked),
-                   metadata=metadata(slug))
+        r = c.call(
+            stub(c).ListTokens,
+            pb.ListTokensRequest(include_revoked=include_revoked),
+            metadata=metadata(slug),
+        )
         rows = [_msg(t) for t in r.tokens]
         c.out(rows, "\n".join(token_line(t) for t in rows) or "no tokens")
 
@@ -92,8 +107,7 @@ def register(cli: click.Group) -> None:
         """Revoke a token (every gateway refuses it within a second)."""
         from ontrackio.identity.v1 import access_pb2 as pb
 
-        t = c.call(stub(c).RevokeToken, pb.RevokeTokenRequest(id=token_id),
-                   metadata=metadata(slug))
+        t = c.call(stub(c).RevokeToken, pb.RevokeTokenRequest(id=token_id), metadata=metadata(slug))
         c.out(_msg(t), token_line(_msg(t)))
 
     @cli.group()
@@ -102,8 +116,10 @@ def register(cli: click.Group) -> None:
 
     def allowlist_line(a: dict) -> str:
         return (" ".join(a.get("cidrs", [])) or "(empty: no restriction)") + (
-            f"\nupdated {a['updated_at']} by {a.get('updated_by', '')}" if a.get("updated_at")
-            else "")
+            f"\nupdated {a['updated_at']} by {a.get('updated_by', '')}"
+            if a.get("updated_at")
+            else ""
+        )
 
     @allowlist.command("show")
     @click.option("--tenant", "slug", required=True)
@@ -129,8 +145,9 @@ def register(cli: click.Group) -> None:
             raise click.UsageError("give at least one CIDR, or --clear to remove the restriction")
         if cidrs and clear:
             raise click.UsageError("--clear takes no CIDRs")
-        a = c.call(stub(c).SetAllowlist, pb.SetAllowlistRequest(cidrs=list(cidrs)),
-                   metadata=metadata(slug))
+        a = c.call(
+            stub(c).SetAllowlist, pb.SetAllowlistRequest(cidrs=list(cidrs)), metadata=metadata(slug)
+        )
         shown = _msg(a)
         shown.setdefault("cidrs", [])
         c.out(shown, allowlist_line(shown))

@@ -1,4 +1,7 @@
-"""Per-tenant admin IP allowlist: CIDR parsing, the lock-out check and the middleware guarding /admin."""
+"""Per-tenant admin IP allowlist.
+
+CIDR parsing, the lock-out check and the middleware guarding /admin.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
 
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from ontrackio.gateway.client_ip import IPAddress, IPNetwork, unmap
 from ontrackio.gateway.paths import scope_is_admin
 from ontrackio.gateway.problems import problem
-from prometheus_client import Counter
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 ADMIN_DENIED = Counter(
     "ontrack_gateway_admin_denied",
@@ -36,7 +40,8 @@ class InvalidCIDRs(ValueError):
 
 
 def _unmap_network(network: IPNetwork) -> IPNetwork:
-    # ::ffff:10.0.0.0/104 means 10.0.0.0/8; client addresses are unmapped too, so match like with like.
+    # ::ffff:10.0.0.0/104 means 10.0.0.0/8; client addresses are unmapped too, so match like
+    # with like.
     if isinstance(network, IPv6Network) and network.prefixlen >= 96:
         mapped = network.network_address.ipv4_mapped
         if mapped is not None:
@@ -45,7 +50,9 @@ def _unmap_network(network: IPNetwork) -> IPNetwork:
 
 
 def parse_cidrs(values: Iterable[str]) -> list[IPNetwork]:
-    """Parse IPv4/IPv6 CIDRs (a bare address is a /32 or /128); raise InvalidCIDRs naming every bad one.
+    """Parse IPv4/IPv6 CIDRs (a bare address is a /32 or /128).
+
+    Raise InvalidCIDRs naming every bad one.
 
     Host bits must be zero (``10.0.0.1/8`` is refused): in a security list a typo should stop,
     not silently widen or narrow the range.

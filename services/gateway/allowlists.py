@@ -23,8 +23,9 @@ class Allowlists:
         self.cache = cache
 
     async def _load(self, slug: str) -> tuple[IPNetwork, ...]:
-        reply = await self.upstream.call(self.upstream.access.GetAllowlist,
-                                         apb.GetAllowlistRequest(), tenant=slug)
+        reply = await self.upstream.call(
+            self.upstream.access.GetAllowlist, apb.GetAllowlistRequest(), tenant=slug
+        )
         return tuple(parse_cidrs(reply.cidrs))
 
     async def for_tenant(self, tenant: TenantInfo) -> Sequence[IPNetwork]:

@@ -82,9 +82,12 @@ class Gateway:
 
     async def start(self) -> None:
         self.upstream.start()
-        self.listener = InvalidationListener(self.core.amqp_url.get_secret_value(),
-                                             asyncio.get_running_loop(), self.on_event,
-                                             self.on_reset)
+        self.listener = InvalidationListener(
+            self.core.amqp_url.get_secret_value(),
+            asyncio.get_running_loop(),
+            self.on_event,
+            self.on_reset,
+        )
         self.listener.start()
         if not await asyncio.to_thread(self.listener.bound.wait, 15.0):
             log.warning("invalidation queue not bound yet; relying on cache TTLs until it is")
@@ -112,27 +115,38 @@ def _mark_ready(ready: bool) -> None:
 
 
 def build_gateway(settings: GatewaySettings, core: config.Settings) -> Gateway:
-    upstream = Upstream({s: core.grpc_target(s) for s in ("identity", "inventory")},
-                        settings.upstream_deadline_seconds)
+    upstream = Upstream(
+        {s: core.grpc_target(s) for s in ("identity", "inventory")},
+        settings.upstream_deadline_seconds,
+    )
     neg = settings.negative_cache_seconds
     size = settings.cache_max_entries
     auth = Authenticator(
-        upstream, core.token_hash_key.get_secret_value().encode(),
+        upstream,
+        core.token_hash_key.get_secret_value().encode(),
         TTLCache(settings.token_cache_seconds, negative_ttl=neg, max_entries=size),
-        lookup_limiter=TokenBucketLimiter(settings.token_lookup_per_second,
-                                          settings.token_lookup_burst,
-                                          max_keys=settings.rate_limit_max_keys),
-        touch_seconds=settings.token_touch_seconds)
+        lookup_limiter=TokenBucketLimiter(
+            settings.token_lookup_per_second,
+            settings.token_lookup_burst,
+            max_keys=settings.rate_limit_max_keys,
+        ),
+        touch_seconds=settings.token_touch_seconds,
+    )
     return Gateway(
-        settings, core, upstream,
-        TenantRouter(upstream, TTLCache(settings.tenant_cache_seconds, negative_ttl=neg,
-                                        max_entries=size)),
+        settings,
+        core,
+        upstream,
+        TenantRouter(
+            upstream, TTLCache(settings.tenant_cache_seconds, negative_ttl=neg, max_entries=size)
+        ),
         auth,
         Allowlists(upstream, TTLCache(settings.allowlist_cache_seconds, max_entries=size)),
-        token_limiter(settings))
+        token_limiter(settings),
+    )
 
 
 # -- endpoints --------------------------------------------------------------------------------
+
 
 def _query(op: Operation, request: Request) -> dict[str, Any]:
     params: dict[str, Any] = {}
@@ -178,8 +192,13 @@ def endpoint(op: Operation, gw: Gateway):
         actor = None
         if op.scope is not None:
             authorization = request.headers.getlist("authorization")
-            result = (Failure.MALFORMED if len(authorization) > 1 else await gw.auth.authenticate(
-                authorization[0] if authorization else None, tenant, client_ip))
+            result = (
+                Failure.MALFORMED
+                if len(authorization) > 1
+                else await gw.auth.authenticate(
+                    authorization[0] if authorization else None, tenant, client_ip
+                )
+            )
             if isinstance(result, Failure):
                 return refusal(result)
             if op.scope not in result.scopes:
@@ -195,8 +214,16 @@ def endpoint(op: Operation, gw: Gateway):
             return problem(400, detail=str(exc))
         if body is _NO_BODY:
             return problem(415, detail="A JSON body (Content-Type: application/json) is required.")
-        call = Call(gw.upstream, tenant, actor, client_ip, params, body,
-                    on_token_revoked=gw.auth.forget, on_allowlist_changed=gw.allowlists.forget)
+        call = Call(
+            gw.upstream,
+            tenant,
+            actor,
+            client_ip,
+            params,
+            body,
+            on_token_revoked=gw.auth.forget,
+            on_allowlist_changed=gw.allowlists.forget,
+        )
         try:
             result = await op.handler(call)
         except grpc.aio.AioRpcError as exc:
@@ -211,6 +238,7 @@ def endpoint(op: Operation, gw: Gateway):
 
 
 # -- probes and metrics (before the edge: no tenant host needed) ------------------------------
+
 
 async def healthz(gw: Gateway) -> Response:
     return JSONResponse({"status": "ok", "worker": WORKER_ID})
@@ -257,8 +285,9 @@ class Probes:
             if path in (b"/healthz", b"/readyz"):
                 response = await (healthz if path == b"/healthz" else readyz)(self.gw)
             elif path == b"/metrics" and self._metrics_allowed(scope):
-                response = Response(generate_latest(metrics_registry()),
-                                    media_type=CONTENT_TYPE_LATEST)
+                response = Response(
+                    generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST
+                )
             if response is not None:
                 if scope["method"] not in ("GET", "HEAD"):
                     response = problem(405, headers={"Allow": "GET, HEAD"})
@@ -270,12 +299,36 @@ class Probes:
 
 def openapi_document() -> dict[str, Any]:
     probes = [
-        Operation("GET", "/healthz", "healthz", "The worker process is up (any Host).",
-                  healthz, None, {"type": "object"}, errors=()),
-        Operation("GET", "/readyz", "readyz", "Identity is reachable (any Host).", readyz, None,
-                  {"type": "object"}, errors=(503,)),
-        Operation("GET", "/openapi.json", "openapi", "This document.", healthz, None,
-                  {"type": "object"}, errors=()),
+        Operation(
+            "GET",
+            "/healthz",
+            "healthz",
+            "The worker process is up (any Host).",
+            healthz,
+            None,
+            {"type": "object"},
+            errors=(),
+        ),
+        Operation(
+            "GET",
+            "/readyz",
+            "readyz",
+            "Identity is reachable (any Host).",
+            readyz,
+            None,
+            {"type": "object"},
+            errors=(503,),
+        ),
+        Operation(
+            "GET",
+            "/openapi.json",
+            "openapi",
+            "This document.",
+            healthz,
+            None,
+            {"type": "object"},
+            errors=(),
+        ),
     ]
     return document(OPERATIONS + probes, title="OnTrackio API", version=API_VERSION)
 
@@ -305,10 +358,15 @@ def build_app(gw: Gateway) -> ASGIApp:
 
     app = Starlette(routes=routes, lifespan=lifespan)
     install_problem_handlers(app)
-    edge = build_edge(app, gw.settings, resolve_tenant=gw.router.resolver(gw.settings.base_domain),
-                      get_allowlist=gw.allowlists.for_tenant)
-    return ProblemGuardMiddleware(SecurityHeadersMiddleware(
-        Probes(edge, gw), hsts_max_age=gw.settings.hsts_max_age))
+    edge = build_edge(
+        app,
+        gw.settings,
+        resolve_tenant=gw.router.resolver(gw.settings.base_domain),
+        get_allowlist=gw.allowlists.for_tenant,
+    )
+    return ProblemGuardMiddleware(
+        SecurityHeadersMiddleware(Probes(edge, gw), hsts_max_age=gw.settings.hsts_max_age)
+    )
 
 
 def create_app() -> ASGIApp:

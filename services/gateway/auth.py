@@ -31,8 +31,9 @@ from ontrackio.identity.v1 import access_pb2 as apb
 
 log = logging.getLogger(__name__)
 
-AUTH_FAILURES = Counter("ontrack_gateway_auth_failures", "Requests refused by authentication.",
-                        ["reason"])
+AUTH_FAILURES = Counter(
+    "ontrack_gateway_auth_failures", "Requests refused by authentication.", ["reason"]
+)
 
 
 class Failure(Enum):
@@ -75,10 +76,14 @@ class Principal:
 def record_from_pb(r: apb.TokenRecord) -> TokenRecord:
     t = r.token
     return TokenRecord(
-        id=t.id, tenant=r.tenant, scopes=frozenset(t.scopes),
+        id=t.id,
+        tenant=r.tenant,
+        scopes=frozenset(t.scopes),
         networks=tuple(ip_network(c) for c in t.cidrs),
         expires_at=t.expires_at.ToDatetime().timestamp() if t.HasField("expires_at") else None,
-        revoked=t.HasField("revoked_at"), secret_hash=bytes(r.secret_hash))
+        revoked=t.HasField("revoked_at"),
+        secret_hash=bytes(r.secret_hash),
+    )
 
 
 # One body for every 401, whatever the reason: nothing tells a prober which check failed.
@@ -86,20 +91,33 @@ UNAUTHORIZED_DETAIL = "A valid API token is required."
 
 
 def unauthorized() -> ProblemResponse:
-    return problem(401, detail=UNAUTHORIZED_DETAIL,
-                   headers={"WWW-Authenticate": 'Bearer realm="ontrack"'})
+    return problem(
+        401, detail=UNAUTHORIZED_DETAIL, headers={"WWW-Authenticate": 'Bearer realm="ontrack"'}
+    )
 
 
 def forbidden_scope(scope: str) -> ProblemResponse:
-    return problem(403, detail=f"This token lacks the {scope!r} scope.",
-                   headers={"WWW-Authenticate":
-                            f'Bearer realm="ontrack", error="insufficient_scope", scope="{scope}"'})
+    return problem(
+        403,
+        detail=f"This token lacks the {scope!r} scope.",
+        headers={
+            "WWW-Authenticate": 'Bearer realm="ontrack", error="insufficient_scope", '
+            f'scope="{scope}"'
+        },
+    )
 
 
 class Authenticator:
-    def __init__(self, upstream: Upstream, key: bytes, cache: TTLCache[TokenRecord], *,
-                 lookup_limiter: TokenBucketLimiter, touch_seconds: float,
-                 clock=time.time) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        key: bytes,
+        cache: TTLCache[TokenRecord],
+        *,
+        lookup_limiter: TokenBucketLimiter,
+        touch_seconds: float,
+        clock=time.time,
+    ) -> None:
         self.upstream = upstream
         self.key = key
         self.cache = cache
@@ -109,15 +127,17 @@ class Authenticator:
         self._touched: dict[str, float] = {}
         self._background: set[asyncio.Task] = set()
 
-    async def authenticate(self, authorization: str | None, tenant: str,
-                           client_ip: IPAddress | None) -> Principal | Failure:
+    async def authenticate(
+        self, authorization: str | None, tenant: str, client_ip: IPAddress | None
+    ) -> Principal | Failure:
         result = await self._check(authorization, tenant, client_ip)
         if isinstance(result, Failure):
             AUTH_FAILURES.labels(result.value).inc()
         return result
 
-    async def _check(self, authorization: str | None, tenant: str,
-                     client_ip: IPAddress | None) -> Principal | Failure:
+    async def _check(
+        self, authorization: str | None, tenant: str, client_ip: IPAddress | None
+    ) -> Principal | Failure:
         if not authorization:
             return Failure.MISSING
         scheme, _, bearer = authorization.strip().partition(" ")
@@ -152,8 +172,9 @@ class Authenticator:
 
     async def _lookup(self, tenant: str, token_id: str) -> TokenRecord | None:
         try:
-            reply = await self.upstream.call(self.upstream.access.LookupToken,
-                                             apb.LookupTokenRequest(id=token_id), tenant=tenant)
+            reply = await self.upstream.call(
+                self.upstream.access.LookupToken, apb.LookupTokenRequest(id=token_id), tenant=tenant
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 return None
@@ -176,9 +197,11 @@ class Authenticator:
 
     async def _send_touch(self, tenant: str, token_id: str, address: str) -> None:
         try:
-            await self.upstream.call(self.upstream.access.TouchToken,
-                                     apb.TouchTokenRequest(id=token_id, address=address),
-                                     tenant=tenant)
+            await self.upstream.call(
+                self.upstream.access.TouchToken,
+                apb.TouchTokenRequest(id=token_id, address=address),
+                tenant=tenant,
+            )
         except grpc.aio.AioRpcError as exc:  # best effort: the next minute tries again
             log.info("recording use of token %s failed: %s", token_id, exc.code().name)
             self._touched.pop(token_id, None)

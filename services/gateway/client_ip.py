@@ -1,4 +1,6 @@
-"""The client address: the socket peer, or the right-most untrusted X-Forwarded-For hop behind trusted proxies.
+"""The client address.
+
+The socket peer, or the right-most untrusted X-Forwarded-For hop behind trusted proxies.
 
 Deployment contract: uvicorn must run with ``proxy_headers=False`` (and ``forwarded_allow_ips``
 empty), otherwise uvicorn rewrites ``scope["client"]`` from X-Forwarded-For itself, before this
@@ -27,7 +29,9 @@ def unmap(ip: IPAddress) -> IPAddress:
 
 
 def parse_ip(value: str) -> IPAddress | None:
-    """An address from a peer or X-Forwarded-For entry (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``).
+    """An address from a peer or X-Forwarded-For entry.
+
+    Accepted forms: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``.
 
     Zone ids are dropped, IPv4-mapped IPv6 becomes IPv4. Returns None for anything else.
     """

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from ontrackio.gateway.allowlist import AdminAllowlistMiddleware
 from ontrackio.gateway.client_ip import ClientIPMiddleware, IPAddress, IPNetwork
 from ontrackio.gateway.headers import SecurityHeadersMiddleware
@@ -14,8 +17,6 @@ from ontrackio.gateway.problems import ProblemGuardMiddleware
 from ontrackio.gateway.ratelimit import RateLimitMiddleware, TokenBucketLimiter, client_ip_key
 from ontrackio.gateway.securitytxt import SecurityTxtMiddleware
 from ontrackio.gateway.settings import GatewaySettings
-from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class _RefuseWebSockets:
@@ -44,7 +45,8 @@ def build_edge(
 
     The rate limit comes before the tenant look-up so floods never reach identity. Routes read
     ``request.state.tenant`` (TenantInfo), ``.client_ip`` (IPv4Address | IPv6Address | None),
-    ``.host`` and, for JSON bodies, ``.json`` (already parsed); see ``tenant_of`` and ``client_ip_of``.
+    ``.host`` and, for JSON bodies, ``.json`` (already parsed); see ``tenant_of`` and
+    ``client_ip_of``.
     """
     inner: ASGIApp = JSONLimitMiddleware(app, max_depth=settings.max_json_depth)
     inner = BodyLimitMiddleware(inner, max_bytes=settings.max_body_bytes)

@@ -1,4 +1,7 @@
-"""Tenant routing by Host: ``<slug>.<base domain>`` or a verified custom domain, 404 for anything else."""
+"""Tenant routing by Host.
+
+``<slug>.<base domain>`` or a verified custom domain, 404 for anything else.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from urllib.parse import unquote
 
-from ontrackio.gateway.problems import problem
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]{1,30}\Z")
+from ontrackio.core.tenancy import SLUG_RE
+from ontrackio.gateway.problems import problem
+
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 _PORT = re.compile(r"[0-9]{0,5}\Z")
 _ABSOLUTE_FORM = re.compile(rb"(?i)(https?)://([^/?#]*)(.*)\Z", re.DOTALL)
@@ -29,7 +33,10 @@ class TenantInfo:
 
 @dataclass(frozen=True)
 class HostTarget:
-    """A normalised host and, for ``<slug>.<base>``, its slug (None for a custom-domain candidate)."""
+    """A normalised host and, for ``<slug>.<base>``, its slug.
+
+    The slug is None for a custom-domain candidate.
+    """
 
     host: str
     slug: str | None
@@ -37,12 +44,16 @@ class HostTarget:
 
 ResolveTenant = Callable[[str], Awaitable[TenantInfo | None]]
 
-# One response object for every unknown host: byte-identical, so nothing hints at which tenants exist.
+# One response object for every unknown host: byte-identical, so nothing hints at which
+# tenants exist.
 UNKNOWN_HOST = problem(404)
 
 
 def normalise_host(value: str) -> str | None:
-    """Lower-case host without port or trailing dot; ``[v6]`` literals compressed; None if malformed."""
+    """Lower-case host without port or trailing dot.
+
+    ``[v6]`` literals are compressed; None if malformed.
+    """
     text = value.strip()
     if not text or len(text) > 300:
         return None
@@ -82,7 +93,7 @@ def classify_host(host: str, base_domain: str) -> HostTarget | None:
     suffix = "." + base_domain
     if host.endswith(suffix):
         slug = host[: -len(suffix)]
-        return HostTarget(host, slug) if SLUG_PATTERN.match(slug) else None
+        return HostTarget(host, slug) if SLUG_RE.match(slug) else None
     return HostTarget(host, None)
 
 
@@ -92,7 +103,10 @@ def tenant_resolver(
     by_slug: Callable[[str], Awaitable[TenantInfo | None]],
     by_custom_domain: Callable[[str], Awaitable[TenantInfo | None]],
 ) -> ResolveTenant:
-    """Build ``resolve_tenant(host)`` from the two identity look-ups (custom domains must be verified)."""
+    """Build ``resolve_tenant(host)`` from the two identity look-ups.
+
+    Custom domains must be verified.
+    """
 
     async def resolve(host: str) -> TenantInfo | None:
         target = classify_host(host, base_domain)
@@ -110,7 +124,10 @@ def _header_values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[
 
 
 def _split_target(raw_path: bytes) -> tuple[str | None, bytes] | None:
-    """(authority or None, path) of the request target; None when it is not origin- or absolute-form."""
+    """(authority or None, path) of the request target.
+
+    None when it is not origin- or absolute-form.
+    """
     if raw_path.startswith(b"/") or raw_path == b"*":
         return None, raw_path
     match = _ABSOLUTE_FORM.match(raw_path)

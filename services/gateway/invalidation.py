@@ -30,25 +30,34 @@ ROUTING_KEYS = ("token_revoked", "allowlist_changed")
 def queue_for_worker() -> Queue:
     name = f"gateway.invalidate.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     exchange = events_exchange("identity")
-    return Queue(name, exchange=exchange, bindings=[
-        kombu.binding(exchange, routing_key=key) for key in ROUTING_KEYS],
-        exclusive=True, auto_delete=True, durable=False)
+    return Queue(
+        name,
+        exchange=exchange,
+        bindings=[kombu.binding(exchange, routing_key=key) for key in ROUTING_KEYS],
+        exclusive=True,
+        auto_delete=True,
+        durable=False,
+    )
 
 
 class InvalidationListener:
     """Delivers identity's invalidation events to ``on_event`` on ``loop``; ``on_reset`` after a
     reconnection. ``bound`` is set once the queue exists (events from then on are seen)."""
 
-    def __init__(self, amqp_url: str, loop: asyncio.AbstractEventLoop,
-                 on_event: Callable[[ev.Event], None], on_reset: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        loop: asyncio.AbstractEventLoop,
+        on_event: Callable[[ev.Event], None],
+        on_reset: Callable[[], None],
+    ) -> None:
         self.amqp_url = amqp_url
         self.loop = loop
         self.on_event = on_event
         self.on_reset = on_reset
         self.bound = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gateway-invalidation",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="gateway-invalidation", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -73,8 +82,13 @@ class InvalidationListener:
                 with kombu.Connection(self.amqp_url, connect_timeout=5, heartbeat=10) as conn:
                     channel = conn.channel()
                     queue = queue_for_worker()
-                    with Consumer(channel, queues=[queue], callbacks=[self._handle],
-                                  accept=["json"], prefetch_count=100):
+                    with Consumer(
+                        channel,
+                        queues=[queue],
+                        callbacks=[self._handle],
+                        accept=["json"],
+                        prefetch_count=100,
+                    ):
                         if not first:
                             self.loop.call_soon_threadsafe(self.on_reset)
                         first = False
@@ -87,7 +101,8 @@ class InvalidationListener:
             except Exception as exc:  # noqa: BLE001 - any broker failure: reconnect
                 if self._stop.is_set():
                     return
-                log.warning("invalidation listener lost the broker (%s); reconnecting",
-                            type(exc).__name__)
+                log.warning(
+                    "invalidation listener lost the broker (%s); reconnecting", type(exc).__name__
+                )
                 self.loop.call_soon_threadsafe(self.on_reset)
                 self._stop.wait(1.0)

@@ -1,4 +1,7 @@
-"""Request body size limit (413) and JSON nesting-depth limit (400), enforced before any route parses."""
+"""Request body size limit (413) and JSON nesting-depth limit (400).
+
+Both are enforced before any route parses.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ import json
 import re
 from typing import Any
 
-from ontrackio.gateway.problems import response_from_http_exception
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ontrackio.gateway.problems import response_from_http_exception
 
 DEFAULT_MAX_JSON_DEPTH = 32
 
@@ -80,7 +84,10 @@ def loads_limited(body: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
 
 
 def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    """The Content-Length, None if absent; InvalidContentLength if malformed or given twice differently."""
+    """The Content-Length, None if absent.
+
+    Raises InvalidContentLength if malformed or given twice differently.
+    """
     values = {value.strip() for name, value in headers if name.lower() == b"content-length"}
     if not values:
         return None
@@ -91,7 +98,10 @@ def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 
 class BodyLimitMiddleware:
-    """413 when Content-Length or the streamed body (chunked, or lying about length) passes ``max_bytes``."""
+    """413 when Content-Length or the streamed body passes ``max_bytes``.
+
+    The streamed body is counted too (chunked, or lying about length).
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -145,7 +155,9 @@ def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 class JSONLimitMiddleware:
-    """For JSON request bodies: 400 when invalid or too deep; the parsed value lands in ``state["json"]``.
+    """For JSON request bodies: 400 when invalid or too deep.
+
+    The parsed value lands in ``state["json"]``.
 
     The body is buffered (the body limit sits outside this layer, so buffering is bounded) and
     replayed to the app unchanged.

@@ -47,19 +47,27 @@ def main() -> None:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     core = config.settings_or_exit()
-    logging.basicConfig(level=core.log_level,
-                        format="%(asctime)s gateway %(process)d %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=core.log_level,
+        format="%(asctime)s gateway %(process)d %(levelname)s %(name)s %(message)s",
+    )
     ready_dir = os.environ.get("ONTRACK_READY_DIR")
     if ready_dir:
         for stale in Path(ready_dir).glob("gateway-worker-*.ready"):
             stale.unlink(missing_ok=True)
-        threading.Thread(target=_announce_ready, args=(Path(ready_dir), settings.workers),
-                         daemon=True).start()
+        threading.Thread(
+            target=_announce_ready, args=(Path(ready_dir), settings.workers), daemon=True
+        ).start()
     # A worker busy importing on a loaded host answers the supervisor's ping late; uvicorn's
     # 5 s default then kills and respawns it in a loop.
-    uvicorn.run("ontrackio.gateway.app:create_app", factory=True, access_log=False,
-                timeout_worker_healthcheck=30,
-                log_level=core.log_level.lower(), **uvicorn_kwargs(settings))
+    uvicorn.run(
+        "ontrackio.gateway.app:create_app",
+        factory=True,
+        access_log=False,
+        timeout_worker_healthcheck=30,
+        log_level=core.log_level.lower(),
+        **uvicorn_kwargs(settings),
+    )
 
 
 if __name__ == "__main__":

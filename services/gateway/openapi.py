@@ -71,36 +71,63 @@ def document(operations: list[Operation], *, title: str, version: str) -> dict[s
             "summary": op.summary,
             "tags": list(op.tags),
             "parameters": [
-                {"name": p.name, "in": p.where, "required": p.required or p.where == "path",
-                 "description": p.description, "schema": p.schema} for p in op.params],
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.required or p.where == "path",
+                    "description": p.description,
+                    "schema": p.schema,
+                }
+                for p in op.params
+            ],
             "responses": {
-                str(op.status): {"description": "Success.",
-                                 "content": {"application/json": {"schema": op.response}}},
-                **{str(code): {"$ref": f"#/components/responses/E{code}"}
-                   for code in sorted(set(op.errors) | {400, 413, 429, 502})},
+                str(op.status): {
+                    "description": "Success.",
+                    "content": {"application/json": {"schema": op.response}},
+                },
+                **{
+                    str(code): {"$ref": f"#/components/responses/E{code}"}
+                    for code in sorted(set(op.errors) | {400, 413, 429, 502})
+                },
             },
             "security": [{"bearer": [op.scope]}] if op.scope else [],
         }
         if op.body is not None:
-            item["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": op.body}}}
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": op.body}},
+            }
             item["responses"].setdefault("413", {"$ref": "#/components/responses/E413"})
         paths.setdefault(op.path, {})[op.method.lower()] = item
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version,
-                 "description": "The OnTrackio API. Every error is application/problem+json."},
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "The OnTrackio API. Every error is application/problem+json.",
+        },
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {
-                "type": "http", "scheme": "bearer", "bearerFormat": "otk_<id>_<secret>",
-                "description": "API token; scopes: api:read, api:write, admin, scim."}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "otk_<id>_<secret>",
+                    "description": "API token; scopes: api:read, api:write, admin, scim.",
+                }
+            },
             "schemas": {"Problem": PROBLEM_SCHEMA},
             "responses": {
-                f"E{code}": {"description": text, "content": {
-                    "application/problem+json": {
-                        "schema": {"$ref": "#/components/schemas/Problem"}}}}
-                for code, text in ERROR_TEXT.items()},
+                f"E{code}": {
+                    "description": text,
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}
+                        }
+                    },
+                }
+                for code, text in ERROR_TEXT.items()
+            },
         },
     }
 
@@ -132,9 +159,11 @@ def validate(value: Any, schema: dict[str, Any], where: str = "body") -> Any:
         if "pattern" in schema and not re.search(schema["pattern"], value):
             raise Invalid(f"{where} is not in the expected format")
     if kind == "integer" and not (
-            schema.get("minimum", -(1 << 63)) <= value <= schema.get("maximum", 1 << 63)):
-        raise Invalid(f"{where} must be between {schema.get('minimum')} and "
-                      f"{schema.get('maximum')}")
+        schema.get("minimum", -(1 << 63)) <= value <= schema.get("maximum", 1 << 63)
+    ):
+        raise Invalid(
+            f"{where} must be between {schema.get('minimum')} and {schema.get('maximum')}"
+        )
     if kind == "array":
         if len(value) > schema.get("maxItems", 1 << 30):
             raise Invalid(f"{where} must have at most {schema['maxItems']} items")

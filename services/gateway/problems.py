@@ -1,4 +1,7 @@
-"""RFC 9457 problem+json responses, the gRPC-to-HTTP status table and the guards that keep every error a problem."""
+"""RFC 9457 problem+json responses.
+
+Also the gRPC-to-HTTP status table and the guards that keep every error a problem.
+"""
 
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 
-from ontrackio.gateway.problems import ProblemResponse, problem
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ontrackio.gateway.problems import ProblemResponse, problem
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,9 @@ class RateDecision:
 
 
 class TokenBucketLimiter:
-    """``rate`` tokens per second up to ``burst``; at most ``max_keys`` buckets, least recently used evicted.
+    """``rate`` tokens per second up to ``burst``.
+
+    At most ``max_keys`` buckets, least recently used evicted.
 
     Evicting a bucket forgets its debt: under a flood of more than ``max_keys`` distinct keys a
     key may get a fresh burst. That is the price of bounded memory; per-process limits are a
@@ -73,7 +76,10 @@ def client_ip_key(scope: Scope) -> str | None:
 
 
 def token_id_key(scope: Scope) -> str | None:
-    """Rate-limit key for an authenticated token: ``state["token_id"]``, set after verification only."""
+    """Rate-limit key for an authenticated token.
+
+    Uses ``state["token_id"]``, set after verification only.
+    """
     token_id = scope.get("state", {}).get("token_id")
     return f"token:{token_id}" if token_id else None
 
@@ -83,7 +89,10 @@ def too_many_requests(retry_after: int) -> ProblemResponse:
 
 
 class RateLimitMiddleware:
-    """429 problem with Retry-After when ``limiter`` refuses ``key(scope)``; requests without a key pass."""
+    """429 problem with Retry-After when ``limiter`` refuses ``key(scope)``.
+
+    Requests without a key pass.
+    """
 
     def __init__(
         self, app: ASGIApp, *, limiter: TokenBucketLimiter, key: Callable[[Scope], str | None]

@@ -1,13 +1,17 @@
-"""``/.well-known/security.txt`` (RFC 9116) rendered once from configuration and served on every host."""
+"""``/.well-known/security.txt`` (RFC 9116).
+
+Rendered once from configuration and served on every host.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from ontrackio.gateway.problems import problem
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ontrackio.gateway.problems import problem
 
 SECURITY_TXT_PATH = "/.well-known/security.txt"
 CONTACT_SCHEMES = ("mailto:", "https://", "tel:")
@@ -21,7 +25,10 @@ def render_security_txt(
     preferred_languages: Sequence[str] = (),
     canonical: str | None = None,
 ) -> str:
-    """The file body; raises ValueError when a required field is missing or a URI scheme is unsafe."""
+    """The file body.
+
+    Raises ValueError when a required field is missing or a URI scheme is unsafe.
+    """
     if not contact:
         raise ValueError("security.txt needs at least one Contact")
     bad = [c for c in contact if not c.startswith(CONTACT_SCHEMES)]
@@ -44,7 +51,10 @@ def render_security_txt(
 
 
 class SecurityTxtMiddleware:
-    """Answers GET/HEAD on SECURITY_TXT_PATH before tenant routing (it is the same for every host)."""
+    """Answers GET/HEAD on SECURITY_TXT_PATH before tenant routing.
+
+    It is the same for every host.
+    """
 
     def __init__(self, app: ASGIApp, *, text: str) -> None:
         self.app = app

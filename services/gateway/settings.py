@@ -1,4 +1,7 @@
-"""Gateway configuration: typed, loaded once at start, overridable by ``ONTRACK_GATEWAY_*`` variables."""
+"""Gateway configuration.
+
+Typed, loaded once at start, overridable by ``ONTRACK_GATEWAY_*`` variables.
+"""
 
 from __future__ import annotations
 
@@ -142,7 +145,10 @@ class GatewaySettings(BaseSettings):
         return self.tls_cert_file is not None
 
     def security_txt(self) -> str | None:
-        """The rendered security.txt, or None when no contact is configured (then nothing is served)."""
+        """The rendered security.txt.
+
+        None when no contact is configured (then nothing is served).
+        """
         if not self.security_txt_contact:
             return None
         expires = self.security_txt_expires or datetime.now(UTC) + SECURITY_TXT_ROLLING_EXPIRY
@@ -156,7 +162,10 @@ class GatewaySettings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> GatewaySettings:
-    """Load from the environment (plus explicit overrides); raise SettingsError naming each bad variable."""
+    """Load from the environment (plus explicit overrides).
+
+    Raise SettingsError naming each bad variable.
+    """
     try:
         return GatewaySettings(**overrides)
     except ValidationError as exc:

@@ -41,12 +41,18 @@ class TenantRouter:
             raise
 
     async def by_slug(self, slug: str) -> TenantInfo | None:
-        return await self.cache.get(("slug", slug), lambda: self._ask(
-            self.upstream.tenants.GetTenant, ipb.GetTenantRequest(slug=slug)))
+        return await self.cache.get(
+            ("slug", slug),
+            lambda: self._ask(self.upstream.tenants.GetTenant, ipb.GetTenantRequest(slug=slug)),
+        )
 
     async def by_domain(self, host: str) -> TenantInfo | None:
-        return await self.cache.get(("domain", host), lambda: self._ask(
-            self.upstream.tenants.ResolveDomain, ipb.ResolveDomainRequest(domain=host)))
+        return await self.cache.get(
+            ("domain", host),
+            lambda: self._ask(
+                self.upstream.tenants.ResolveDomain, ipb.ResolveDomainRequest(domain=host)
+            ),
+        )
 
     def resolver(self, base_domain: str) -> ResolveTenant:
         return tenant_resolver(base_domain, by_slug=self.by_slug, by_custom_domain=self.by_domain)

@@ -1,4 +1,7 @@
-"""TLS for the gateway: an SSLContext with TLS 1.2 as the floor, and the matching uvicorn arguments."""
+"""TLS for the gateway.
+
+An SSLContext with TLS 1.2 as the floor, and the matching uvicorn arguments.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,10 @@ def harden(context: ssl.SSLContext) -> ssl.SSLContext:
 def server_ssl_context(
     cert_file: str | Path, key_file: str | Path, password: str | None = None
 ) -> ssl.SSLContext:
-    """A server context for ``cert_file``/``key_file`` (PEM); raises ssl.SSLError / OSError if unusable."""
+    """A server context for ``cert_file``/``key_file`` (PEM).
+
+    Raises ssl.SSLError / OSError if unusable.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(cert_file), str(key_file), password)
     return harden(context)
@@ -41,7 +47,10 @@ def uvicorn_ssl_context_factory(
 def uvicorn_ssl_kwargs(
     cert_file: str | Path | None, key_file: str | Path | None, password: str | None = None
 ) -> dict[str, Any]:
-    """Keyword arguments for ``uvicorn.run``/``uvicorn.Config``; empty when TLS is not configured."""
+    """Keyword arguments for ``uvicorn.run``/``uvicorn.Config``.
+
+    Empty when TLS is not configured.
+    """
     if not cert_file or not key_file:
         return {}
     kwargs: dict[str, Any] = {

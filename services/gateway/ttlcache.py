@@ -21,8 +21,14 @@ class TTLCache(Generic[V]):
     """``get(key, load)``: a fresh cached value, or ``await load()`` stored for ``ttl`` seconds
     (``negative_ttl`` when it returned None). Exceptions from ``load`` are not cached."""
 
-    def __init__(self, ttl: float, *, negative_ttl: float | None = None, max_entries: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        *,
+        negative_ttl: float | None = None,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
         self.negative_ttl = ttl if negative_ttl is None else negative_ttl
         self.max_entries = max_entries

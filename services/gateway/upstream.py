@@ -19,8 +19,11 @@ from ontrackio.core.grpcserver import TENANT_METADATA
 from ontrackio.identity.v1 import access_pb2_grpc, identity_pb2_grpc
 from ontrackio.inventory.v1 import inventory_pb2_grpc
 
-UPSTREAM_CALLS = Counter("ontrack_gateway_upstream_calls", "gRPC calls made by the gateway.",
-                         ["service", "method", "code"])
+UPSTREAM_CALLS = Counter(
+    "ontrack_gateway_upstream_calls",
+    "gRPC calls made by the gateway.",
+    ["service", "method", "code"],
+)
 ACTOR_METADATA = "x-ontrack-actor"
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -58,8 +61,15 @@ class Upstream:
             await channel.close(grace=1.0)
         self.channels.clear()
 
-    async def call(self, method: Any, request: Any, *, tenant: str | None = None,
-                   actor: str | None = None, timeout: float | None = None) -> Any:
+    async def call(
+        self,
+        method: Any,
+        request: Any,
+        *,
+        tenant: str | None = None,
+        actor: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Await ``method(request)``; raises grpc.aio.AioRpcError (mapped by problems.py)."""
         metadata: list[tuple[str, str]] = list(telemetry.inject().items())
         if tenant is not None:
@@ -77,8 +87,9 @@ class Upstream:
 
     async def identity_ready(self, timeout: float = 1.0) -> bool:
         try:
-            reply = await self.identity_health.Check(health_pb2.HealthCheckRequest(),
-                                                     timeout=timeout)
+            reply = await self.identity_health.Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout
+            )
         except grpc.aio.AioRpcError:
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -18,8 +18,10 @@ from ontrackio.core.errors import FailedPrecondition, NotFound
 from ontrackio.identity import access_tokens as rules
 from ontrackio.identity.v1 import access_pb2
 
-TOKEN_COLUMNS = ("id, name, scopes, cidrs, expires_at, created_at, created_by, revoked_at,"
-                 " last_used_at, last_used_address")
+TOKEN_COLUMNS = (
+    "id, name, scopes, cidrs, expires_at, created_at, created_by, revoked_at,"
+    " last_used_at, last_used_address"
+)
 
 
 class TokenNotFound(NotFound):
@@ -34,14 +36,29 @@ def _audit(u: UnitOfWork, actor: str, action: str, old: Any, new: Any, address: 
     u.conn.execute(
         "INSERT INTO access_audit (actor, action, address, old_value, new_value)"
         " VALUES (%s, %s, %s, %s, %s)",
-        (actor[:200], action, address[:64], None if old is None else Jsonb(old),
-         None if new is None else Jsonb(new)))
+        (
+            actor[:200],
+            action,
+            address[:64],
+            None if old is None else Jsonb(old),
+            None if new is None else Jsonb(new),
+        ),
+    )
 
 
 # -- tokens -------------------------------------------------------------------------------------
 
-def create_token(u: UnitOfWork, key: bytes, *, name: str, scopes: list[str], cidrs: list[str],
-                 expires_in_seconds: int, actor: str) -> tuple[dict[str, Any], str]:
+
+def create_token(
+    u: UnitOfWork,
+    key: bytes,
+    *,
+    name: str,
+    scopes: list[str],
+    cidrs: list[str],
+    expires_in_seconds: int,
+    actor: str,
+) -> tuple[dict[str, Any], str]:
     """A new token row and the bearer string (the only time the secret exists)."""
     name = rules.validate_name(name)
     scopes = rules.validate_scopes(list(scopes))
@@ -53,11 +70,21 @@ def create_token(u: UnitOfWork, key: bytes, *, name: str, scopes: list[str], cid
         row = cur.execute(
             "INSERT INTO api_tokens (id, name, secret_hash, scopes, cidrs, expires_at, created_by)"
             f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {TOKEN_COLUMNS}",
-            (issued.token_id, name, issued.secret_hash, scopes, cidrs, expires_at,
-             actor[:200])).fetchone()
-    _audit(u, actor, "token.create", None,
-           {"id": issued.token_id, "name": name, "scopes": scopes, "cidrs": cidrs,
-            "expires_at": expires_at.isoformat() if expires_at else None})
+            (issued.token_id, name, issued.secret_hash, scopes, cidrs, expires_at, actor[:200]),
+        ).fetchone()
+    _audit(
+        u,
+        actor,
+        "token.create",
+        None,
+        {
+            "id": issued.token_id,
+            "name": name,
+            "scopes": scopes,
+            "cidrs": cidrs,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
     return row, issued.bearer
 
 
@@ -65,7 +92,9 @@ def list_tokens(u: UnitOfWork, include_revoked: bool) -> list[dict[str, Any]]:
     with u.conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE %s OR revoked_at IS NULL"
-            " ORDER BY created_at, id LIMIT 1000", (include_revoked,)).fetchall()
+            " ORDER BY created_at, id LIMIT 1000",
+            (include_revoked,),
+        ).fetchall()
 
 
 def _token_id(token_id: str) -> str:
@@ -80,10 +109,12 @@ def revoke_token(u: UnitOfWork, token_id: str, actor: str) -> dict[str, Any]:
         row = cur.execute(
             "UPDATE api_tokens SET revoked_at = now(), revoked_by = %s"
             f" WHERE id = %s AND revoked_at IS NULL RETURNING {TOKEN_COLUMNS}",
-            (actor[:200], token_id)).fetchone()
+            (actor[:200], token_id),
+        ).fetchone()
         if row is None:  # unknown, or revoked before: idempotent
-            row = cur.execute(f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = %s",
-                              (token_id,)).fetchone()
+            row = cur.execute(
+                f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = %s", (token_id,)
+            ).fetchone()
             if row is None:
                 raise TokenNotFound("token not found")
             return row
@@ -95,8 +126,9 @@ def revoke_token(u: UnitOfWork, token_id: str, actor: str) -> dict[str, Any]:
 def lookup_token(u: UnitOfWork, token_id: str) -> dict[str, Any]:
     token_id = _token_id(token_id)
     with u.conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(f"SELECT {TOKEN_COLUMNS}, secret_hash FROM api_tokens WHERE id = %s",
-                          (token_id,)).fetchone()
+        row = cur.execute(
+            f"SELECT {TOKEN_COLUMNS}, secret_hash FROM api_tokens WHERE id = %s", (token_id,)
+        ).fetchone()
     if row is None:
         raise TokenNotFound("token not found")
     return row
@@ -107,10 +139,12 @@ def touch_token(u: UnitOfWork, token_id: str, address: str) -> None:
     u.conn.execute(
         "UPDATE api_tokens SET last_used_at = now(), last_used_address = %s"
         " WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 second')",
-        (address[:64], _token_id(token_id)))
+        (address[:64], _token_id(token_id)),
+    )
 
 
 # -- allowlist ----------------------------------------------------------------------------------
+
 
 def get_allowlist(u: UnitOfWork) -> dict[str, Any]:
     with u.conn.cursor(row_factory=dict_row) as cur:
@@ -118,15 +152,17 @@ def get_allowlist(u: UnitOfWork) -> dict[str, Any]:
     return row or {"cidrs": [], "updated_at": None, "updated_by": ""}
 
 
-def set_allowlist(u: UnitOfWork, cidrs: list[str], *, actor: str, caller_address: str,
-                  confirm_lockout: bool) -> dict[str, Any]:
+def set_allowlist(
+    u: UnitOfWork, cidrs: list[str], *, actor: str, caller_address: str, confirm_lockout: bool
+) -> dict[str, Any]:
     """Replace the allowlist. InvalidToken (INVALID_ARGUMENT) names the bad entries;
     WouldLockOut when the caller's own address would be refused and the change is unconfirmed."""
     new = rules.validate_cidrs(list(cidrs))
     if caller_address and not confirm_lockout and not rules.address_allowed(caller_address, new):
         raise WouldLockOut(
             f"the new allowlist excludes your own address {caller_address}; "
-            "send confirm_lockout to apply it anyway")
+            "send confirm_lockout to apply it anyway"
+        )
     old = u.conn.execute("SELECT cidrs FROM admin_allowlist FOR UPDATE").fetchone()
     old_cidrs = list(old[0]) if old else []
     with u.conn.cursor(row_factory=dict_row) as cur:
@@ -134,7 +170,9 @@ def set_allowlist(u: UnitOfWork, cidrs: list[str], *, actor: str, caller_address
             "INSERT INTO admin_allowlist (singleton, cidrs, updated_by) VALUES (true, %s, %s)"
             " ON CONFLICT (singleton) DO UPDATE SET cidrs = excluded.cidrs,"
             " updated_by = excluded.updated_by, updated_at = now()"
-            " RETURNING cidrs, updated_at, updated_by", (new, actor[:200])).fetchone()
+            " RETURNING cidrs, updated_at, updated_by",
+            (new, actor[:200]),
+        ).fetchone()
     _audit(u, actor, "allowlist.set", {"cidrs": old_cidrs}, {"cidrs": new}, caller_address)
     u.emit("identity.allowlist_changed", access_pb2.AllowlistChanged(cidrs=new))
     return row
@@ -145,4 +183,6 @@ def list_audit(u: UnitOfWork, limit: int) -> list[dict[str, Any]]:
     with u.conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             "SELECT at, actor, action, address, old_value, new_value FROM access_audit"
-            " ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
+            " ORDER BY id DESC LIMIT %s",
+            (limit,),
+        ).fetchall()

@@ -14,15 +14,23 @@ from ontrackio.identity.v1 import access_pb2_grpc as pb_grpc
 
 def token_pb(row) -> pb.Token:
     return pb.Token(
-        id=row["id"], name=row["name"], scopes=list(row["scopes"]), cidrs=list(row["cidrs"]),
-        expires_at=ts(row["expires_at"]), created_at=ts(row["created_at"]),
-        created_by=row["created_by"], revoked_at=ts(row["revoked_at"]),
-        last_used_at=ts(row["last_used_at"]), last_used_address=row["last_used_address"])
+        id=row["id"],
+        name=row["name"],
+        scopes=list(row["scopes"]),
+        cidrs=list(row["cidrs"]),
+        expires_at=ts(row["expires_at"]),
+        created_at=ts(row["created_at"]),
+        created_by=row["created_by"],
+        revoked_at=ts(row["revoked_at"]),
+        last_used_at=ts(row["last_used_at"]),
+        last_used_address=row["last_used_address"],
+    )
 
 
 def allowlist_pb(row) -> pb.Allowlist:
-    return pb.Allowlist(cidrs=list(row["cidrs"]), updated_at=ts(row["updated_at"]),
-                        updated_by=row["updated_by"])
+    return pb.Allowlist(
+        cidrs=list(row["cidrs"]), updated_at=ts(row["updated_at"]), updated_by=row["updated_by"]
+    )
 
 
 def _actor(context) -> str:
@@ -37,9 +45,14 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
     def CreateToken(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
             row, bearer = access.create_token(
-                u, self.key, name=request.name, scopes=list(request.scopes),
-                cidrs=list(request.cidrs), expires_in_seconds=request.expires_in_seconds,
-                actor=_actor(context))
+                u,
+                self.key,
+                name=request.name,
+                scopes=list(request.scopes),
+                cidrs=list(request.cidrs),
+                expires_in_seconds=request.expires_in_seconds,
+                actor=_actor(context),
+            )
         return pb.CreateTokenResponse(token=token_pb(row), secret=bearer)
 
     def ListTokens(self, request, context):
@@ -55,8 +68,9 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
         tenant = current_tenant()
         with self.dbs.unit_of_work(tenant) as u:
             row = access.lookup_token(u, request.id)
-        return pb.TokenRecord(token=token_pb(row), tenant=tenant.slug,
-                              secret_hash=bytes(row["secret_hash"]))
+        return pb.TokenRecord(
+            token=token_pb(row), tenant=tenant.slug, secret_hash=bytes(row["secret_hash"])
+        )
 
     def TouchToken(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
@@ -69,14 +83,29 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
 
     def SetAllowlist(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
-            return allowlist_pb(access.set_allowlist(
-                u, list(request.cidrs), actor=_actor(context),
-                caller_address=request.caller_address, confirm_lockout=request.confirm_lockout))
+            return allowlist_pb(
+                access.set_allowlist(
+                    u,
+                    list(request.cidrs),
+                    actor=_actor(context),
+                    caller_address=request.caller_address,
+                    confirm_lockout=request.confirm_lockout,
+                )
+            )
 
     def ListAccessAudit(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
             rows = access.list_audit(u, request.limit)
-        return pb.ListAccessAuditResponse(entries=[
-            pb.AuditEntry(at=ts(r["at"]), actor=r["actor"], action=r["action"],
-                          address=r["address"], old_json=json.dumps(r["old_value"]),
-                          new_json=json.dumps(r["new_value"])) for r in rows])
+        return pb.ListAccessAuditResponse(
+            entries=[
+                pb.AuditEntry(
+                    at=ts(r["at"]),
+                    actor=r["actor"],
+                    action=r["action"],
+                    address=r["address"],
+                    old_json=json.dumps(r["old_value"]),
+                    new_json=json.dumps(r["new_value"]),
+                )
+                for r in rows
+            ]
+        )

@@ -73,7 +73,7 @@ def split_bearer(bearer: str) -> tuple[str, str] | None:
     """(id, secret) of a syntactically valid token, else None. Cheap; checks no key."""
     if len(bearer) != MAX_TOKEN_CHARS or not bearer.startswith(PREFIX):
         return None
-    token_id, sep, secret = bearer[len(PREFIX):].partition("_")
+    token_id, sep, secret = bearer[len(PREFIX) :].partition("_")
     if not sep or not ID_RE.match(token_id) or not _SECRET_RE.match(secret):
         return None
     return token_id, secret
@@ -88,8 +88,9 @@ def validate_scopes(scopes: list[str]) -> list[str]:
         raise InvalidToken(f"at least one scope is needed: {', '.join(SCOPES)}")
     bad = [s for s in scopes if s not in SCOPES]
     if bad:
-        raise InvalidToken(f"unknown scope(s) {', '.join(map(repr, bad))}; "
-                           f"known: {', '.join(SCOPES)}")
+        raise InvalidToken(
+            f"unknown scope(s) {', '.join(map(repr, bad))}; known: {', '.join(SCOPES)}"
+        )
     return sorted(set(scopes), key=SCOPES.index)
 
 

@@ -36,8 +36,9 @@ def test_assets_create_get_and_list_with_pagination(gateway, tenant_a, full):
     _, token = full
     made = []
     for i in range(3):
-        r = gateway.call("POST", "/api/v1/assets", tenant_a, token,
-                         {"name": f"laptop {i}", "kind": "hardware"})
+        r = gateway.call(
+            "POST", "/api/v1/assets", tenant_a, token, {"name": f"laptop {i}", "kind": "hardware"}
+        )
         assert r.status == 201, r
         assert r.headers["location"] == f"/api/v1/assets/{r.json()['id']}"
         made.append(r.json()["id"])
@@ -45,8 +46,9 @@ def test_assets_create_get_and_list_with_pagination(gateway, tenant_a, full):
     assert got.status == 200 and got.json()["name"] == "laptop 0"
     seen, page_token = [], ""
     while True:
-        r = gateway.call("GET", f"/api/v1/assets?page_size=2&page_token={page_token}",
-                         tenant_a, token)
+        r = gateway.call(
+            "GET", f"/api/v1/assets?page_size=2&page_token={page_token}", tenant_a, token
+        )
         assert r.status == 200, r
         assert len(r.json()["items"]) <= 2
         seen += [a["id"] for a in r.json()["items"]]
@@ -72,16 +74,19 @@ def test_bad_input_is_a_400_problem_never_a_500(gateway, tenant_a, full):
         r = gateway.call(method, target, tenant_a, token, body)
         assert r.status == 400, (target, body, r)
         assert r.headers["content-type"] == "application/problem+json"
-    missing = gateway.call("GET", "/api/v1/assets/00000000-0000-4000-8000-000000000000",
-                           tenant_a, token)
+    missing = gateway.call(
+        "GET", "/api/v1/assets/00000000-0000-4000-8000-000000000000", tenant_a, token
+    )
     assert missing.status == 404 and missing.json()["detail"] == "asset not found"
 
 
 def test_users_list_and_get(gateway, channels, tenant_a, full):
     _, token = full
     users = igrpc.UserServiceStub(channels["identity"])
-    u = users.CreateUser(ipb.CreateUserRequest(email=f"{unique()}@example.com",
-                                               display_name="Ada"), metadata=md(tenant_a))
+    u = users.CreateUser(
+        ipb.CreateUserRequest(email=f"{unique()}@example.com", display_name="Ada"),
+        metadata=md(tenant_a),
+    )
     r = gateway.call("GET", "/api/v1/users?page_size=500", tenant_a, token)
     assert r.status == 200 and u.id in [x["id"] for x in r.json()["items"]]
     one = gateway.call("GET", f"/api/v1/users/{u.id}", tenant_a, token)
@@ -91,8 +96,7 @@ def test_users_list_and_get(gateway, channels, tenant_a, full):
 def test_scopes_are_enforced(gateway, channels, tenant_a):
     _, reader = make_token(channels, tenant_a, "api:read")
     assert gateway.call("GET", "/api/v1/assets", tenant_a, reader).status == 200
-    denied = gateway.call("POST", "/api/v1/assets", tenant_a, reader,
-                          {"name": "x", "kind": "saas"})
+    denied = gateway.call("POST", "/api/v1/assets", tenant_a, reader, {"name": "x", "kind": "saas"})
     assert denied.status == 403 and "api:write" in denied.json()["detail"]
     assert gateway.call("GET", "/admin/api/v1/tokens", tenant_a, reader).status == 403
     _, scim = make_token(channels, tenant_a, "scim")
@@ -105,12 +109,15 @@ def test_every_401_has_the_same_body(gateway, channels, tenant_a, tenant_b):
     wrong_secret = ok[:-4] + ("AAAA" if not ok.endswith("AAAA") else "BBBB")
     forged_id = "otk_" + "0" * 24 + ok[28:]
     bodies = set()
-    for headers in ([], [("Authorization", "Basic dXNlcjpwYXNz")],
-                    [("Authorization", "Bearer nonsense")],
-                    [("Authorization", f"Bearer {of_b}")],
-                    [("Authorization", f"Bearer {wrong_secret}")],
-                    [("Authorization", f"Bearer {forged_id}")],
-                    [("Authorization", f"Bearer {ok}"), ("Authorization", f"Bearer {ok}")]):
+    for headers in (
+        [],
+        [("Authorization", "Basic dXNlcjpwYXNz")],
+        [("Authorization", "Bearer nonsense")],
+        [("Authorization", f"Bearer {of_b}")],
+        [("Authorization", f"Bearer {wrong_secret}")],
+        [("Authorization", f"Bearer {forged_id}")],
+        [("Authorization", f"Bearer {ok}"), ("Authorization", f"Bearer {ok}")],
+    ):
         r = gateway.call("GET", "/api/v1/assets", tenant_a, headers=headers)
         assert r.status == 401, (headers, r)
         assert r.headers["www-authenticate"].startswith("Bearer")
@@ -126,8 +133,9 @@ def test_expired_and_out_of_cidr_tokens_fail(gateway, channels, tenant_a):
     _, elsewhere = make_token(channels, tenant_a, "api:read", cidrs=["10.0.0.0/8"])
     assert gateway.call("GET", "/api/v1/assets", tenant_a, elsewhere).status == 401
     # Claiming to be inside the CIDR does not help: the peer is not a trusted proxy.
-    spoofed = gateway.call("GET", "/api/v1/assets", tenant_a, elsewhere,
-                           headers=[("X-Forwarded-For", "10.1.2.3")])
+    spoofed = gateway.call(
+        "GET", "/api/v1/assets", tenant_a, elsewhere, headers=[("X-Forwarded-For", "10.1.2.3")]
+    )
     assert spoofed.status == 401
     _, loopback = make_token(channels, tenant_a, "api:read", cidrs=["127.0.0.0/8"])
     assert gateway.call("GET", "/api/v1/assets", tenant_a, loopback).status == 200
@@ -139,8 +147,9 @@ def test_last_use_is_recorded(gateway, channels, tenant_a):
     assert gateway.call("GET", "/api/v1/assets", tenant_a, token, source=source).status == 200
 
     def used():
-        for t in access_stub(channels).ListTokens(apb.ListTokensRequest(),
-                                                  metadata=md(tenant_a)).tokens:
+        for t in (
+            access_stub(channels).ListTokens(apb.ListTokensRequest(), metadata=md(tenant_a)).tokens
+        ):
             if t.id == token_id and t.HasField("last_used_at"):
                 return t
         return None
@@ -155,8 +164,12 @@ def test_per_token_rate_limit_answers_429_with_retry_after(gateway, channels, te
     # address's (40).
     conn = Conn(gateway.port, new_source())
     for _ in range(32):
-        r = conn.send("GET", "/api/v1/assets?page_size=1", gateway.host(tenant_a),
-                      [("Authorization", f"Bearer {token}")])
+        r = conn.send(
+            "GET",
+            "/api/v1/assets?page_size=1",
+            gateway.host(tenant_a),
+            [("Authorization", f"Bearer {token}")],
+        )
         statuses.append(r.status)
         if r.status == 429:
             assert int(r.headers["retry-after"]) >= 1
@@ -168,8 +181,13 @@ def test_per_token_rate_limit_answers_429_with_retry_after(gateway, channels, te
 
 def test_admin_tokens_create_list_revoke(gateway, channels, tenant_a, full):
     admin_id, admin = full
-    r = gateway.call("POST", "/admin/api/v1/tokens", tenant_a, admin,
-                     {"name": "ci", "scopes": ["api:read"], "expires_in_seconds": 3600})
+    r = gateway.call(
+        "POST",
+        "/admin/api/v1/tokens",
+        tenant_a,
+        admin,
+        {"name": "ci", "scopes": ["api:read"], "expires_in_seconds": 3600},
+    )
     assert r.status == 201, r
     assert r.headers["cache-control"] == "no-store"
     new_id, secret = r.json()["token"]["id"], r.json()["secret"]
@@ -182,8 +200,13 @@ def test_admin_tokens_create_list_revoke(gateway, channels, tenant_a, full):
     gone = gateway.call("DELETE", f"/admin/api/v1/tokens/{new_id}", tenant_a, admin)
     assert gone.status == 200 and gone.json()["revoked_at"]
     assert gateway.call("GET", "/api/v1/assets", tenant_a, secret).status == 401
-    bad = gateway.call("POST", "/admin/api/v1/tokens", tenant_a, admin,
-                       {"scopes": ["api:read"], "cidrs": ["10.0.0.1/8", "banana"]})
+    bad = gateway.call(
+        "POST",
+        "/admin/api/v1/tokens",
+        tenant_a,
+        admin,
+        {"scopes": ["api:read"], "cidrs": ["10.0.0.1/8", "banana"]},
+    )
     assert bad.status == 400 and "banana" in bad.json()["detail"]
 
 
@@ -194,15 +217,23 @@ def test_allowlist_lockout_guard_and_audit(gateway, channels):
     inside, outside = "127.0.77.5", "127.0.78.5"
     empty = gateway.call("GET", "/admin/api/v1/allowlist", slug, admin, source=inside)
     assert empty.status == 200 and empty.json()["cidrs"] == []
-    invalid = gateway.call("PUT", "/admin/api/v1/allowlist", slug, admin,
-                           {"cidrs": ["127.0.77.0/24", "10.0.0.1/8", "nope"]}, source=inside)
+    invalid = gateway.call(
+        "PUT",
+        "/admin/api/v1/allowlist",
+        slug,
+        admin,
+        {"cidrs": ["127.0.77.0/24", "10.0.0.1/8", "nope"]},
+        source=inside,
+    )
     assert invalid.status == 400
     assert invalid.json()["invalid_cidrs"] == ["10.0.0.1/8", "nope"]
-    lockout = gateway.call("PUT", "/admin/api/v1/allowlist", slug, admin,
-                           {"cidrs": ["192.0.2.0/24"]}, source=inside)
+    lockout = gateway.call(
+        "PUT", "/admin/api/v1/allowlist", slug, admin, {"cidrs": ["192.0.2.0/24"]}, source=inside
+    )
     assert lockout.status == 409 and "127.0.77.5" in lockout.json()["detail"]
-    ok = gateway.call("PUT", "/admin/api/v1/allowlist", slug, admin,
-                      {"cidrs": ["127.0.77.0/24"]}, source=inside)
+    ok = gateway.call(
+        "PUT", "/admin/api/v1/allowlist", slug, admin, {"cidrs": ["127.0.77.0/24"]}, source=inside
+    )
     assert ok.status == 200 and ok.json()["cidrs"] == ["127.0.77.0/24"]
     # Every worker learns of the change at once (event), so the outsider is refused now.
     denied_before = gateway.metric("ontrack_gateway_admin_denied")
@@ -213,13 +244,21 @@ def test_allowlist_lockout_guard_and_audit(gateway, channels):
     # Non-admin paths are not restricted by the admin allowlist.
     _, reader = make_token(channels, slug, "api:read")
     assert gateway.call("GET", "/api/v1/assets", slug, reader, source=outside).status == 200
-    confirmed = gateway.call("PUT", "/admin/api/v1/allowlist", slug, admin,
-                             {"cidrs": ["192.0.2.0/24"], "confirm_lockout": True}, source=inside)
+    confirmed = gateway.call(
+        "PUT",
+        "/admin/api/v1/allowlist",
+        slug,
+        admin,
+        {"cidrs": ["192.0.2.0/24"], "confirm_lockout": True},
+        source=inside,
+    )
     assert confirmed.status == 200
-    assert gateway.call("GET", "/admin/api/v1/allowlist", slug, admin,
-                        source=inside).status == 403
-    audit = access_stub(channels).ListAccessAudit(apb.ListAccessAuditRequest(limit=10),
-                                                  metadata=md(slug)).entries
+    assert gateway.call("GET", "/admin/api/v1/allowlist", slug, admin, source=inside).status == 403
+    audit = (
+        access_stub(channels)
+        .ListAccessAudit(apb.ListAccessAuditRequest(limit=10), metadata=md(slug))
+        .entries
+    )
     sets = [e for e in audit if e.action == "allowlist.set"]
     assert len(sets) == 2  # refused changes are not applied, so not logged as changes
     latest = sets[0]
@@ -230,13 +269,29 @@ def test_allowlist_lockout_guard_and_audit(gateway, channels):
 
 
 def ontrack(system, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ontrackio.cli.main", "--json", *args],
-                          env=system.env(), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ontrackio.cli.main", "--json", *args],
+        env=system.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_tokens_and_allowlist(system, gateway, tenant_b):
-    made = ontrack(system, "token", "create", "--tenant", tenant_b, "--scope", "api:read",
-                   "--cidr", "127.0.0.0/8", "--expires-in", "30d")
+    made = ontrack(
+        system,
+        "token",
+        "create",
+        "--tenant",
+        tenant_b,
+        "--scope",
+        "api:read",
+        "--cidr",
+        "127.0.0.0/8",
+        "--expires-in",
+        "30d",
+    )
     assert made.returncode == 0, made.stderr
     shown = json.loads(made.stdout)
     token_id, secret = shown["token"]["id"], shown["secret"]
@@ -245,14 +300,25 @@ def test_cli_tokens_and_allowlist(system, gateway, tenant_b):
     assert token_id in [t["id"] for t in listed]
     assert ontrack(system, "token", "revoke", "--tenant", tenant_b, token_id).returncode == 0
     assert gateway.call("GET", "/api/v1/assets", tenant_b, secret).status == 401
-    bad = ontrack(system, "token", "create", "--tenant", tenant_b, "--scope", "api:read",
-                  "--expires-in", "soon")
+    bad = ontrack(
+        system,
+        "token",
+        "create",
+        "--tenant",
+        tenant_b,
+        "--scope",
+        "api:read",
+        "--expires-in",
+        "soon",
+    )
     assert bad.returncode == 2 and "soon" in bad.stderr
 
     refused = ontrack(system, "allowlist", "set", "--tenant", tenant_b, "10.0.0.0/8", "300.1.1.1")
     assert refused.returncode == 2 and "300.1.1.1" in refused.stderr
-    assert ontrack(system, "allowlist", "set", "--tenant", tenant_b, "127.0.0.0/8",
-                   "::1").returncode == 0
+    assert (
+        ontrack(system, "allowlist", "set", "--tenant", tenant_b, "127.0.0.0/8", "::1").returncode
+        == 0
+    )
     now = json.loads(ontrack(system, "allowlist", "show", "--tenant", tenant_b).stdout)
     assert now["cidrs"] == ["127.0.0.0/8", "::1/128"] and now["updated_by"].startswith("cli:")
     assert ontrack(system, "allowlist", "set", "--tenant", tenant_b, "--clear").returncode == 0

@@ -44,20 +44,35 @@ def locked(channels, gateway):
     slug = unique("gk")
     create_tenant(channels, slug)
     _, admin = make_token(channels, slug, "admin", "api:read", "api:write")
-    r = gateway.call("PUT", "/admin/api/v1/allowlist", slug, admin, {"cidrs": [ALLOWED]},
-                     source=INSIDE)
+    r = gateway.call(
+        "PUT", "/admin/api/v1/allowlist", slug, admin, {"cidrs": [ALLOWED]}, source=INSIDE
+    )
     assert r.status == 200, r
     return slug, admin
 
 
 ADMIN_TRICKS = [
-    "/admin/api/v1/tokens", "/ADMIN/api/v1/tokens", "/Admin/api/v1/tokens",
-    "//admin/api/v1/tokens", "///admin//api/v1/tokens", "/./admin/api/v1/tokens",
-    "/api/../admin/api/v1/tokens", "/api/v1/../../admin/api/v1/tokens",
-    "/%61dmin/api/v1/tokens", "/%41DMIN/api/v1/tokens", "/%2561dmin/api/v1/tokens",
-    "/api/%2e%2e/admin/api/v1/tokens", "/api/%252e%252e/admin/api/v1/tokens",
-    "/%2fadmin/api/v1/tokens", "/admin%2fapi%2fv1%2ftokens", "/admin;x=1/api/v1/tokens",
-    "/api\\..\\admin/api/v1/tokens", "/admin/", "/admin", "/admin?x=1", "/admin%00/api",
+    "/admin/api/v1/tokens",
+    "/ADMIN/api/v1/tokens",
+    "/Admin/api/v1/tokens",
+    "//admin/api/v1/tokens",
+    "///admin//api/v1/tokens",
+    "/./admin/api/v1/tokens",
+    "/api/../admin/api/v1/tokens",
+    "/api/v1/../../admin/api/v1/tokens",
+    "/%61dmin/api/v1/tokens",
+    "/%41DMIN/api/v1/tokens",
+    "/%2561dmin/api/v1/tokens",
+    "/api/%2e%2e/admin/api/v1/tokens",
+    "/api/%252e%252e/admin/api/v1/tokens",
+    "/%2fadmin/api/v1/tokens",
+    "/admin%2fapi%2fv1%2ftokens",
+    "/admin;x=1/api/v1/tokens",
+    "/api\\..\\admin/api/v1/tokens",
+    "/admin/",
+    "/admin",
+    "/admin?x=1",
+    "/admin%00/api",
     "/%EF%BD%81dmin/api/v1/tokens",  # fullwidth "a" (NFKC)
 ]
 
@@ -69,9 +84,17 @@ def test_path_tricks_on_admin_are_refused_and_reach_no_service(gateway, locked):
         r = gateway.call("GET", target, slug, admin, source="127.0.98.1")
         assert r.status in (400, 403), (target, r)
         assert r.headers["content-type"] == "application/problem+json", target
-    absolute = raw(gateway.port, request_bytes(
-        "GET", f"http://{gateway.host(slug)}/admin/api/v1/tokens", gateway.host(slug),
-        [("Authorization", f"Bearer {admin}")], close=True), source="127.0.98.2")
+    absolute = raw(
+        gateway.port,
+        request_bytes(
+            "GET",
+            f"http://{gateway.host(slug)}/admin/api/v1/tokens",
+            gateway.host(slug),
+            [("Authorization", f"Bearer {admin}")],
+            close=True,
+        ),
+        source="127.0.98.2",
+    )
     assert absolute.status == 403
     assert gateway.metric("ontrack_gateway_upstream_calls", method="ListTokens") == before
     # From inside the allowlist the canonical path works.
@@ -80,15 +103,25 @@ def test_path_tricks_on_admin_are_refused_and_reach_no_service(gateway, locked):
 
 def test_spoofed_forwarding_headers_from_an_untrusted_peer_are_ignored(gateway, locked, tenant_b):
     slug, admin = locked
-    spoofs = [("X-Forwarded-For", INSIDE), ("X-Forwarded-For", f"1.2.3.4, {INSIDE}"),
-              ("Forwarded", f"for={INSIDE}"), ("X-Real-IP", INSIDE)]
+    spoofs = [
+        ("X-Forwarded-For", INSIDE),
+        ("X-Forwarded-For", f"1.2.3.4, {INSIDE}"),
+        ("Forwarded", f"for={INSIDE}"),
+        ("X-Real-IP", INSIDE),
+    ]
     for header in spoofs:
-        r = gateway.call("GET", "/admin/api/v1/tokens", slug, admin, source="127.0.98.3",
-                         headers=[header])
+        r = gateway.call(
+            "GET", "/admin/api/v1/tokens", slug, admin, source="127.0.98.3", headers=[header]
+        )
         assert r.status == 403, header
     # X-Forwarded-Host does not move the request to another tenant.
-    r = gateway.call("GET", "/api/v1/assets", slug, admin,
-                     headers=[("X-Forwarded-Host", f"{tenant_b}.localhost")])
+    r = gateway.call(
+        "GET",
+        "/api/v1/assets",
+        slug,
+        admin,
+        headers=[("X-Forwarded-Host", f"{tenant_b}.localhost")],
+    )
     assert r.status == 200
 
 
@@ -96,26 +129,55 @@ def test_host_variants(gateway, tenant_a, channels):
     _, token = make_token(channels, tenant_a, "api:read")
     auth = [("Authorization", f"Bearer {token}")]
     port = gateway.port
-    for host in (f"{tenant_a}.localhost", f"{tenant_a.upper()}.LOCALHOST:{port}",
-                 f"{tenant_a}.localhost.:{port}", f"{tenant_a}.LocalHost."):
-        r = raw(port, request_bytes("GET", "/api/v1/assets", host, auth, close=True),
-                source=new_source())
+    for host in (
+        f"{tenant_a}.localhost",
+        f"{tenant_a.upper()}.LOCALHOST:{port}",
+        f"{tenant_a}.localhost.:{port}",
+        f"{tenant_a}.LocalHost.",
+    ):
+        r = raw(
+            port,
+            request_bytes("GET", "/api/v1/assets", host, auth, close=True),
+            source=new_source(),
+        )
         assert r.status == 200, (host, r)
     unknown_bodies = set()
-    for host in ("localhost", "127.0.0.1", "[::1]", f"x{tenant_a}.localhost", "evil.example.com",
-                 f"{tenant_a}.localhost.evil.example", f"{tenant_a}.127.0.0.1.nip.io",
-                 f"a.{tenant_a}.localhost"):
-        r = raw(port, request_bytes("GET", "/api/v1/assets", host, auth, close=True),
-                source=new_source())
+    for host in (
+        "localhost",
+        "127.0.0.1",
+        "[::1]",
+        f"x{tenant_a}.localhost",
+        "evil.example.com",
+        f"{tenant_a}.localhost.evil.example",
+        f"{tenant_a}.127.0.0.1.nip.io",
+        f"a.{tenant_a}.localhost",
+    ):
+        r = raw(
+            port,
+            request_bytes("GET", "/api/v1/assets", host, auth, close=True),
+            source=new_source(),
+        )
         assert r.status == 404, (host, r)
         unknown_bodies.add(r.body)
     assert len(unknown_bodies) == 1
     for bad in ([("Host", f"{tenant_a}.localhost")], [("Host", "")]):
-        r = raw(port, request_bytes("GET", "/api/v1/assets", f"{tenant_a}.localhost", bad + auth,
-                                    close=True), source=new_source())
+        r = raw(
+            port,
+            request_bytes("GET", "/api/v1/assets", f"{tenant_a}.localhost", bad + auth, close=True),
+            source=new_source(),
+        )
         assert r.status == 400, (bad, r)
-    r = raw(port, request_bytes("GET", "http://evil.example.com/api/v1/assets",
-                                f"{tenant_a}.localhost", auth, close=True), source=new_source())
+    r = raw(
+        port,
+        request_bytes(
+            "GET",
+            "http://evil.example.com/api/v1/assets",
+            f"{tenant_a}.localhost",
+            auth,
+            close=True,
+        ),
+        source=new_source(),
+    )
     assert r.status == 400
 
 
@@ -125,11 +187,13 @@ def test_suspended_and_unknown_tenants_get_the_same_404(gateway, channels):
     _, token = make_token(channels, slug, "api:read")
     assert gateway.call("GET", "/api/v1/assets", slug, token).status == 200
     igrpc.TenantServiceStub(channels["identity"]).SuspendTenant(
-        ipb.GetTenantRequest(slug=slug), timeout=10)
+        ipb.GetTenantRequest(slug=slug), timeout=10
+    )
     unknown = gateway.call("GET", "/api/v1/assets", unique("nx"), token)
     suspended = eventually(
         lambda: (r := gateway.call("GET", "/api/v1/assets", slug, token)).status == 404 and r,
-        timeout=10)
+        timeout=10,
+    )
     assert suspended.body == unknown.body and unknown.status == 404
 
 
@@ -150,11 +214,17 @@ def test_invalid_tokens_never_reach_identity(gateway, tenant_a, channels):
     _, good = make_token(channels, tenant_a, "api:read")
     before = gateway.metric("ontrack_gateway_upstream_calls", method="LookupToken")
     conn = Conn(gateway.port, new_source())
-    bad = ["garbage", "otk_", good[:-1], "otk_" + "f" * 24 + good[28:],
-           "otk_" + good[4:12] + "0" * 16 + good[28:]]
+    bad = [
+        "garbage",
+        "otk_",
+        good[:-1],
+        "otk_" + "f" * 24 + good[28:],
+        "otk_" + good[4:12] + "0" * 16 + good[28:],
+    ]
     for token in bad * 6:
-        r = conn.send("GET", "/api/v1/assets", gateway.host(tenant_a),
-                      [("Authorization", f"Bearer {token}")])
+        r = conn.send(
+            "GET", "/api/v1/assets", gateway.host(tenant_a), [("Authorization", f"Bearer {token}")]
+        )
         assert r.status == 401
     conn.close()
     assert gateway.metric("ontrack_gateway_upstream_calls", method="LookupToken") == before
@@ -166,22 +236,37 @@ def test_oversized_and_deeply_nested_bodies_never_reach_a_service(gateway, tenan
     host = gateway.host(tenant_a)
     before = gateway.metric("ontrack_gateway_upstream_calls", method="CreateAsset")
     big = b'{"name": "' + b"x" * 2_000_000 + b'", "kind": "saas"}'
-    r = raw(gateway.port, request_bytes("POST", "/api/v1/assets", host, auth, big, close=True),
-            source=new_source())
+    r = raw(
+        gateway.port,
+        request_bytes("POST", "/api/v1/assets", host, auth, big, close=True),
+        source=new_source(),
+    )
     assert r.status == 413
     # Declared length says nothing about the lie: a body longer than declared is not read.
-    lying = request_bytes("POST", "/api/v1/assets", host,
-                          auth + [("Content-Length", "99999999999")], close=True)
+    lying = request_bytes(
+        "POST", "/api/v1/assets", host, auth + [("Content-Length", "99999999999")], close=True
+    )
     assert raw(gateway.port, lying, source=new_source()).status in (400, 413)
-    chunked = (request_bytes("POST", "/api/v1/assets", host,
-                             auth + [("Transfer-Encoding", "chunked")], close=True)
-               + b"".join(b"%x\r\n%s\r\n" % (65536, b"[" * 65536) for _ in range(20))
-               + b"0\r\n\r\n")
+    chunked = (
+        request_bytes(
+            "POST", "/api/v1/assets", host, auth + [("Transfer-Encoding", "chunked")], close=True
+        )
+        + b"".join(b"%x\r\n%s\r\n" % (65536, b"[" * 65536) for _ in range(20))
+        + b"0\r\n\r\n"
+    )
     assert raw(gateway.port, chunked, source=new_source()).status == 413
-    for body in (b"[" * 100_000, b'{"a":' * 5000 + b"1" + b"}" * 5000, b"{bad json",
-                 b'{"name": NaN, "kind": "saas"}', b"\xff\xfe"):
-        r = raw(gateway.port, request_bytes("POST", "/api/v1/assets", host, auth, body,
-                                            close=True), source=new_source())
+    for body in (
+        b"[" * 100_000,
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+        b"{bad json",
+        b'{"name": NaN, "kind": "saas"}',
+        b"\xff\xfe",
+    ):
+        r = raw(
+            gateway.port,
+            request_bytes("POST", "/api/v1/assets", host, auth, body, close=True),
+            source=new_source(),
+        )
         assert r.status == 400, (body[:20], r)
         assert r.headers["content-type"] == "application/problem+json"
     assert gateway.metric("ontrack_gateway_upstream_calls", method="CreateAsset") == before
@@ -203,17 +288,29 @@ def test_revocation_takes_effect_at_every_worker_within_a_second(gateway, channe
     assert len(conns) >= 2, "expected several gateway workers"
     for c in conns.values():  # every worker has the token cached
         for _ in range(2):
-            assert c.send("GET", "/api/v1/assets?page_size=1", gateway.host(tenant_a),
-                          [("Authorization", f"Bearer {token}")]).status == 200
-    access_stub(channels).RevokeToken(apb.RevokeTokenRequest(id=token_id), metadata=md(tenant_a),
-                                      timeout=10)
+            assert (
+                c.send(
+                    "GET",
+                    "/api/v1/assets?page_size=1",
+                    gateway.host(tenant_a),
+                    [("Authorization", f"Bearer {token}")],
+                ).status
+                == 200
+            )
+    access_stub(channels).RevokeToken(
+        apb.RevokeTokenRequest(id=token_id), metadata=md(tenant_a), timeout=10
+    )
     revoked_at = time.monotonic()
     results: dict[str, list[tuple[float, int]]] = {w: [] for w in conns}
 
     def hammer(worker: str, c: Conn) -> None:
         while (t := time.monotonic() - revoked_at) < 1.5:
-            r = c.send("GET", "/api/v1/assets?page_size=1", gateway.host(tenant_a),
-                       [("Authorization", f"Bearer {token}")])
+            r = c.send(
+                "GET",
+                "/api/v1/assets?page_size=1",
+                gateway.host(tenant_a),
+                [("Authorization", f"Bearer {token}")],
+            )
             results[worker].append((t, r.status))
             time.sleep(0.06)  # ~15 requests/s: under the per-address rate
 
@@ -234,19 +331,32 @@ def test_revocation_takes_effect_at_every_worker_within_a_second(gateway, channe
 
 # -- a gateway of our own: on IPv6 loopback, behind a trusted proxy ---------------------------
 
+
 @pytest.fixture(scope="module")
 def proxied(system, tmp_path_factory):
     """A second gateway listening on [::1] that trusts ::1 as its proxy."""
     port = free_port()
-    env = {**system.env(), "ONTRACK_GATEWAY_PORT": str(port), "ONTRACK_GATEWAY_HOST": "::1",
-           "ONTRACK_GATEWAY_WORKERS": "1", "ONTRACK_GATEWAY_TRUSTED_PROXIES": "::1/128",
-           "ONTRACK_READY_DIR": str(tmp_path_factory.mktemp("proxied"))}
+    env = {
+        **system.env(),
+        "ONTRACK_GATEWAY_PORT": str(port),
+        "ONTRACK_GATEWAY_HOST": "::1",
+        "ONTRACK_GATEWAY_WORKERS": "1",
+        "ONTRACK_GATEWAY_TRUSTED_PROXIES": "::1/128",
+        "ONTRACK_READY_DIR": str(tmp_path_factory.mktemp("proxied")),
+    }
     log = open(system.run_dir / "gateway-proxied.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "ontrackio.gateway.main"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ontrackio.gateway.main"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     try:
-        eventually(lambda: os.path.exists(os.path.join(env["ONTRACK_READY_DIR"], "gateway.ready")),
-                   timeout=60)
+        eventually(
+            lambda: os.path.exists(os.path.join(env["ONTRACK_READY_DIR"], "gateway.ready")),
+            timeout=60,
+        )
         yield port
     finally:
         proc.terminate()
@@ -268,11 +378,20 @@ def test_trusted_proxy_forwarding_ipv6_and_mapped_addresses(proxied, channels):
             headers.append(("X-Forwarded-For", forwarded_for))
         if body:
             headers.append(("Content-Type", "application/json"))
-        return raw(proxied, request_bytes(method, path, host, headers, body, close=True),
-                   host_ip="::1", family=socket.AF_INET6)
+        return raw(
+            proxied,
+            request_bytes(method, path, host, headers, body, close=True),
+            host_ip="::1",
+            family=socket.AF_INET6,
+        )
 
-    r = send("PUT", "/admin/api/v1/allowlist", admin, "127.0.60.1",
-             b'{"cidrs": ["198.51.100.0/24", "127.0.60.0/24"]}')
+    r = send(
+        "PUT",
+        "/admin/api/v1/allowlist",
+        admin,
+        "127.0.60.1",
+        b'{"cidrs": ["198.51.100.0/24", "127.0.60.0/24"]}',
+    )
     assert r.status == 200, r
     assert send("GET", "/api/v1/assets", v4, "198.51.100.7").status == 200
     # IPv4-mapped IPv6 is the IPv4 client.
@@ -288,6 +407,12 @@ def test_trusted_proxy_forwarding_ipv6_and_mapped_addresses(proxied, channels):
     # No X-Forwarded-For: the proxy itself (::1) is the client, outside the allowlist.
     assert send("GET", "/admin/api/v1/allowlist", admin).status == 403
     # Behind a trusted proxy, X-Forwarded-Host names the tenant.
-    xfh = send("GET", "/admin/api/v1/allowlist", admin, "198.51.100.8",
-               host="nothing.localhost", extra=[("X-Forwarded-Host", host)])
+    xfh = send(
+        "GET",
+        "/admin/api/v1/allowlist",
+        admin,
+        "198.51.100.8",
+        host="nothing.localhost",
+        extra=[("X-Forwarded-Host", host)],
+    )
     assert xfh.status == 200

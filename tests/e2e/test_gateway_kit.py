@@ -58,8 +58,14 @@ def _read_reply(sock: socket.socket, buf: bytearray, head_only: bool = False) ->
     return Reply(status, headers, rest[:length])
 
 
-def request_bytes(method: str, target: str | bytes, host: str | None, headers=(),
-                  body: bytes = b"", close: bool = False) -> bytes:
+def request_bytes(
+    method: str,
+    target: str | bytes,
+    host: str | None,
+    headers=(),
+    body: bytes = b"",
+    close: bool = False,
+) -> bytes:
     t = target.encode("latin-1") if isinstance(target, str) else target
     lines = [method.encode() + b" " + t + b" HTTP/1.1"]
     if host is not None:
@@ -73,8 +79,15 @@ def request_bytes(method: str, target: str | bytes, host: str | None, headers=()
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def raw(port: int, data: bytes, *, source: str | None = None, timeout: float = 10.0,
-        host_ip: str = "127.0.0.1", family=socket.AF_INET) -> Reply:
+def raw(
+    port: int,
+    data: bytes,
+    *,
+    source: str | None = None,
+    timeout: float = 10.0,
+    host_ip: str = "127.0.0.1",
+    family=socket.AF_INET,
+) -> Reply:
     """Send ``data`` verbatim on a new connection; read one response."""
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
@@ -89,8 +102,9 @@ class Conn:
     """A keep-alive connection (stays on one gateway worker)."""
 
     def __init__(self, port: int, source: str | None = None, timeout: float = 10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self.buf = bytearray()
 
     def send(self, method, target, host, headers=(), body=b"") -> Reply:
@@ -110,8 +124,18 @@ class Gateway:
     def host(self, slug: str) -> str:
         return f"{slug}.localhost:{self.port}"
 
-    def call(self, method: str, target: str, slug: str | None, token: str | None = None,
-             body=None, *, source: str | None = None, headers=(), host: str | None = None):
+    def call(
+        self,
+        method: str,
+        target: str,
+        slug: str | None,
+        token: str | None = None,
+        body=None,
+        *,
+        source: str | None = None,
+        headers=(),
+        host: str | None = None,
+    ):
         hdrs = list(headers)
         if token:
             hdrs.append(("Authorization", f"Bearer {token}"))
@@ -120,8 +144,11 @@ class Gateway:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             hdrs.append(("Content-Type", "application/json"))
         h = host if host is not None else (self.host(slug) if slug else None)
-        return raw(self.port, request_bytes(method, target, h, hdrs, data, close=True),
-                   source=source or new_source())
+        return raw(
+            self.port,
+            request_bytes(method, target, h, hdrs, data, close=True),
+            source=source or new_source(),
+        )
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a counter over every worker (read from /metrics on loopback)."""
@@ -140,9 +167,16 @@ def access_stub(channels):
 
 def make_token(channels, slug: str, *scopes: str, cidrs=(), expires_in: int = 0) -> tuple[str, str]:
     """(id, bearer) of a new token of ``slug``."""
-    r = access_stub(channels).CreateToken(apb.CreateTokenRequest(
-        name="e2e", scopes=list(scopes or ("api:read", "api:write", "admin")), cidrs=list(cidrs),
-        expires_in_seconds=expires_in), metadata=md(slug), timeout=10)
+    r = access_stub(channels).CreateToken(
+        apb.CreateTokenRequest(
+            name="e2e",
+            scopes=list(scopes or ("api:read", "api:write", "admin")),
+            cidrs=list(cidrs),
+            expires_in_seconds=expires_in,
+        ),
+        metadata=md(slug),
+        timeout=10,
+    )
     return r.token.id, r.secret
 
 
@@ -167,6 +201,7 @@ def tenant_b_fixture(channels) -> str:
 
 # -- probes -----------------------------------------------------------------------------------
 
+
 def test_healthz_and_readyz_answer_on_any_host(gateway):
     for host in ("localhost", "127.0.0.1", "nobody.localhost"):
         for path in ("/healthz", "/readyz"):
@@ -178,6 +213,10 @@ def test_healthz_and_readyz_answer_on_any_host(gateway):
 def test_metrics_only_for_loopback_without_forwarding(gateway):
     ok = raw(gateway.port, request_bytes("GET", "/metrics", "localhost", close=True))
     assert ok.status == 200 and ok.headers["content-type"].startswith("text/plain")
-    spoofed = raw(gateway.port, request_bytes("GET", "/metrics", "localhost",
-                                              [("X-Forwarded-For", "127.0.0.1")], close=True))
+    spoofed = raw(
+        gateway.port,
+        request_bytes(
+            "GET", "/metrics", "localhost", [("X-Forwarded-For", "127.0.0.1")], close=True
+        ),
+    )
     assert spoofed.status == 404 and b"ontrack_gateway" not in spoofed.body

@@ -28,18 +28,28 @@ pytestmark = pytest.mark.e2e
 def relaxed(system, tmp_path_factory):
     """The gateway with rate limits raised, so the fuzzer is not answered 429 throughout."""
     port = free_port()
-    env = {**system.env(), "ONTRACK_GATEWAY_PORT": str(port),
-           "ONTRACK_GATEWAY_RATE_LIMIT_IP_PER_SECOND": "10000",
-           "ONTRACK_GATEWAY_RATE_LIMIT_IP_BURST": "10000",
-           "ONTRACK_GATEWAY_RATE_LIMIT_TOKEN_PER_SECOND": "10000",
-           "ONTRACK_GATEWAY_RATE_LIMIT_TOKEN_BURST": "10000",
-           "ONTRACK_READY_DIR": str(tmp_path_factory.mktemp("relaxed"))}
+    env = {
+        **system.env(),
+        "ONTRACK_GATEWAY_PORT": str(port),
+        "ONTRACK_GATEWAY_RATE_LIMIT_IP_PER_SECOND": "10000",
+        "ONTRACK_GATEWAY_RATE_LIMIT_IP_BURST": "10000",
+        "ONTRACK_GATEWAY_RATE_LIMIT_TOKEN_PER_SECOND": "10000",
+        "ONTRACK_GATEWAY_RATE_LIMIT_TOKEN_BURST": "10000",
+        "ONTRACK_READY_DIR": str(tmp_path_factory.mktemp("relaxed")),
+    }
     log = open(system.run_dir / "gateway-relaxed.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "ontrackio.gateway.main"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ontrackio.gateway.main"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     try:
-        eventually(lambda: os.path.exists(os.path.join(env["ONTRACK_READY_DIR"], "gateway.ready")),
-                   timeout=60)
+        eventually(
+            lambda: os.path.exists(os.path.join(env["ONTRACK_READY_DIR"], "gateway.ready")),
+            timeout=60,
+        )
         yield port
     finally:
         proc.terminate()
@@ -48,8 +58,7 @@ def relaxed(system, tmp_path_factory):
 
 
 def test_document_covers_every_route(gateway, tenant_a):
-    r = raw(gateway.port, request_bytes("GET", "/openapi.json", gateway.host(tenant_a),
-                                        close=True))
+    r = raw(gateway.port, request_bytes("GET", "/openapi.json", gateway.host(tenant_a), close=True))
     assert r.status == 200
     doc = r.json()
     assert doc["openapi"].startswith("3.")
@@ -74,10 +83,33 @@ def test_schemathesis_finds_no_server_errors(relaxed, channels, tmp_path):
     path = tmp_path / "openapi.json"
     path.write_text(json.dumps(spec))
     run = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "st"), "run", str(path), "--url", f"http://127.0.0.1:{relaxed}",
-         "-H", f"Host: {host}", "-H", f"Authorization: Bearer {token}",
-         "--checks", "not_a_server_error", "--max-examples", "25", "--workers", "2",
-         "--phases", "examples,coverage,fuzzing", "--max-time", "60",
-         "--generation-deterministic", "--request-timeout", "10"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        [
+            str(ROOT / ".venv" / "bin" / "st"),
+            "run",
+            str(path),
+            "--url",
+            f"http://127.0.0.1:{relaxed}",
+            "-H",
+            f"Host: {host}",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "--workers",
+            "2",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-time",
+            "60",
+            "--generation-deterministic",
+            "--request-timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

@@ -1,4 +1,7 @@
-"""Raw-ASGI driver for gateway tests: exact raw paths and headers, no sockets, no HTTP client rewriting."""
+"""Raw-ASGI driver for gateway tests.
+
+Exact raw paths and headers, no sockets, no HTTP client rewriting.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +52,10 @@ def call(
     scheme: str = "http",
     body: Sequence[bytes] = (b"",),
 ) -> Result:
-    """Send one request; ``path`` is the raw path (bytes or ASCII str), ``body`` the chunks as streamed."""
+    """Send one request.
+
+    ``path`` is the raw path (bytes or ASCII str), ``body`` the chunks as streamed.
+    """
     raw_path = path if isinstance(path, bytes) else path.encode("latin-1")
     from urllib.parse import unquote
 

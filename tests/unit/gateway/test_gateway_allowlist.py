@@ -1,6 +1,9 @@
 from ipaddress import ip_address, ip_network
 
 import pytest
+from prometheus_client import REGISTRY
+from starlette.responses import PlainTextResponse
+
 from ontrackio.gateway.allowlist import (
     AdminAllowlistMiddleware,
     InvalidCIDRs,
@@ -9,8 +12,6 @@ from ontrackio.gateway.allowlist import (
     would_lock_out,
 )
 from ontrackio.gateway.hosts import TenantInfo
-from prometheus_client import REGISTRY
-from starlette.responses import PlainTextResponse
 
 
 def test_parse_cidrs_accepts_v4_v6_and_bare_addresses():

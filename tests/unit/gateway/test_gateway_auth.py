@@ -28,17 +28,28 @@ def test_issued_tokens_parse_and_verify():
     assert not tokens.secret_matches(KEY, token_id, secret[:-1] + "x", issued.secret_hash)
 
 
-@pytest.mark.parametrize("bad", ["", "otk_", "Bearer x", "otk_" + "g" * 24 + "_" + "a" * 43,
-                                 "otk_" + "a" * 24 + "-" + "a" * 43,
-                                 "xtk_" + "a" * 24 + "_" + "a" * 43,
-                                 "otk_" + "a" * 24 + "_" + "a" * 42 + "!"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "otk_",
+        "Bearer x",
+        "otk_" + "g" * 24 + "_" + "a" * 43,
+        "otk_" + "a" * 24 + "-" + "a" * 43,
+        "xtk_" + "a" * 24 + "_" + "a" * 43,
+        "otk_" + "a" * 24 + "_" + "a" * 42 + "!",
+    ],
+)
 def test_malformed_tokens_are_refused_without_a_key(bad):
     assert tokens.split_bearer(bad) is None
 
 
 def test_cidrs_are_normalised_and_invalid_ones_named():
     assert tokens.validate_cidrs(["10.0.0.0/8", "::ffff:192.0.2.0/120", "2001:db8::1"]) == [
-        "10.0.0.0/8", "192.0.2.0/24", "2001:db8::1/128"]
+        "10.0.0.0/8",
+        "192.0.2.0/24",
+        "2001:db8::1/128",
+    ]
     with pytest.raises(tokens.InvalidToken, match="'10.0.0.1/8'.*'nope'"):
         tokens.validate_cidrs(["10.0.0.1/8", "nope", "10.0.0.0/8"])
     assert tokens.address_allowed("::ffff:10.1.2.3", ["10.0.0.0/8"])
@@ -119,8 +130,14 @@ def _record(issued, tenant="acme", scopes=("api:read",), cidrs=(), expires=None,
 
 def _auth(records, **kw):
     up = FakeUpstream(records)
-    auth = Authenticator(up, KEY, TTLCache(5, negative_ttl=5),
-                         lookup_limiter=TokenBucketLimiter(5, 5), touch_seconds=60, **kw)
+    auth = Authenticator(
+        up,
+        KEY,
+        TTLCache(5, negative_ttl=5),
+        lookup_limiter=TokenBucketLimiter(5, 5),
+        touch_seconds=60,
+        **kw,
+    )
     return auth, up
 
 
@@ -144,10 +161,12 @@ def test_authenticator_failures():
     from ipaddress import ip_address
 
     good, revoked, expired, fenced = (tokens.issue(KEY) for _ in range(4))
-    records = {("acme", good.token_id): _record(good),
-               ("acme", revoked.token_id): _record(revoked, revoked=True),
-               ("acme", expired.token_id): _record(expired, expires=time.time() - 5),
-               ("acme", fenced.token_id): _record(fenced, cidrs=["10.0.0.0/8"])}
+    records = {
+        ("acme", good.token_id): _record(good),
+        ("acme", revoked.token_id): _record(revoked, revoked=True),
+        ("acme", expired.token_id): _record(expired, expires=time.time() - 5),
+        ("acme", fenced.token_id): _record(fenced, cidrs=["10.0.0.0/8"]),
+    }
     ip = ip_address("192.0.2.1")
 
     async def scenario():
@@ -180,8 +199,10 @@ def test_lookups_per_address_are_budgeted():
 
     async def scenario():
         auth, up = _auth({})
-        seen = [await auth.authenticate(f"Bearer {t.bearer}", "acme", ip_address("192.0.2.9"))
-                for t in unknown]
+        seen = [
+            await auth.authenticate(f"Bearer {t.bearer}", "acme", ip_address("192.0.2.9"))
+            for t in unknown
+        ]
         assert seen.count(Failure.THROTTLED) == 5 and up.lookups == 5
 
     asyncio.run(scenario())
@@ -190,7 +211,13 @@ def test_lookups_per_address_are_budgeted():
 def test_request_schemas_are_enforced():
     body = next(op for op in OPERATIONS if op.operation_id == "createAsset").body
     validate({"name": "laptop", "kind": "hardware"}, body)
-    for bad in ({"name": "x"}, {"name": "x", "kind": "boat"}, {"name": " ", "kind": "saas"},
-                {"name": "x", "kind": "saas", "extra": 1}, [], {"name": 1, "kind": "saas"}):
+    for bad in (
+        {"name": "x"},
+        {"name": "x", "kind": "boat"},
+        {"name": " ", "kind": "saas"},
+        {"name": "x", "kind": "saas", "extra": 1},
+        [],
+        {"name": 1, "kind": "saas"},
+    ):
         with pytest.raises(Invalid):
             validate(bad, body)

@@ -1,8 +1,9 @@
 from ipaddress import ip_address, ip_network
 
 import pytest
-from ontrackio.gateway.client_ip import ClientIPMiddleware, parse_ip, resolve_client_ip
 from starlette.responses import JSONResponse
+
+from ontrackio.gateway.client_ip import ClientIPMiddleware, parse_ip, resolve_client_ip
 
 TRUSTED = [ip_network("10.0.0.0/8"), ip_network("2001:db8:ffff::/48")]
 

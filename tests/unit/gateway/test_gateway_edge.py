@@ -3,14 +3,15 @@
 from ipaddress import ip_network
 
 import pytest
-from ontrackio.gateway.edge import build_edge, client_ip_of, tenant_of
-from ontrackio.gateway.hosts import TenantInfo, tenant_resolver
-from ontrackio.gateway.problems import install_problem_handlers
-from ontrackio.gateway.settings import GatewaySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+
+from ontrackio.gateway.edge import build_edge, client_ip_of, tenant_of
+from ontrackio.gateway.hosts import TenantInfo, tenant_resolver
+from ontrackio.gateway.problems import install_problem_handlers
+from ontrackio.gateway.settings import GatewaySettings
 
 ACME = TenantInfo("t-1", "acme", tier="standard")
 OFFICE = "192.0.2.0/24"

@@ -1,5 +1,6 @@
-from ontrackio.gateway.headers import SecurityHeadersMiddleware
 from starlette.responses import HTMLResponse, JSONResponse
+
+from ontrackio.gateway.headers import SecurityHeadersMiddleware
 
 CSP = "default-src 'none'; frame-ancestors 'none'"
 

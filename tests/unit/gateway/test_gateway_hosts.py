@@ -1,4 +1,6 @@
 import pytest
+from starlette.responses import JSONResponse
+
 from ontrackio.gateway.hosts import (
     TenantHostMiddleware,
     TenantInfo,
@@ -6,7 +8,6 @@ from ontrackio.gateway.hosts import (
     normalise_host,
     tenant_resolver,
 )
-from starlette.responses import JSONResponse
 
 ACME = TenantInfo("t-1", "acme")
 GLOBEX = TenantInfo("t-2", "globex", tier="enterprise")
@@ -70,6 +71,7 @@ def test_classify():
         "localhost",
         "a.localhost",
         "1acme.localhost",
+        "acme-.localhost",
         "x.acme.localhost",
         "[::1]",
         "192.0.2.1",

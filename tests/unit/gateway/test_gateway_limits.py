@@ -1,6 +1,11 @@
 import json
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
 from ontrackio.gateway.limits import (
     BodyLimitMiddleware,
     InvalidJSON,
@@ -10,10 +15,6 @@ from ontrackio.gateway.limits import (
     loads_limited,
 )
 from ontrackio.gateway.problems import ProblemGuardMiddleware, install_problem_handlers
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 
 def nested(depth: int) -> bytes:

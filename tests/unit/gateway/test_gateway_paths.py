@@ -1,4 +1,5 @@
 import pytest
+
 from ontrackio.gateway.paths import is_admin_path, scope_is_admin
 
 ADMIN_SPELLINGS = [

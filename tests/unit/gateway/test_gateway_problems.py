@@ -1,5 +1,10 @@
 import grpc
 import pytest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
 from ontrackio.gateway.problems import (
     GRPC_TO_HTTP,
     ProblemGuardMiddleware,
@@ -7,10 +12,6 @@ from ontrackio.gateway.problems import (
     problem,
     problem_from_grpc,
 )
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
 
 
 class FakeRpcError(grpc.RpcError):

@@ -1,12 +1,13 @@
 from ipaddress import ip_address
 
+from starlette.responses import PlainTextResponse
+
 from ontrackio.gateway.ratelimit import (
     RateLimitMiddleware,
     TokenBucketLimiter,
     client_ip_key,
     token_id_key,
 )
-from starlette.responses import PlainTextResponse
 
 
 class Clock:

@@ -1,8 +1,9 @@
 from datetime import UTC, datetime
 
 import pytest
-from ontrackio.gateway.securitytxt import SecurityTxtMiddleware, render_security_txt
 from starlette.responses import PlainTextResponse
+
+from ontrackio.gateway.securitytxt import SecurityTxtMiddleware, render_security_txt
 
 EXPIRES = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 from ipaddress import ip_network
 
 import pytest
+
 from ontrackio.gateway.server import uvicorn_kwargs
 from ontrackio.gateway.settings import GatewaySettings, SettingsError, load_settings
 

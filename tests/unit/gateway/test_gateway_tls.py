@@ -4,13 +4,14 @@ import subprocess
 
 import pytest
 import uvicorn
+from starlette.responses import PlainTextResponse
+
 from ontrackio.gateway.tls import (
     harden,
     server_ssl_context,
     uvicorn_ssl_context_factory,
     uvicorn_ssl_kwargs,
 )
-from starlette.responses import PlainTextResponse
 
 
 @pytest.fixture
