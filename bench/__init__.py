@@ -1,0 +1,1 @@
+"""`make bench`: the platform measured against bare baselines (see docs/bench.md)."""

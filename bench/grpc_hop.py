@@ -1,0 +1,138 @@
+"""gRPC hop: the tenant-scoped no-op Ping through our server stack vs a bare grpcio echo.
+
+Each server runs in its own process (bench.grpc_servers) with the same thread-pool size;
+the client runs here, so client and server never share a GIL. The two servers are measured
+alternately, in rounds, and each keeps its best round: other load on the machine can only
+make a round slower, never faster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import grpc
+
+from bench.common import ROOT, figure, log
+from ontrackio.core.grpcserver import TENANT_METADATA
+from ontrackio.core.v1 import core_pb2, core_pb2_grpc
+from ontrackio.devtools.stack import free_port
+
+METHOD = "/ontrackio.core.v1.DiagnosticsService/Ping"
+SLUG = "benchtenant"
+CONCURRENCY = 16
+WORKERS = 16  # the api default (ONTRACK_GRPC_WORKERS)
+GOAL = 0.8
+
+
+def _start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.grpc_servers", kind, str(port),
+                             str(WORKERS)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        raise RuntimeError(f"{kind} server did not start: {proc.stderr.read()[-2000:]}")
+    target = f"127.0.0.1:{port}"
+    with grpc.insecure_channel(target) as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)
+    return proc, target
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def sequential(target: str, seconds: float, slug: str = SLUG) -> float:
+    """Calls/s of one caller making one call at a time."""
+    md = ((TENANT_METADATA, slug),)
+    req = core_pb2.PingRequest(payload=b"x" * 32)
+    with grpc.insecure_channel(target) as ch:
+        stub = core_pb2_grpc.DiagnosticsServiceStub(ch)
+        for _ in range(200):  # warm-up (and a check that the call succeeds)
+            stub.Ping(req, metadata=md, timeout=5)
+        n, t0 = 0, time.perf_counter()
+        end = t0 + seconds
+        while True:
+            stub.Ping(req, metadata=md, timeout=5)
+            n += 1
+            if n % 50 == 0 and time.perf_counter() >= end:
+                break
+        return n / (time.perf_counter() - t0)
+
+
+def concurrent(target: str, seconds: float, concurrency: int = CONCURRENCY,
+               slug: str = SLUG) -> float:
+    """Calls/s with `concurrency` calls in flight (grpc.aio client, one channel)."""
+
+    async def run() -> float:
+        md = ((TENANT_METADATA, slug),)
+        req = core_pb2.PingRequest(payload=b"x" * 32)
+        async with grpc.aio.insecure_channel(target) as ch:
+            stub = core_pb2_grpc.DiagnosticsServiceStub(ch)
+            await asyncio.gather(*(stub.Ping(req, metadata=md, timeout=5) for _ in range(200)))
+            count = [0]
+            stop = time.perf_counter() + seconds
+
+            async def caller() -> None:
+                while time.perf_counter() < stop:
+                    await stub.Ping(req, metadata=md, timeout=5)
+                    count[0] += 1
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(caller() for _ in range(concurrency)))
+            return count[0] / (time.perf_counter() - t0)
+
+    return asyncio.run(run())
+
+
+def run(env: dict[str, str], rounds: int = 2, seconds: float = 3.0) -> tuple[list[dict], dict]:
+    """The two gRPC-hop figures; also returns the raw numbers (the echo is reused later)."""
+    best = {("ours", "seq"): 0.0, ("echo", "seq"): 0.0, ("ours", "c16"): 0.0,
+            ("echo", "c16"): 0.0}
+    servers = {}
+    try:
+        for kind in ("echo", "ours"):
+            servers[kind] = _start(kind, env)
+        for r in range(rounds):
+            for kind in ("echo", "ours") if r % 2 == 0 else ("ours", "echo"):
+                target = servers[kind][1]
+                s = sequential(target, seconds)
+                c = concurrent(target, seconds)
+                best[(kind, "seq")] = max(best[(kind, "seq")], s)
+                best[(kind, "c16")] = max(best[(kind, "c16")], c)
+                log(f"grpc round {r + 1}: {kind:4s} sequential {s:7.0f}/s, "
+                    f"concurrency {CONCURRENCY} {c:7.0f}/s")
+    finally:
+        for proc, _ in servers.values():
+            _stop(proc)
+    note = (f"best of {rounds} alternating rounds of {seconds:.0f} s; servers in their own "
+            f"processes with {WORKERS} threads; ours = core.grpcserver.build_server "
+            "(PlatformInterceptor: trace span, tenant metadata check, directory lookup "
+            "(cached), error mapping) serving DiagnosticsService/Ping; echo = plain "
+            "grpc.server with the same servicer messages, no interceptor")
+    figs = []
+    for mode, label in (("seq", "sequential"), ("c16", f"concurrency {CONCURRENCY}")):
+        ours, echo = best[("ours", mode)], best[("echo", mode)]
+        figs.append(figure(f"gRPC hop, {label}", ours, echo, "calls/s", f"ratio >= {GOAL}",
+                           ours >= GOAL * echo, note))
+    return figs, {f"{k}_{m}": v for (k, m), v in best.items()}
+
+
+def run_against_stack(stack, slug: str, echo_seq: float, seconds: float = 3.0) -> dict:
+    """Ping through a running identity api (real directory via the control database)."""
+    rate = sequential(stack.target("identity"), seconds, slug=slug)
+    return figure("gRPC hop, sequential, running identity api", rate, echo_seq, "calls/s",
+                  f"ratio >= {GOAL}", rate >= GOAL * echo_seq,
+                  "the identity api process of the running stack (tenant looked up in the "
+                  "control database, cached ONTRACK_TENANT_CACHE_SECONDS); baseline = the "
+                  "bare echo's best sequential rate above; the rest of the stack shares "
+                  "the machine, so this one is indicative")

@@ -1,0 +1,369 @@
+"""`make bench`: measure the platform against bare baselines run in the same invocation.
+
+A report, not a test: every figure is printed in one table and saved as JSON in
+bench-results/ (bench-<timestamp>.json and latest.json). Everything the run creates (a
+private deployment's databases and roles, a RabbitMQ virtual host, processes, a run
+folder) is removed at the end, also after a failure or Ctrl-C. Load goes to loopback only.
+
+    python -m bench.run [--quick]      # --quick: fewer tenants and events (a smoke run)
+
+See docs/bench.md for what each figure measures and how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import shutil
+import signal
+import sys
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg import sql
+
+from bench import events, fleet, grpc_hop, pools, provisioning
+from bench.common import ROOT, cpu_seconds, failed, figure, log
+from ontrackio.core import config
+from ontrackio.devtools import infra
+from ontrackio.devtools.stack import Stack
+
+RESULTS = ROOT / "bench-results"
+
+# Settings of the system under test; everything else keeps its default. Worker concurrency
+# is lowered from 10 so that a burst of tenant creations cannot take the shared PostgreSQL
+# (100 connections for everything on the machine) past ~60: 8 processes x 3 pooled
+# connections (ONTRACK_POOL_MAX_PER_PROCESS default) + 4 workers x 4 concurrent
+# provisioning admin connections = 40, plus the bench's own few.
+#
+# The tenant-directory cache is raised from 5 s to an hour: a worker resolves tenants over
+# gRPC from eventlet's thread pool, and two such look-ups at the same time can deadlock the
+# worker for good (observed here; see docs/bench.md). With the cache filled once per tenant
+# (bench.events.warm_up) the event figures measure the pipeline instead of that bug.
+BENCH_ENV = {
+    "ONTRACK_WORKER_CONCURRENCY": "4",
+    "ONTRACK_TENANT_CACHE_SECONDS": "3600",
+    "ONTRACK_DELETION_GRACE_SECONDS": "0",
+    "ONTRACK_LOG_LEVEL": "WARNING",
+}
+
+
+def _settings(deployment: str, pg_dsn: str, **kw) -> config.Settings:
+    return config.load(deployment=deployment, pg_clusters={"main": pg_dsn}, **kw)
+
+
+def drop_deployment(admin_dsn: str, deployment: str, concurrency: int = 4) -> int:
+    """Drop every database and role named `<deployment>_…`; returns databases dropped."""
+    pattern = f"{deployment}\\_%"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        dbs = [r[0] for r in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,))]
+
+    def drop(names: list[str]) -> None:
+        with psycopg.connect(admin_dsn, autocommit=True) as c:
+            for db in names:
+                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                          .format(sql.Identifier(db)))
+
+    chunks = [dbs[i::concurrency] for i in range(concurrency)]
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(drop, chunks))
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        roles = [r[0] for r in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,))]
+        for role in roles:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    return len(dbs)
+
+
+def idle_cpu(stack: Stack, seconds: float = 5.0) -> float:
+    """CPU used by the stack's processes per second of wall time while no load is sent."""
+    pids = [p.pid for p in stack.procs.values()]
+    before = sum(cpu_seconds(p) for p in pids)
+    time.sleep(seconds)
+    return (sum(cpu_seconds(p) for p in pids) - before) / seconds
+
+
+class Report:
+    def __init__(self) -> None:
+        self.figures: list[dict] = []
+        self.observations: list[str] = []
+        self.raw: dict = {}
+
+    def section(self, name: str, unit: str, goal: str, fn) -> object:
+        """Run one section; a failure becomes a NOT MEASURED row, never an abort."""
+        log(f"== {name}")
+        try:
+            return fn()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            traceback.print_exc()
+            self.figures.append(failed(name, unit, goal, exc))
+            return None
+
+
+def gateway_section(report: Report, stack: Stack | None, gateway_running: bool) -> None:
+    path = ROOT / "bench" / "gateway.py"
+    if not path.exists():
+        report.figures.append(figure("gateway", None, None, "", "see bench/gateway.py", False,
+                                     "NOT MEASURED: bench/gateway.py is absent"))
+        return
+    if stack is None or not gateway_running:
+        report.figures.append(failed("gateway", "", "see bench/gateway.py",
+                                     "the gateway process is not part of the stack "
+                                     "(services/gateway/main.py missing or stack not running)"))
+        return
+    module = importlib.import_module("bench.gateway")
+    figs = module.run(stack)
+    for f in figs:
+        row = figure(f.get("name", "gateway"), f.get("value"), f.get("baseline"),
+                     f.get("unit", ""), f.get("goal", ""), bool(f.get("met", False)),
+                     f.get("notes", ""), ratio=f.get("ratio"))
+        if "ratio" in f:  # the gateway bench may say a ratio is not meaningful (None)
+            row["ratio"] = row["ratio"] if f["ratio"] is not None else None
+        report.figures.append(row)
+
+
+def bench(report: Report, args) -> None:
+    n_median = 10
+    n_bulk = 20 if args.quick else 200
+    n_pool = 60 if args.quick else 500
+    n_events = 600 if args.quick else 3000
+    paced_seconds = 2.0 if args.quick else 8.0
+
+    found = infra.find()
+    deployment = "b" + uuid.uuid4().hex[:8]
+    pool_deployment = deployment + "p"
+    report.raw["deployment"] = deployment
+    vhost = None
+    if infra.can_manage_vhosts():
+        infra.create_vhost(deployment)
+        vhost = deployment
+        amqp = found.with_vhost(deployment)
+    else:  # a throwaway broker (testcontainers): its default vhost is ours
+        amqp = found.amqp_url
+    run_dir = ROOT / ".run" / f"bench-{deployment}"
+    stack = Stack(deployment, found.pg_dsn, amqp, run_dir, extra_env=dict(BENCH_ENV))
+    settings = _settings(deployment, found.pg_dsn,
+                         worker_concurrency=int(BENCH_ENV["ONTRACK_WORKER_CONCURRENCY"]))
+    pool_settings = _settings(pool_deployment, found.pg_dsn)
+    log(f"deployment {deployment} (pools: {pool_deployment}), vhost {vhost}, run dir {run_dir}")
+    ok = False
+    try:
+        # 1. gRPC hop: no stack needed; two server processes, client here.
+        figs = report.section("gRPC hop", "calls/s", "ratio >= 0.8",
+                              lambda: grpc_hop.run(stack.env(), rounds=3))
+        echo_seq = None
+        if figs:
+            report.figures += figs[0]
+            report.raw["grpc"] = figs[1]
+            echo_seq = figs[1]["echo_seq"]
+
+        # 2. Raw provisioning baselines and template clone vs create-empty, on a quiet server.
+        raw = report.section("provisioning baseline", "s", "", lambda: provisioning.raw_baseline(
+            found.pg_dsn, deployment, 5 if args.quick else 15))
+        report.raw["provisioning_raw"] = raw
+        if raw:
+            log(f"raw per tenant: clone {raw['clone']:.3f} s, empty+psql {raw['empty_psql']:.3f} s")
+        pool_slugs = [f"p{i:04d}" for i in range(n_pool)]
+        n_tv = 20 if args.quick else 40
+
+        def template_vs_empty():
+            from ontrackio.core.db.clusters import Clusters
+            tv = provisioning.template_vs_empty(
+                Clusters(pool_settings), pool_deployment,
+                pool_settings.tenant_role_secret.get_secret_value(), "privacy",
+                pool_slugs[:n_tv])
+            report.raw["template_vs_empty"] = tv
+            report.figures.append(provisioning.template_figure(tv, "privacy"))
+        report.section("template clone vs create-empty+migrate", "s/database",
+                       "ratio < 1", template_vs_empty)
+
+        # 3. Pools: 500 tenants of one service, driven from this process; no stack running.
+        def pool_section():
+            took = pools.provision(pool_settings, pool_slugs[n_tv:])
+            log(f"provisioned {n_pool - n_tv} more privacy databases in {took:.1f} s")
+            report.figures += pools.run(pool_settings, found.pg_dsn, pool_slugs,
+                                        per_thread=100 if args.quick else 400,
+                                        paced_seconds=5 if args.quick else 15)
+        report.section("pools", "ms", "<= 50 ms", pool_section)
+        log(f"dropped {drop_deployment(found.pg_dsn, pool_deployment)} pool databases")
+
+        # 4. The running system.
+        gateway_running = (ROOT / "services" / "gateway" / "main.py").exists()
+        log(f"starting the stack (gateway: {gateway_running})")
+        stack.start(gateway=gateway_running)
+        stack.wait_ready(timeout=120)
+        stub = provisioning.tenant_stub(stack)
+        median_slugs = [f"m{deployment}{i:02d}" for i in range(n_median)]
+
+        def median_section():
+            times = []
+            for slug in median_slugs:
+                times.append(provisioning.create_and_wait(stub, slug))
+            report.raw["activation_times"] = times
+            if raw:
+                report.figures.append(provisioning.median_figure(times, raw))
+            log(f"median activation {sorted(times)[len(times) // 2]:.2f} s")
+            return times
+        median_times = report.section("tenant active, median (saga)", "s", "<= 3 s",
+                                      median_section)
+
+        if median_times:
+            def on_stall(reason: str) -> None:
+                report.observations.append(
+                    f"event consumer stalled ({reason}); privacy and inventory workers "
+                    "restarted so the run could go on")
+                for name in ("privacy-worker", "inventory-worker"):
+                    stack.restart(name)
+
+            report.section("events", "events/s", "ratio >= 0.5", lambda: report.figures.extend(
+                events.run(stack, median_slugs[0:4], median_slugs[4:8], count=n_events,
+                           paced_seconds=paced_seconds, on_stall=on_stall)))
+            if echo_seq:
+                report.section("gRPC hop via identity api", "calls/s", "ratio >= 0.8",
+                               lambda: report.figures.append(grpc_hop.run_against_stack(
+                                   stack, median_slugs[0], echo_seq)))
+
+        report.section("gateway", "", "", lambda: gateway_section(report, stack, gateway_running))
+
+        cpu_small = idle_cpu(stack)
+        bulk_slugs = [f"f{deployment}{i:03d}" for i in range(n_bulk)]
+
+        def bulk_section():
+            total = provisioning.bulk(stack, bulk_slugs)
+            per = provisioning.activation_times(stack, bulk_slugs)
+            if raw:
+                report.figures.append(provisioning.bulk_figure(
+                    total, n_bulk, raw, per, BENCH_ENV["ONTRACK_WORKER_CONCURRENCY"]))
+            log(f"{n_bulk} tenants active after {total:.1f} s")
+            return total
+        bulk_total = report.section(f"{n_bulk} tenants back to back", "s", "", bulk_section)
+
+        if bulk_total:
+            time.sleep(2)
+            cpu_big = idle_cpu(stack)
+            report.raw["idle_cpu"] = {"tenants_small": n_median, "small": cpu_small,
+                                      "tenants_big": n_median + n_bulk, "big": cpu_big}
+            report.observations.append(
+                f"idle CPU of the stack's processes (no requests): {cpu_small:.2f} cores with "
+                f"{n_median} tenants, {cpu_big:.2f} cores with {n_median + n_bulk} tenants "
+                f"(the workers' outbox sweep visits every tenant database every "
+                f"ONTRACK_OUTBOX_SWEEP_SECONDS)")
+            report.section("fleet migration", "s", "<= 60 s", lambda: report.figures.extend(
+                fleet.run(settings, found.pg_dsn, bulk_slugs)))
+        ok = True
+    finally:
+        log("cleaning up")
+        try:
+            stack.stop()
+        finally:
+            try:
+                log(f"dropped {drop_deployment(found.pg_dsn, deployment)} databases")
+                stack.drop_databases()
+                drop_deployment(found.pg_dsn, pool_deployment)
+            finally:
+                if vhost:
+                    infra.delete_vhost(vhost)
+                found.close()
+                if ok:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                else:
+                    print(f"process logs kept in {run_dir}", file=sys.stderr)
+
+
+# -- output -------------------------------------------------------------------------------------
+
+def _fmt(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        if abs(x) >= 100:
+            return f"{x:,.0f}"
+        if abs(x) >= 10:
+            return f"{x:.1f}"
+        return f"{x:.3g}" if abs(x) < 1 else f"{x:.2f}"
+    return str(x)
+
+
+def table(figures: list[dict]) -> str:
+    head = ("#", "figure", "value", "baseline", "ratio", "unit", "goal", "met")
+    rows = []
+    for i, f in enumerate(figures, 1):
+        met = "n/a" if f["value"] is None else ("yes" if f["met"] else "NO")
+        rows.append((str(i), f["name"], _fmt(f["value"]), _fmt(f["baseline"]),
+                     _fmt(f["ratio"]), f["unit"], f["goal"], met))
+    widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
+    line = "  ".join("-" * w for w in widths)
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), line]
+    for r in rows:
+        out.append("  ".join(v.rjust(w) if c in (0, 2, 3, 4) else v.ljust(w)
+                             for c, (v, w) in enumerate(zip(r, widths, strict=True))))
+    out.append("")
+    for i, f in enumerate(figures, 1):
+        if f["notes"]:
+            out.append(f"[{i}] {f['notes']}")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer tenants/events (smoke run)")
+    args = parser.parse_args()
+
+    def terminate(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    report = Report()
+    interrupted = False
+    try:
+        bench(report, args)
+    except KeyboardInterrupt:
+        interrupted = True
+        report.observations.append("interrupted: the figures are incomplete")
+    except infra.InfraMissing as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - still print what was measured
+        traceback.print_exc()
+        report.observations.append(f"aborted: {type(exc).__name__}: {exc}")
+    duration = time.monotonic() - t0
+    result = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "duration_s": round(duration, 1),
+        "quick": args.quick,
+        "host": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
+                 "platform": platform.platform()},
+        "settings": BENCH_ENV,
+        "figures": report.figures,
+        "observations": report.observations,
+        "raw": report.raw,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"bench-{stamp}.json"
+    text = json.dumps(result, indent=2, default=str)
+    path.write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    print()
+    print(f"OnTrackio bench {started:%Y-%m-%d %H:%M} UTC, {duration:.0f} s"
+          + (" (quick)" if args.quick else ""))
+    print(table(report.figures))
+    for o in report.observations:
+        print(f"* {o}")
+    print(f"\nsaved {path.relative_to(ROOT)} and bench-results/latest.json")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
