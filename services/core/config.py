@@ -93,7 +93,9 @@ class Settings(BaseSettings):
     deletion_grace_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
     event_max_attempts: int = Field(default=5, ge=1, le=50)
     event_retry_base_ms: int = Field(default=200, ge=1)
-    outbox_sweep_seconds: float = Field(default=2.0, gt=0)
+    outbox_sweep_seconds: float = Field(default=30.0, gt=0)
+    # Broker connections publishing committed events in parallel (each waits for confirms).
+    relay_publishers: int = Field(default=2, ge=1, le=16)
     worker_concurrency: int = Field(default=10, ge=1, le=200)
     tenant_cache_seconds: float = Field(default=5.0, ge=0)
     migrate_concurrency: int = Field(default=4, ge=1, le=32)

@@ -15,9 +15,9 @@ def setup(service: str, role: str):
     return settings
 
 
-def default_bootstrap(service: str, settings, *, green: bool) -> Runtime:
+def default_bootstrap(service: str, settings) -> Runtime:
     """A domain service's runtime: its tenant directory asks identity over gRPC."""
-    return build(service, settings, lambda rt: identity_client.lookup(settings, green=green))
+    return build(service, settings, lambda rt: identity_client.lookup(settings))
 
 
 def api_main(
@@ -27,7 +27,7 @@ def api_main(
 ) -> None:
     settings = setup(service, "api")
     topology.declare(settings.amqp_url.get_secret_value())
-    rt = (bootstrap or default_bootstrap)(service, settings, green=False)
+    rt = (bootstrap or default_bootstrap)(service, settings)
     port_setting = getattr(settings, f"{service}_grpc_port")
     server, port = grpcserver.build_server(
         service,
@@ -47,5 +47,5 @@ def worker_main(
 
     settings = setup(service, "worker")
     topology.declare(settings.amqp_url.get_secret_value())
-    rt = (bootstrap or default_bootstrap)(service, settings, green=True)
+    rt = (bootstrap or default_bootstrap)(service, settings)
     run_worker(worker_cls, rt)

@@ -15,9 +15,15 @@ _STATUS = {1: "provisioning", 2: "active", 3: "suspended", 4: "deleting", 5: "de
 _TIER = {1: "business", 2: "enterprise"}
 
 
-def lookup(settings: Settings, *, green: bool = False) -> Callable[[str], TenantInfo | None]:
-    """A lookup over gRPC. In an eventlet worker (`green`) the blocking grpcio call runs
-    in eventlet's thread pool so the hub keeps serving other green threads."""
+def lookup(settings: Settings) -> Callable[[str], TenantInfo | None]:
+    """A lookup over gRPC.
+
+    In an eventlet worker the call is made directly from the green thread: it
+    blocks the hub for the call (about half a millisecond; the directory caches answers).
+    It must not go through `eventlet.tpool`: grpcio's channel locks are green locks in a
+    patched process, and two OS threads contending for one never wake (a deadlock seen
+    under load; tests/integration/test_worker_grpc_client.py guards against it).
+    """
     from ontrackio.identity.v1 import identity_pb2, identity_pb2_grpc
 
     stub = identity_pb2_grpc.TenantServiceStub(
@@ -35,8 +41,4 @@ def lookup(settings: Settings, *, green: bool = False) -> Callable[[str], Tenant
             t.slug, _STATUS.get(t.status, "unknown"), t.placement, _TIER.get(t.tier, "")
         )
 
-    if not green:
-        return call
-    from eventlet import tpool
-
-    return lambda slug: tpool.execute(call, slug)
+    return call

@@ -1,6 +1,6 @@
 """The transactional outbox: events are rows written with the change that caused them.
 
-After the commit the writing process publishes them at once (best effort) and marks them
+After the commit the writing process's relay (core/relay.py) publishes them and marks them
 sent; the worker's sweep publishes whatever a crash or a broker outage left unsent. So an
 event may be published twice, never lost; consumers' inboxes make the effect happen once.
 """
@@ -13,7 +13,6 @@ from datetime import timedelta
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ontrackio.core import telemetry
 from ontrackio.core.bus import Publisher
 from ontrackio.core.events import Event
 
@@ -37,33 +36,8 @@ def add(conn: psycopg.Connection, event: Event) -> None:
     )
 
 
-def _mark_sent(conn: psycopg.Connection, ids: list[str]) -> None:
+def mark_sent(conn: psycopg.Connection, ids: list[str]) -> None:
     conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY(%s::uuid[])", (ids,))
-
-
-def publish_committed(conn: psycopg.Connection, publisher: Publisher, events: list[Event]) -> bool:
-    """Publish events whose rows just committed and mark them sent; False if that failed.
-
-    A failure is not an error for the caller: the rows stay unsent for the sweep.
-    """
-    if not events:
-        return True
-    with telemetry.tracer().start_as_current_span("outbox publish"):
-        try:
-            publisher.publish(events)
-        except Exception as exc:  # noqa: BLE001 - any broker failure leaves it to the sweep
-            log.warning(
-                "publish after commit failed (%s); the sweep will send %d event(s)",
-                type(exc).__name__,
-                len(events),
-            )
-            return False
-    try:
-        with conn.transaction():
-            _mark_sent(conn, [e.id for e in events])
-    except psycopg.Error as exc:
-        log.warning("marking events sent failed (%s); they may be sent twice", type(exc).__name__)
-    return True
 
 
 def sweep(
@@ -83,7 +57,7 @@ def sweep(
                 return sent
             events = [Event(str(r[0]), r[1], r[2], r[3], r[4], r[6], r[5]) for r in rows]
             publisher.publish(events)
-            _mark_sent(conn, [e.id for e in events])
+            mark_sent(conn, [e.id for e in events])
         sent += len(events)
         if len(rows) < batch:
             return sent

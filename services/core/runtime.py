@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ontrackio.core import telemetry
@@ -19,6 +19,7 @@ from ontrackio.core.db.pools import PoolManager
 from ontrackio.core.db.provisioning import Provisioner
 from ontrackio.core.db.tenantdb import TenantDatabases
 from ontrackio.core.directory import TenantDirectory, TenantInfo
+from ontrackio.core.relay import Relay
 
 
 def service_dir(service: str) -> Path:
@@ -32,11 +33,13 @@ class Runtime:
     clusters: Clusters
     pools: PoolManager
     publisher: Publisher
-    directory: TenantDirectory
-    dbs: TenantDatabases
+    relay: Relay
     provisioner: Provisioner
+    directory: TenantDirectory = field(init=False)
+    dbs: TenantDatabases = field(init=False)
 
     def close(self) -> None:
+        self.relay.close()
         self.pools.close()
         self.publisher.close()
 
@@ -46,7 +49,7 @@ def build(
     settings: Settings,
     lookup: Callable[[Runtime], Callable[[str], TenantInfo | None]],
 ) -> Runtime:
-    """Wire a service's infrastructure; `lookup` builds its tenant-directory source."""
+    """Wire a service's infrastructure; `lookup(rt)` gives its tenant-directory source."""
     telemetry.setup(service, settings.otel_exporter)
     clusters = Clusters(settings)
     pools = PoolManager(
@@ -55,23 +58,31 @@ def build(
         idle_seconds=settings.pool_idle_seconds,
         acquire_timeout=settings.pool_acquire_timeout,
     )
-    publisher = Publisher(settings.amqp_url.get_secret_value())
-    provisioner = Provisioner(
+    amqp = settings.amqp_url.get_secret_value()
+    rt = Runtime(
         service,
+        settings,
         clusters,
-        migrations.for_service(service_dir(service)),
-        settings.deployment,
-        settings.tenant_role_secret.get_secret_value(),
+        pools,
+        Publisher(amqp),
+        Relay([Publisher(amqp) for _ in range(settings.relay_publishers)], pools),
+        Provisioner(
+            service,
+            clusters,
+            migrations.for_service(service_dir(service)),
+            settings.deployment,
+            settings.tenant_role_secret.get_secret_value(),
+        ),
     )
-    rt = Runtime(service, settings, clusters, pools, publisher, None, None, provisioner)  # type: ignore[arg-type]
-    rt.directory = TenantDirectory(lambda slug: source(slug), settings.tenant_cache_seconds)
-    source = lookup(rt)
+    source = lookup(rt)  # may use rt's clusters and pools, not its directory
+    rt.directory = TenantDirectory(source, settings.tenant_cache_seconds)
     rt.dbs = TenantDatabases(
         service,
         deployment=settings.deployment,
         clusters=clusters,
         pools=pools,
         directory=rt.directory,
-        publisher=publisher,
+        publisher=rt.publisher,
+        relay=rt.relay,
     )
     return rt

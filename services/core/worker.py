@@ -166,9 +166,8 @@ class ServiceWorker:
 
     @timer(interval=1)
     def relay_outbox(self) -> None:
-        """Every second: outboxes whose publish failed; every sweep interval: all of them."""
+        """Every sweep interval: publish what crashed writers left in any outbox."""
         rt = self.platform
-        rt.dbs.retry_unsent()
         now = time.monotonic()
         if now - ServiceWorker._last_full_sweep < rt.settings.outbox_sweep_seconds:
             return

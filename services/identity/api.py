@@ -132,7 +132,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
             return user_pb(users.deactivate(u, request.id))
 
 
-def bootstrap(service: str, settings, *, green: bool = False) -> Runtime:
+def bootstrap(service: str, settings) -> Runtime:
     """Identity's runtime: its directory reads the control database directly."""
     global control
     holder: dict[str, Control] = {}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,6 +16,7 @@ from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.db.pools import PoolManager
 from ontrackio.core.directory import TenantDirectory, TenantInfo
 from ontrackio.core.errors import Unavailable
+from ontrackio.core.relay import Relay
 from ontrackio.core.tenancy import Names
 
 log = logging.getLogger(__name__)
@@ -60,6 +59,7 @@ class TenantDatabases:
         pools: PoolManager,
         directory: TenantDirectory,
         publisher: Publisher | None,
+        relay: Relay | None = None,
     ):
         self.service = service
         self.names = Names(deployment, service)
@@ -67,9 +67,7 @@ class TenantDatabases:
         self.pools = pools
         self.directory = directory
         self.publisher = publisher
-        self._unsent: dict[str, tuple[str, object]] = {}
-        self._unsent_lock = threading.Lock()
-        self._retrier: threading.Thread | None = None
+        self.relay = relay
 
     @contextmanager
     def connection(self, info: TenantInfo) -> Iterator[psycopg.Connection]:
@@ -86,8 +84,8 @@ class TenantDatabases:
     def unit_of_work(self, info: TenantInfo):
         """A transaction on the tenant's database, committed when the block ends.
 
-        Events emitted in it are published right after the commit (best effort; on failure
-        the database is retried every second, and the worker's sweep is the last resort).
+        Events emitted in it are handed to the relay right after the commit (see
+        core/relay.py); the worker's sweep is the last resort.
         Database failures raise Unavailable.
         """
         return self.unit_of_work_at(
@@ -106,40 +104,8 @@ class TenantDatabases:
                     yield uow
             except psycopg.OperationalError as exc:
                 raise Unavailable("database unavailable; retry later") from exc
-            if uow.events and self.publisher is not None:
-                if not outbox.publish_committed(conn, self.publisher, uow.events):
-                    self._remember_unsent(key, label, conninfo)
-
-    # -- unsent events ----------------------------------------------------------------------
-
-    def _remember_unsent(self, key: str, label: str, conninfo) -> None:
-        with self._unsent_lock:
-            self._unsent[key] = (label, conninfo)
-            if self._retrier is None:
-                self._retrier = threading.Thread(
-                    target=self._retry_loop, daemon=True, name="outbox-retry"
-                )
-                self._retrier.start()
-
-    def _retry_loop(self) -> None:
-        while True:
-            time.sleep(1.0)
-            self.retry_unsent()
-
-    def retry_unsent(self) -> int:
-        """Sweep the outboxes whose after-commit publish failed; returns events sent."""
-        with self._unsent_lock:
-            todo = dict(self._unsent)
-        sent = 0
-        for key, (label, conninfo) in todo.items():
-            try:
-                with self.pools.connection(key, conninfo) as conn:
-                    sent += outbox.sweep(conn, self.publisher, min_age=0)
-                with self._unsent_lock:
-                    self._unsent.pop(key, None)
-            except Exception as exc:  # noqa: BLE001 - broker or database still down
-                log.info("outbox retry for %s failed: %s", label, type(exc).__name__)
-        return sent
+            if uow.events and self.relay is not None:
+                self.relay.submit(key, label, conninfo, uow.events)
 
     def sweep(self, info: TenantInfo, min_age: float = 5.0) -> int:
         """Publish the tenant's unsent events older than `min_age` seconds."""

@@ -1,0 +1,161 @@
+"""The outbox relay of a writing process: publishes committed events in the background.
+
+A unit of work hands its events over right after its commit and returns; relay threads
+publish them in batches (with publisher confirms) and mark their rows sent, one UPDATE per
+database per batch. If the broker is unreachable the database is remembered and swept every
+second until it succeeds; a crash before any of this is covered by the worker's periodic
+sweep. Either way an event may be sent twice, never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opentelemetry import trace
+
+from ontrackio.core import outbox, telemetry
+from ontrackio.core.bus import Publisher
+from ontrackio.core.db.pools import PoolManager
+from ontrackio.core.events import Event
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 200
+
+
+@dataclass(frozen=True)
+class _Item:
+    key: str
+    label: str
+    conninfo: Callable[[], str]
+    events: list[Event]
+
+
+class Relay:
+    def __init__(self, publishers: list[Publisher], pools: PoolManager):
+        self._publishers = publishers
+        self._pools = pools
+        self._queue: queue.Queue[_Item] = queue.Queue()
+        self._unsent: dict[str, tuple[str, Callable[[], str]]] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+
+    def submit(
+        self, key: str, label: str, conninfo: Callable[[], str], events: list[Event]
+    ) -> None:
+        """Publish `events` (whose rows in database `key` just committed) soon."""
+        with self._lock:
+            if not self._threads:
+                self._start()
+            self._pending += 1
+        self._queue.put(_Item(key, label, conninfo, events))
+
+    def _start(self) -> None:
+        for i, publisher in enumerate(self._publishers):
+            t = threading.Thread(
+                target=self._run, args=(publisher,), daemon=True, name=f"outbox-relay-{i}"
+            )
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._retry_loop, daemon=True, name="outbox-retry")
+        t.start()
+        self._threads.append(t)
+
+    def _run(self, publisher: Publisher) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._publish(publisher, batch)
+            except Exception:  # noqa: BLE001 - never let the relay thread die
+                log.exception("outbox relay failed")
+            finally:
+                with self._lock:
+                    self._pending -= len(batch)
+                    self._idle.notify_all()
+
+    def _publish(self, publisher: Publisher, batch: list[_Item]) -> None:
+        events = [e for item in batch for e in item.events]
+        # One span per event, in the trace of the request that emitted it.
+        tracer = telemetry.tracer()
+        spans = [
+            tracer.start_span(
+                "outbox publish",
+                context=telemetry.extract(e.trace),
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"ontrack.event_id": e.id},
+            )
+            for e in events
+        ]
+        try:
+            publisher.publish(events)
+        except Exception as exc:  # noqa: BLE001 - any broker failure: retry by sweeping
+            log.warning(
+                "publish failed (%s); retrying %d outbox(es) every second",
+                type(exc).__name__,
+                len({i.key for i in batch}),
+            )
+            with self._lock:
+                for item in batch:
+                    self._unsent[item.key] = (item.label, item.conninfo)
+            return
+        finally:
+            for span in spans:
+                span.end()
+        by_key: dict[str, list[_Item]] = {}
+        for item in batch:
+            by_key.setdefault(item.key, []).append(item)
+        for key, items in by_key.items():
+            try:
+                with self._pools.connection(key, items[0].conninfo) as conn, conn.transaction():
+                    outbox.mark_sent(conn, [e.id for i in items for e in i.events])
+            except Exception as exc:  # noqa: BLE001 - the sweep will send them again
+                log.warning(
+                    "marking events sent failed (%s); they may be sent twice", type(exc).__name__
+                )
+
+    def _retry_loop(self) -> None:
+        while True:
+            time.sleep(1.0)
+            self.retry_unsent()
+
+    def retry_unsent(self) -> int:
+        """Sweep the outboxes whose publish failed; returns the events sent."""
+        with self._lock:
+            todo = dict(self._unsent)
+        sent = 0
+        for key, (label, conninfo) in todo.items():
+            try:
+                with self._pools.connection(key, conninfo) as conn:
+                    sent += outbox.sweep(conn, self._publishers[0], min_age=0)
+                with self._lock:
+                    self._unsent.pop(key, None)
+            except Exception as exc:  # noqa: BLE001 - broker or database still down
+                log.info("outbox retry for %s failed: %s", label or key, type(exc).__name__)
+        return sent
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted has been handled; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        self.flush()
+        for p in self._publishers:
+            p.close()
