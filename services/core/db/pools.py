@@ -89,6 +89,8 @@ class PoolManager:
         self._total = 0
         self._opened = self._closed = self._evicted = 0
         self._reaper: threading.Thread | None = None
+        self._ticket = 0
+        self._waiting: dict[int, str] = {}  # ticket -> key, in arrival order
         self._stopping = False
 
     # -- public ---------------------------------------------------------------------------
@@ -197,46 +199,82 @@ class PoolManager:
             self._start_reaper()
         deadline = time.monotonic() + self.acquire_timeout
         discard: list[psycopg.Connection] = []
-        with self._cond:
-            while True:
+        try:
+            with self._cond:
+                self._ticket += 1
+                ticket = self._ticket
+                self._waiting[ticket] = key
+                try:
+                    reused = self._acquire_locked(key, ticket, deadline, discard)
+                finally:
+                    del self._waiting[ticket]
+                    self._cond.notify_all()
+        finally:
+            for conn in discard:  # dead or evicted: closed outside the lock
+                conn.close()
+        if reused is not None:
+            return reused
+        return self._open(key, conninfo)
+
+    def _older_waiter_servable(self, ticket: int) -> bool:
+        """Whether someone who has waited longer could be served now (lock held).
+
+        Callers defer to them, so connections go first come, first served rather than to
+        whichever thread happens to wake first.
+        """
+        for other, key in self._waiting.items():
+            if other >= ticket:
+                break
+            pool = self._pools.get(key)
+            if pool is not None and pool.idle:
+                return True
+            if (pool.size if pool else 0) < self.max_per_tenant and (
+                self._total < self.max_total
+                or any(k != key and p.idle for k, p in self._pools.items())
+            ):
+                return True
+        return False
+
+    def _acquire_locked(
+        self, key: str, ticket: int, deadline: float, discard: list[psycopg.Connection]
+    ) -> psycopg.Connection | None:
+        """A reused connection, or None with a slot reserved to open one (lock held)."""
+        while True:
+            if not self._older_waiter_servable(ticket):
                 pool = self._pools.get(key)
                 if pool is None:
                     pool = self._pools[key] = _Pool()
                 self._pools.move_to_end(key)
-                reused = None
                 while pool.idle:
                     conn, _ = pool.idle.pop()
                     if _alive(conn):
-                        reused = conn
-                        break
+                        pool.in_use += 1
+                        return conn
                     discard.append(conn)
                     self._total -= 1
                     self._closed += 1
-                if reused is not None:
-                    pool.in_use += 1
-                    break
                 if pool.size < self.max_per_tenant:
                     if self._total < self.max_total:
                         pool.opening += 1
                         self._total += 1
-                        break
+                        return None
                     victim = self._evict_lru_idle(exclude=key)
                     if victim is not None:
                         discard.append(victim)
                         pool.opening += 1
                         self._total += 1
-                        break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                        return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pool = self._pools.get(key)
+                if pool is not None:
                     self._forget_if_empty(key, pool)
-                    for conn in discard:
-                        conn.close()
-                    raise PoolTimeout("no database connection available; retry later")
-                self._cond.wait(remaining)
-        for conn in discard:
-            conn.close()
-        if reused is not None:
-            return reused
+                raise PoolTimeout("no database connection available; retry later")
+            self._cond.wait(remaining)
+
+    def _open(self, key: str, conninfo: Callable[[], str]) -> psycopg.Connection:
+        """Open the connection for the slot reserved in `key`'s pool."""
+        pool = self._pools[key]
         try:
             conn = self._connect(conninfo())
         except BaseException as exc:

@@ -365,3 +365,28 @@ def test_timeout_leaves_no_empty_pool_behind(make_manager):
         with pytest.raises(PoolTimeout), pm.connection("b", dsn("b")):
             pass
         assert pm.stats().pools == 1
+
+
+def test_a_waiting_caller_is_not_overtaken_by_a_newcomer(server):
+    """Released connections go to whoever waited first, not to a caller arriving later
+    (here: the releasing thread itself, which would otherwise win every time)."""
+    pools = PoolManager(
+        max_total=1, max_per_tenant=1, idle_seconds=60, acquire_timeout=2, connect=server.connect
+    )
+    order: list[str] = []
+    holder = pools.connection("a", lambda: "a")
+    holder.__enter__()
+
+    def waiter() -> None:
+        with pools.connection("b", lambda: "b"):
+            order.append("b")
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.1)  # b is waiting for the only slot
+    holder.__exit__(None, None, None)
+    with pools.connection("a", lambda: "a"):  # arrives after b: must queue behind it
+        order.append("a")
+    t.join(5)
+    assert order == ["b", "a"]
+    pools.close()
