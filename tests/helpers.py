@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -49,3 +51,40 @@ def create_tenant(channels, slug: str, tier=ipb.TIER_BUSINESS, domains=(), timeo
 
 def md(slug: str):
     return tenant_md(slug)
+
+
+def ontrack(system, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the operator CLI (`--json`) against the test deployment."""
+    return subprocess.run(
+        [sys.executable, "-m", "ontrackio.cli.main", "--json", *args],
+        env=system.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_gateway(system, name: str, ready_dir, **env: str):
+    """Start an extra gateway process with `env` overrides; returns (process, log file)
+    once it reports ready. The caller terminates it."""
+    import os
+
+    from ontrackio.devtools.stack import ROOT
+
+    full = {**system.env(), "ONTRACK_READY_DIR": str(ready_dir), **env}
+    log = open(system.run_dir / f"{name}.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ontrackio.gateway.main"],
+        env=full,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    eventually(lambda: os.path.exists(os.path.join(ready_dir, "gateway.ready")), timeout=60)
+    return proc, log
+
+
+def stop_process(proc, log) -> None:
+    proc.terminate()
+    proc.wait(15)
+    log.close()

@@ -5,6 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
 
 from ontrackio.core.errors import InvalidArgument
 
@@ -41,3 +45,20 @@ def parse_id(value: str, what: str) -> str:
         return str(uuid.UUID(value))
     except (ValueError, TypeError, AttributeError):
         raise InvalidArgument(f"{what} must be a UUID") from None
+
+
+def keyset_page(
+    conn: psycopg.Connection, select: str, id_column: str, size: int, token: str
+) -> tuple[list[dict[str, Any]], str]:
+    """One page of `select` (a SELECT without WHERE) ordered by the UUID `id_column`,
+    starting after the page token; returns the rows and the next token ("" at the end)."""
+    size, after = page_size(size), decode(token)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"{select} WHERE %s::uuid IS NULL OR {id_column} > %s::uuid"
+            f" ORDER BY {id_column} LIMIT %s",
+            (after, after, size + 1),
+        ).fetchall()
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, encode(str(rows[-1]["id"])) if more else ""

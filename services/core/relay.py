@@ -33,6 +33,7 @@ class _Item:
     label: str
     conninfo: Callable[[], str]
     events: list[Event]
+    done: threading.Event
 
 
 class Relay:
@@ -48,13 +49,16 @@ class Relay:
 
     def submit(
         self, key: str, label: str, conninfo: Callable[[], str], events: list[Event]
-    ) -> None:
-        """Publish `events` (whose rows in database `key` just committed) soon."""
+    ) -> threading.Event:
+        """Publish `events` (whose rows in database `key` just committed) soon; the returned
+        event is set once the broker has confirmed them (or the attempt failed)."""
+        done = threading.Event()
         with self._lock:
             if not self._threads:
                 self._start()
             self._pending += 1
-        self._queue.put(_Item(key, label, conninfo, events))
+        self._queue.put(_Item(key, label, conninfo, events, done))
+        return done
 
     def _start(self) -> None:
         for i, publisher in enumerate(self._publishers):
@@ -80,6 +84,8 @@ class Relay:
             except Exception:  # noqa: BLE001 - never let the relay thread die
                 log.exception("outbox relay failed")
             finally:
+                for item in batch:
+                    item.done.set()
                 with self._lock:
                     self._pending -= len(batch)
                     self._idle.notify_all()

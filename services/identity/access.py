@@ -119,7 +119,7 @@ def revoke_token(u: UnitOfWork, token_id: str, actor: str) -> dict[str, Any]:
                 raise TokenNotFound("token not found")
             return row
     _audit(u, actor, "token.revoke", {"id": token_id}, {"id": token_id, "revoked": True})
-    u.emit("identity.token_revoked", access_pb2.TokenRevoked(token_id=token_id))
+    u.emit("identity.token_revoked", access_pb2.TokenRevoked(token_id=token_id), await_publish=True)
     return row
 
 
@@ -174,7 +174,7 @@ def set_allowlist(
             (new, actor[:200]),
         ).fetchone()
     _audit(u, actor, "allowlist.set", {"cidrs": old_cidrs}, {"cidrs": new}, caller_address)
-    u.emit("identity.allowlist_changed", access_pb2.AllowlistChanged(cidrs=new))
+    u.emit("identity.allowlist_changed", access_pb2.AllowlistChanged(cidrs=new), await_publish=True)
     return row
 
 

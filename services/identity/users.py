@@ -48,16 +48,7 @@ def get(u: UnitOfWork, user_id: str) -> dict[str, Any]:
 
 
 def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]], str]:
-    size, after = paging.page_size(size), paging.decode(token)
-    with u.conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            f"SELECT {COLUMNS} FROM users WHERE %s::uuid IS NULL OR id > %s::uuid"
-            " ORDER BY id LIMIT %s",
-            (after, after, size + 1),
-        ).fetchall()
-    more = len(rows) > size
-    rows = rows[:size]
-    return rows, paging.encode(str(rows[-1]["id"])) if more else ""
+    return paging.keyset_page(u.conn, f"SELECT {COLUMNS} FROM users", "id", size, token)
 
 
 def deactivate(u: UnitOfWork, user_id: str) -> dict[str, Any]:

@@ -52,15 +52,7 @@ def get(u: UnitOfWork, asset_id: str) -> dict[str, Any]:
 
 
 def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]], str]:
-    size, after = paging.page_size(size), paging.decode(token)
-    with u.conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            f"{SELECT} WHERE %s::uuid IS NULL OR a.id > %s::uuid ORDER BY a.id LIMIT %s",
-            (after, after, size + 1),
-        ).fetchall()
-    more = len(rows) > size
-    rows = rows[:size]
-    return rows, paging.encode(str(rows[-1]["id"])) if more else ""
+    return paging.keyset_page(u.conn, SELECT, "a.id", size, token)
 
 
 def record_owner(u: UnitOfWork, user_id: str, email: str) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -22,7 +20,7 @@ from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     tenant_a_fixture,
     tenant_b_fixture,
 )
-from tests.helpers import create_tenant, eventually, md
+from tests.helpers import create_tenant, eventually, md, ontrack
 
 pytestmark = pytest.mark.e2e
 
@@ -266,16 +264,6 @@ def test_allowlist_lockout_guard_and_audit(gateway, channels):
     assert json.loads(latest.old_json) == {"cidrs": ["127.0.77.0/24"]}
     assert json.loads(latest.new_json) == {"cidrs": ["192.0.2.0/24"]}
     assert latest.at.seconds > 0
-
-
-def ontrack(system, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ontrackio.cli.main", "--json", *args],
-        env=system.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_cli_tokens_and_allowlist(system, gateway, tenant_b):

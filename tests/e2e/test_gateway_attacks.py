@@ -4,16 +4,13 @@ oversized and deeply nested bodies. None may produce a 500 or reach a service.""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from ontrackio.devtools.stack import ROOT, free_port
+from ontrackio.devtools.stack import free_port
 from ontrackio.identity.v1 import access_pb2 as apb
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
@@ -30,7 +27,7 @@ from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     tenant_a_fixture,
     tenant_b_fixture,
 )
-from tests.helpers import create_tenant, eventually, md
+from tests.helpers import create_tenant, eventually, md, start_gateway, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -336,32 +333,19 @@ def test_revocation_takes_effect_at_every_worker_within_a_second(gateway, channe
 def proxied(system, tmp_path_factory):
     """A second gateway listening on [::1] that trusts ::1 as its proxy."""
     port = free_port()
-    env = {
-        **system.env(),
-        "ONTRACK_GATEWAY_PORT": str(port),
-        "ONTRACK_GATEWAY_HOST": "::1",
-        "ONTRACK_GATEWAY_WORKERS": "1",
-        "ONTRACK_GATEWAY_TRUSTED_PROXIES": "::1/128",
-        "ONTRACK_READY_DIR": str(tmp_path_factory.mktemp("proxied")),
-    }
-    log = open(system.run_dir / "gateway-proxied.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ontrackio.gateway.main"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
+    proc, log = start_gateway(
+        system,
+        "gateway-proxied",
+        tmp_path_factory.mktemp("proxied"),
+        ONTRACK_GATEWAY_PORT=str(port),
+        ONTRACK_GATEWAY_HOST="::1",
+        ONTRACK_GATEWAY_WORKERS="1",
+        ONTRACK_GATEWAY_TRUSTED_PROXIES="::1/128",
     )
     try:
-        eventually(
-            lambda: os.path.exists(os.path.join(env["ONTRACK_READY_DIR"], "gateway.ready")),
-            timeout=60,
-        )
         yield port
     finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
+        stop_process(proc, log)
 
 
 def test_trusted_proxy_forwarding_ipv6_and_mapped_addresses(proxied, channels):

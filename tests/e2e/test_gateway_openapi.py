@@ -4,9 +4,7 @@ gateway (bounded: ~30 examples per operation)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
@@ -19,7 +17,7 @@ from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     request_bytes,
     tenant_a_fixture,
 )
-from tests.helpers import create_tenant, eventually
+from tests.helpers import create_tenant, start_gateway, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -28,33 +26,20 @@ pytestmark = pytest.mark.e2e
 def relaxed(system, tmp_path_factory):
     """The gateway with rate limits raised, so the fuzzer is not answered 429 throughout."""
     port = free_port()
-    env = {
-        **system.env(),
-        "ONTRACK_GATEWAY_PORT": str(port),
-        "ONTRACK_GATEWAY_RATE_LIMIT_IP_PER_SECOND": "10000",
-        "ONTRACK_GATEWAY_RATE_LIMIT_IP_BURST": "10000",
-        "ONTRACK_GATEWAY_RATE_LIMIT_TOKEN_PER_SECOND": "10000",
-        "ONTRACK_GATEWAY_RATE_LIMIT_TOKEN_BURST": "10000",
-        "ONTRACK_READY_DIR": str(tmp_path_factory.mktemp("relaxed")),
-    }
-    log = open(system.run_dir / "gateway-relaxed.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ontrackio.gateway.main"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
+    proc, log = start_gateway(
+        system,
+        "gateway-relaxed",
+        tmp_path_factory.mktemp("relaxed"),
+        ONTRACK_GATEWAY_PORT=str(port),
+        ONTRACK_GATEWAY_RATE_LIMIT_IP_PER_SECOND="10000",
+        ONTRACK_GATEWAY_RATE_LIMIT_IP_BURST="10000",
+        ONTRACK_GATEWAY_RATE_LIMIT_TOKEN_PER_SECOND="10000",
+        ONTRACK_GATEWAY_RATE_LIMIT_TOKEN_BURST="10000",
     )
     try:
-        eventually(
-            lambda: os.path.exists(os.path.join(env["ONTRACK_READY_DIR"], "gateway.ready")),
-            timeout=60,
-        )
         yield port
     finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
+        stop_process(proc, log)
 
 
 def test_document_covers_every_route(gateway, tenant_a):

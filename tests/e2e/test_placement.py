@@ -4,8 +4,6 @@ reached leaves the tenant provisioning with the failure visible — never half-d
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import grpc
 import pytest
@@ -17,7 +15,7 @@ from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
 from ontrackio.inventory.v1 import inventory_pb2 as apb
 from ontrackio.inventory.v1 import inventory_pb2_grpc as agrpc
 from tests.conftest import unique
-from tests.helpers import eventually, md
+from tests.helpers import eventually, md, ontrack
 
 
 def test_tenant_on_second_cluster_is_served_through_it(system, channels, settings):
@@ -73,12 +71,7 @@ def test_unreachable_cluster_leaves_tenant_provisioning_with_the_error_visible(s
 
     t = eventually(all_failed_after_retries, timeout=40)
     assert all("OperationalError" in s.last_error for s in t.services)
-    shown = subprocess.run(
-        [sys.executable, "-m", "ontrackio.cli.main", "--json", "tenant", "show", slug],
-        env=system.env(),
-        capture_output=True,
-        text=True,
-    )
+    shown = ontrack(system, "tenant", "show", slug)
     assert json.loads(shown.stdout)["status"] == "TENANT_STATUS_PROVISIONING"
     # Not active, so calls are refused.
     with pytest.raises(grpc.RpcError) as info:

@@ -4,8 +4,6 @@ event produced in one service is applied once in the others, and deletion drops 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import psycopg
 import pytest
@@ -20,17 +18,7 @@ from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
 from ontrackio.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from ontrackio.privacy.v1 import privacy_pb2, privacy_pb2_grpc
 from tests.conftest import unique
-from tests.helpers import eventually, md
-
-
-def ontrack(system, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ontrackio.cli.main", "--json", *args],
-        env=system.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.helpers import eventually, md, ontrack
 
 
 def connect_as(settings, service: str, db_slug: str, role_slug: str) -> psycopg.Connection:
@@ -233,7 +221,7 @@ def test_delete_drops_databases_and_roles_but_keeps_the_record(system, settings)
         listed = json.loads(ontrack(system, "tenant", "list", "--all").stdout)
         return any(t["slug"] == slug and t["status"] == "TENANT_STATUS_DELETED" for t in listed)
 
-    eventually(gone, timeout=30)
+    eventually(gone, timeout=60)
     with psycopg.connect(system.pg_dsn) as conn:
         pattern = f"{settings.deployment}\\_%\\_{slug}"
         assert (

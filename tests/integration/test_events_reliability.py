@@ -4,8 +4,6 @@ parked in the dead-letter queue, listed and replayed by the CLI."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -17,17 +15,7 @@ from ontrackio.core.tenancy import Names
 from ontrackio.identity.v1 import events_pb2
 from ontrackio.privacy.v1 import privacy_pb2, privacy_pb2_grpc
 from tests.conftest import unique
-from tests.helpers import create_tenant, eventually, md
-
-
-def ontrack(system, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "ontrackio.cli.main", "--json", *args],
-        env=system.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.helpers import create_tenant, eventually, md, ontrack
 
 
 def inbox_rows(settings, service, slug, event_id) -> int:

@@ -27,7 +27,12 @@ def test_concurrent_lookups_in_a_worker_complete(system, channels):
     slugs = [unique("w") for _ in range(3)]
     for slug in slugs:
         create_tenant(channels, slug)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, ",".join(slugs)], env=system.env(),
-                         capture_output=True, text=True, timeout=90)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, ",".join(slugs)],
+        env=system.env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "600"

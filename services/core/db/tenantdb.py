@@ -20,6 +20,7 @@ from ontrackio.core.relay import Relay
 from ontrackio.core.tenancy import Names
 
 log = logging.getLogger(__name__)
+AWAIT_PUBLISH_SECONDS = 2.0
 
 
 class UnitOfWork:
@@ -29,10 +30,21 @@ class UnitOfWork:
         self.conn = conn
         self.tenant = tenant
         self.events: list[ev.Event] = []
+        self.await_publish = False
 
-    def emit(self, event_type: str, message: Message, tenant: str | None = None) -> ev.Event:
+    def emit(
+        self,
+        event_type: str,
+        message: Message,
+        tenant: str | None = None,
+        *,
+        await_publish: bool = False,
+    ) -> ev.Event:
         """Record an event in the outbox, in this transaction (about `tenant`, by default
         this unit's)."""
+        # `await_publish`: the unit of work returns only once the broker has the event (best
+        # effort, bounded) — for changes others must see at once, such as revocations.
+        self.await_publish |= await_publish
         event = ev.new(event_type, self.tenant if tenant is None else tenant, message)
         outbox.add(self.conn, event)
         self.events.append(event)
@@ -105,7 +117,9 @@ class TenantDatabases:
             except psycopg.OperationalError as exc:
                 raise Unavailable("database unavailable; retry later") from exc
             if uow.events and self.relay is not None:
-                self.relay.submit(key, label, conninfo, uow.events)
+                done = self.relay.submit(key, label, conninfo, uow.events)
+                if uow.await_publish:
+                    done.wait(AWAIT_PUBLISH_SECONDS)
 
     def sweep(self, info: TenantInfo, min_age: float = 5.0) -> int:
         """Publish the tenant's unsent events older than `min_age` seconds."""
