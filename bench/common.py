@@ -14,13 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def figure(name: str, value: float | None, baseline: float | None, unit: str, goal: str,
-           met: bool, notes: str = "", ratio: float | None = None) -> dict[str, Any]:
-    """One row of the report. `ratio` defaults to value / baseline."""
+           met: bool | None, notes: str = "", ratio: float | None = None) -> dict[str, Any]:
+    """One row of the report. `ratio` defaults to value / baseline; `met` None marks an
+    informational row (no goal is judged on it)."""
     if ratio is None and value is not None and baseline:
         ratio = value / baseline
     return {"name": name, "value": _round(value), "baseline": _round(baseline),
-            "ratio": _round(ratio), "unit": unit, "goal": goal, "met": bool(met),
-            "notes": notes}
+            "ratio": _round(ratio), "unit": unit, "goal": goal,
+            "met": None if met is None else bool(met), "notes": notes}
 
 
 def failed(name: str, unit: str, goal: str, error: BaseException | str) -> dict[str, Any]:
