@@ -13,15 +13,30 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def figure(name: str, value: float | None, baseline: float | None, unit: str, goal: str,
-           met: bool | None, notes: str = "", ratio: float | None = None) -> dict[str, Any]:
+def figure(
+    name: str,
+    value: float | None,
+    baseline: float | None,
+    unit: str,
+    goal: str,
+    met: bool | None,
+    notes: str = "",
+    ratio: float | None = None,
+) -> dict[str, Any]:
     """One row of the report. `ratio` defaults to value / baseline; `met` None marks an
     informational row (no goal is judged on it)."""
     if ratio is None and value is not None and baseline:
         ratio = value / baseline
-    return {"name": name, "value": _round(value), "baseline": _round(baseline),
-            "ratio": _round(ratio), "unit": unit, "goal": goal,
-            "met": None if met is None else bool(met), "notes": notes}
+    return {
+        "name": name,
+        "value": _round(value),
+        "baseline": _round(baseline),
+        "ratio": _round(ratio),
+        "unit": unit,
+        "goal": goal,
+        "met": None if met is None else bool(met),
+        "notes": notes,
+    }
 
 
 def failed(name: str, unit: str, goal: str, error: BaseException | str) -> dict[str, Any]:
@@ -52,8 +67,9 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(data) if data else float("nan")
 
 
-def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.02,
-               what: str = "condition") -> Any:
+def wait_until(
+    check: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()

@@ -25,8 +25,12 @@ from ontrackio.core.db.migrations import Migration
 from ontrackio.core.tenancy import SERVICES, Names
 
 GOAL_S = 60.0
-EXTRA = Migration(component="bench", version=1, name="bench_column",
-                  sql="ALTER TABLE outbox ADD COLUMN bench_note text")
+EXTRA = Migration(
+    component="bench",
+    version=1,
+    name="bench_column",
+    sql="ALTER TABLE outbox ADD COLUMN bench_note text",
+)
 BARE_SQL = "ALTER TABLE outbox ADD COLUMN bench_bare text"
 
 
@@ -36,6 +40,7 @@ def _with_extra(real):
         for p in provs.values():
             p.migrations = [*p.migrations, EXTRA]
         return provs
+
     return provisioners
 
 
@@ -72,13 +77,24 @@ def run(settings: Settings, admin_dsn: str, slugs: list[str]) -> list[dict]:
     failures = [r for r in reports if r.status == "failed"]
     current_again = sum(1 for r in again if r.status == "current")
     job_p99 = percentile([r.seconds for r in jobs], 99)
-    notes = (f"{len(slugs)} tenants x {len(SERVICES)} services = {len(jobs)} databases with "
-             f"core.fleet.migrate_fleet (+ {len(templates)} templates migrated first), "
-             f"concurrency {concurrency} (ONTRACK_MIGRATE_CONCURRENCY); outcome {status}; "
-             f"per-database p99 {job_p99 * 1000:.0f} ms. A re-run with nothing pending took "
-             f"{rerun:.1f} s ({current_again} reported current). Baseline = the same ALTER "
-             f"with plain psycopg, same concurrency, no bookkeeping. The stack keeps running")
+    notes = (
+        f"{len(slugs)} tenants x {len(SERVICES)} services = {len(jobs)} databases with "
+        f"core.fleet.migrate_fleet (+ {len(templates)} templates migrated first), "
+        f"concurrency {concurrency} (ONTRACK_MIGRATE_CONCURRENCY); outcome {status}; "
+        f"per-database p99 {job_p99 * 1000:.0f} ms. A re-run with nothing pending took "
+        f"{rerun:.1f} s ({current_again} reported current). Baseline = the same ALTER "
+        f"with plain psycopg, same concurrency, no bookkeeping. The stack keeps running"
+    )
     if failures:
         notes += f"; first failure: {failures[0].tenant}/{failures[0].service}: {failures[0].error}"
-    return [figure(f"fleet migration, {len(slugs)} tenants x {len(SERVICES)} services", took,
-                   base, "s", f"<= {GOAL_S:.0f} s", took <= GOAL_S and not failures, notes)]
+    return [
+        figure(
+            f"fleet migration, {len(slugs)} tenants x {len(SERVICES)} services",
+            took,
+            base,
+            "s",
+            f"<= {GOAL_S:.0f} s",
+            took <= GOAL_S and not failures,
+            notes,
+        )
+    ]

@@ -29,9 +29,14 @@ GOAL = 0.8
 
 def _start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.grpc_servers", kind, str(port),
-                             str(WORKERS)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.grpc_servers", kind, str(port), str(WORKERS)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     if line.strip() != "ready":
         proc.kill()
@@ -69,8 +74,9 @@ def sequential(target: str, seconds: float, slug: str = SLUG) -> float:
         return n / (time.perf_counter() - t0)
 
 
-def concurrent(target: str, seconds: float, concurrency: int = CONCURRENCY,
-               slug: str = SLUG) -> float:
+def concurrent(
+    target: str, seconds: float, concurrency: int = CONCURRENCY, slug: str = SLUG
+) -> float:
     """Calls/s with `concurrency` calls in flight (grpc.aio client, one channel)."""
 
     async def run() -> float:
@@ -96,8 +102,7 @@ def concurrent(target: str, seconds: float, concurrency: int = CONCURRENCY,
 
 def run(env: dict[str, str], rounds: int = 2, seconds: float = 3.0) -> tuple[list[dict], dict]:
     """The two gRPC-hop figures; also returns the raw numbers (the echo is reused later)."""
-    best = {("ours", "seq"): 0.0, ("echo", "seq"): 0.0, ("ours", "c16"): 0.0,
-            ("echo", "c16"): 0.0}
+    best = {("ours", "seq"): 0.0, ("echo", "seq"): 0.0, ("ours", "c16"): 0.0, ("echo", "c16"): 0.0}
     servers = {}
     try:
         for kind in ("echo", "ours"):
@@ -109,30 +114,49 @@ def run(env: dict[str, str], rounds: int = 2, seconds: float = 3.0) -> tuple[lis
                 c = concurrent(target, seconds)
                 best[(kind, "seq")] = max(best[(kind, "seq")], s)
                 best[(kind, "c16")] = max(best[(kind, "c16")], c)
-                log(f"grpc round {r + 1}: {kind:4s} sequential {s:7.0f}/s, "
-                    f"concurrency {CONCURRENCY} {c:7.0f}/s")
+                log(
+                    f"grpc round {r + 1}: {kind:4s} sequential {s:7.0f}/s, "
+                    f"concurrency {CONCURRENCY} {c:7.0f}/s"
+                )
     finally:
         for proc, _ in servers.values():
             _stop(proc)
-    note = (f"best of {rounds} alternating rounds of {seconds:.0f} s; servers in their own "
-            f"processes with {WORKERS} threads; ours = core.grpcserver.build_server "
-            "(PlatformInterceptor: trace span, tenant metadata check, directory lookup "
-            "(cached), error mapping) serving DiagnosticsService/Ping; echo = plain "
-            "grpc.server with the same servicer messages, no interceptor")
+    note = (
+        f"best of {rounds} alternating rounds of {seconds:.0f} s; servers in their own "
+        f"processes with {WORKERS} threads; ours = core.grpcserver.build_server "
+        "(PlatformInterceptor: trace span, tenant metadata check, directory lookup "
+        "(cached), error mapping) serving DiagnosticsService/Ping; echo = plain "
+        "grpc.server with the same servicer messages, no interceptor"
+    )
     figs = []
     for mode, label in (("seq", "sequential"), ("c16", f"concurrency {CONCURRENCY}")):
         ours, echo = best[("ours", mode)], best[("echo", mode)]
-        figs.append(figure(f"gRPC hop, {label}", ours, echo, "calls/s", f"ratio >= {GOAL}",
-                           ours >= GOAL * echo, note))
+        figs.append(
+            figure(
+                f"gRPC hop, {label}",
+                ours,
+                echo,
+                "calls/s",
+                f"ratio >= {GOAL}",
+                ours >= GOAL * echo,
+                note,
+            )
+        )
     return figs, {f"{k}_{m}": v for (k, m), v in best.items()}
 
 
 def run_against_stack(stack, slug: str, echo_seq: float, seconds: float = 3.0) -> dict:
     """Ping through a running identity api (real directory via the control database)."""
     rate = sequential(stack.target("identity"), seconds, slug=slug)
-    return figure("gRPC hop, sequential, running identity api", rate, echo_seq, "calls/s",
-                  f"ratio >= {GOAL}", rate >= GOAL * echo_seq,
-                  "the identity api process of the running stack (tenant looked up in the "
-                  "control database, cached ONTRACK_TENANT_CACHE_SECONDS); baseline = the "
-                  "bare echo's best sequential rate above; the rest of the stack shares "
-                  "the machine, so this one is indicative")
+    return figure(
+        "gRPC hop, sequential, running identity api",
+        rate,
+        echo_seq,
+        "calls/s",
+        f"ratio >= {GOAL}",
+        rate >= GOAL * echo_seq,
+        "the identity api process of the running stack (tenant looked up in the "
+        "control database, cached ONTRACK_TENANT_CACHE_SECONDS); baseline = the "
+        "bare echo's best sequential rate above; the rest of the stack shares "
+        "the machine, so this one is indicative",
+    )

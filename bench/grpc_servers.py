@@ -25,10 +25,12 @@ def serve_ours(port: int, workers: int) -> grpc.Server:
 
     settings = config.load()
     telemetry.setup("bench", settings.otel_exporter)
-    directory = TenantDirectory(lambda slug: TenantInfo(slug, "active", "main", "business"),
-                                settings.tenant_cache_seconds)
-    server, _ = grpcserver.build_server("bench", [], directory, address=f"127.0.0.1:{port}",
-                                        workers=workers)
+    directory = TenantDirectory(
+        lambda slug: TenantInfo(slug, "active", "main", "business"), settings.tenant_cache_seconds
+    )
+    server, _ = grpcserver.build_server(
+        "bench", [], directory, address=f"127.0.0.1:{port}", workers=workers
+    )
     return server
 
 
@@ -39,8 +41,9 @@ def serve_echo(port: int, workers: int) -> grpc.Server:
         def Ping(self, request, context):
             return core_pb2.PingResponse(payload=request.payload, service="echo")
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                         options=[("grpc.so_reuseport", 0)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers), options=[("grpc.so_reuseport", 0)]
+    )
     core_pb2_grpc.add_DiagnosticsServiceServicer_to_server(Echo(), server)
     if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
         raise OSError(f"cannot bind 127.0.0.1:{port}")

@@ -29,16 +29,21 @@ def tenant_stub(stack) -> igrpc.TenantServiceStub:
 
 
 def create(stub, slug: str) -> None:
-    stub.CreateTenant(ipb.CreateTenantRequest(slug=slug, name=f"Bench {slug}",
-                                              tier=ipb.TIER_BUSINESS), timeout=10)
+    stub.CreateTenant(
+        ipb.CreateTenantRequest(slug=slug, name=f"Bench {slug}", tier=ipb.TIER_BUSINESS), timeout=10
+    )
 
 
 def create_and_wait(stub, slug: str, timeout: float = 60.0) -> float:
     """Seconds from CreateTenant until GetTenant says active (polled every 20 ms)."""
     t0 = time.perf_counter()
     create(stub, slug)
-    wait_until(lambda: stub.GetTenant(ipb.GetTenantRequest(slug=slug), timeout=5).status
-               == ACTIVE, timeout, 0.02, f"tenant {slug} active")
+    wait_until(
+        lambda: stub.GetTenant(ipb.GetTenantRequest(slug=slug), timeout=5).status == ACTIVE,
+        timeout,
+        0.02,
+        f"tenant {slug} active",
+    )
     return time.perf_counter() - t0
 
 
@@ -50,7 +55,9 @@ def activation_times(stack, slugs: list[str]) -> list[float]:
         rows = conn.execute(
             "SELECT extract(epoch FROM a.at - t.created_at) FROM tenants t JOIN audit_log a"
             " ON a.tenant_id = t.id AND a.action = 'tenant.activate'"
-            " WHERE t.slug = ANY(%s)", (slugs,)).fetchall()
+            " WHERE t.slug = ANY(%s)",
+            (slugs,),
+        ).fetchall()
     return [float(r[0]) for r in rows]
 
 
@@ -73,8 +80,9 @@ def bulk(stack, slugs: list[str], timeout: float = 600.0) -> float:
         if active != last:
             last, last_change = active, now
         elif now - last_change > STALL_S:
-            raise TimeoutError(f"{active} of {len(wanted)} tenants active, then no progress "
-                               f"for {STALL_S:.0f} s")
+            raise TimeoutError(
+                f"{active} of {len(wanted)} tenants active, then no progress for {STALL_S:.0f} s"
+            )
         if now > deadline:
             raise TimeoutError(f"{active} of {len(wanted)} tenants active after {timeout:.0f} s")
         time.sleep(0.25)
@@ -82,9 +90,11 @@ def bulk(stack, slugs: list[str], timeout: float = 600.0) -> float:
 
 # -- raw baselines ----------------------------------------------------------------------------
 
+
 def _schema_files(service: str) -> list[str]:
     files = sorted((mig.CORE_DIR).glob("*.sql")) + sorted(
-        (service_dir(service) / "migrations").glob("*.sql"))
+        (service_dir(service) / "migrations").glob("*.sql")
+    )
     return [str(f) for f in files]
 
 
@@ -117,8 +127,11 @@ def raw_baseline(admin_dsn: str, deployment: str, tenants: int) -> dict[str, flo
             for i in range(tenants):
                 for s in SERVICES:
                     db = f"{deployment}_raw_{s}_c{i}"
-                    admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}")
-                                  .format(Ident(db), Ident(templates[s])))
+                    admin.execute(
+                        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                            Ident(db), Ident(templates[s])
+                        )
+                    )
                     created.append(db)
             out["clone"] = (time.perf_counter() - t0) / tenants
             t0 = time.perf_counter()
@@ -135,14 +148,17 @@ def raw_baseline(admin_dsn: str, deployment: str, tenants: int) -> dict[str, flo
     return out
 
 
-def template_vs_empty(clusters: Clusters, deployment: str, role_secret: str, service: str,
-                      slugs: list[str]) -> dict[str, float]:
+def template_vs_empty(
+    clusters: Clusters, deployment: str, role_secret: str, service: str, slugs: list[str]
+) -> dict[str, float]:
     """Seconds per database of Provisioner.provision with a template clone vs create-empty
     + migrate, alternating so both see the same server state. The databases stay (the
     caller's deployment owns and drops them)."""
     migrations = mig.for_service(service_dir(service))
-    provs = {flag: Provisioner(service, clusters, migrations, deployment, role_secret,
-                               use_template=flag) for flag in (True, False)}
+    provs = {
+        flag: Provisioner(service, clusters, migrations, deployment, role_secret, use_template=flag)
+        for flag in (True, False)
+    }
     provs[True].ensure_template("main")
     times: dict[bool, list[float]] = {True: [], False: []}
     for i, slug in enumerate(slugs):
@@ -150,43 +166,67 @@ def template_vs_empty(clusters: Clusters, deployment: str, role_secret: str, ser
         t0 = time.perf_counter()
         provs[flag].provision(slug, "main")
         times[flag].append(time.perf_counter() - t0)
-    return {"clone": median(times[True]), "empty_migrate": median(times[False]),
-            "n": len(slugs) // 2}
+    return {
+        "clone": median(times[True]),
+        "empty_migrate": median(times[False]),
+        "n": len(slugs) // 2,
+    }
 
 
 # -- figures ----------------------------------------------------------------------------------
+
 
 def median_figure(times: list[float], raw: dict[str, float]) -> dict:
     med = median(times)
     base = min(raw.values())
     return figure(
-        "tenant active, median (saga)", med, base, "s", "<= 3 s", med <= 3.0,
+        "tenant active, median (saga)",
+        med,
+        base,
+        "s",
+        "<= 3 s",
+        med <= 3.0,
         f"{len(times)} tenants one after another: CreateTenant, then GetTenant every 20 ms "
         f"until active (max {max(times):.2f} s). Baseline = raw serial cost per tenant of "
         f"4 x CREATE DATABASE ... TEMPLATE (template built once with psql) = "
         f"{raw['clone']:.3f} s; 4 x (CREATE DATABASE + psql -f schema) = "
-        f"{raw['empty_psql']:.3f} s; the smaller is the baseline")
+        f"{raw['empty_psql']:.3f} s; the smaller is the baseline",
+    )
 
 
-def bulk_figure(total: float, n: int, raw: dict[str, float], per_tenant_activation: list[float],
-                worker_concurrency: str) -> dict:
+def bulk_figure(
+    total: float,
+    n: int,
+    raw: dict[str, float],
+    per_tenant_activation: list[float],
+    worker_concurrency: str,
+) -> dict:
     base = min(raw.values()) * n
     return figure(
-        f"{n} tenants back to back (saga), total", total, base, "s",
-        "report (no target in the issue)", True,
+        f"{n} tenants back to back (saga), total",
+        total,
+        base,
+        "s",
+        "report (no target in the issue)",
+        True,
         f"{total / n:.3f} s per tenant. All CreateTenant calls first, then wait until all are "
         f"active; each tenant's time from registry row to activation: median "
         f"{median(per_tenant_activation):.2f} s, p99 {percentile(per_tenant_activation, 99):.2f} s "
         f"(queueing). Baseline = {n} x the raw per-tenant cost measured serially on fewer "
-        f"tenants. Workers run with ONTRACK_WORKER_CONCURRENCY={worker_concurrency}")
+        f"tenants. Workers run with ONTRACK_WORKER_CONCURRENCY={worker_concurrency}",
+    )
 
 
 def template_figure(tv: dict[str, float], service: str) -> dict:
     return figure(
-        "new database: template clone vs create-empty+migrate", tv["clone"],
-        tv["empty_migrate"], "s/database", "ratio < 1 (cloning is faster)",
+        "new database: template clone vs create-empty+migrate",
+        tv["clone"],
+        tv["empty_migrate"],
+        "s/database",
+        "ratio < 1 (cloning is faster)",
         tv["clone"] < tv["empty_migrate"],
         f"Provisioner.provision('{service}') with use_template=True vs False, median of "
         f"{tv['n']} each, alternating. Clone = role + CREATE DATABASE TEMPLATE + REASSIGN "
         f"OWNED + version check; empty = role + CREATE DATABASE + every migration. The "
-        f"schemas are tiny today, so the gap will grow with the migration count")
+        f"schemas are tiny today, so the gap will grow with the migration count",
+    )

@@ -62,21 +62,28 @@ def drop_deployment(admin_dsn: str, deployment: str, concurrency: int = 4) -> in
     """Drop every database and role named `<deployment>_…`; returns databases dropped."""
     pattern = f"{deployment}\\_%"
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        dbs = [r[0] for r in conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,))]
+        dbs = [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)
+            )
+        ]
 
     def drop(names: list[str]) -> None:
         with psycopg.connect(admin_dsn, autocommit=True) as c:
             for db in names:
-                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                          .format(sql.Identifier(db)))
+                c.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
+                )
 
     chunks = [dbs[i::concurrency] for i in range(concurrency)]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(drop, chunks))
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        roles = [r[0] for r in conn.execute(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,))]
+        roles = [
+            r[0]
+            for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,))
+        ]
         for role in roles:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
     return len(dbs)
@@ -107,7 +114,8 @@ class Backends:
                     dep, total = conn.execute(
                         "SELECT count(*) FILTER (WHERE datname LIKE %s OR usename LIKE %s),"
                         " count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                        (self.pattern, self.pattern)).fetchone()
+                        (self.pattern, self.pattern),
+                    ).fetchone()
                     self.max_deployment = max(self.max_deployment, dep)
                     self.max_server = max(self.max_server, total)
         except psycopg.Error:
@@ -144,20 +152,42 @@ class Report:
 def gateway_section(report: Report, stack: Stack | None, gateway_running: bool) -> None:
     path = ROOT / "bench" / "gateway.py"
     if not path.exists():
-        report.figures.append(figure("gateway", None, None, "", "see bench/gateway.py", False,
-                                     "NOT MEASURED: bench/gateway.py is absent"))
+        report.figures.append(
+            figure(
+                "gateway",
+                None,
+                None,
+                "",
+                "see bench/gateway.py",
+                False,
+                "NOT MEASURED: bench/gateway.py is absent",
+            )
+        )
         return
     if stack is None or not gateway_running:
-        report.figures.append(failed("gateway", "", "see bench/gateway.py",
-                                     "the gateway process is not part of the stack "
-                                     "(services/gateway/main.py missing or stack not running)"))
+        report.figures.append(
+            failed(
+                "gateway",
+                "",
+                "see bench/gateway.py",
+                "the gateway process is not part of the stack "
+                "(services/gateway/main.py missing or stack not running)",
+            )
+        )
         return
     module = importlib.import_module("bench.gateway")
     figs = module.run(stack)
     for f in figs:
-        row = figure(f.get("name", "gateway"), f.get("value"), f.get("baseline"),
-                     f.get("unit", ""), f.get("goal", ""), bool(f.get("met", False)),
-                     f.get("notes", ""), ratio=f.get("ratio"))
+        row = figure(
+            f.get("name", "gateway"),
+            f.get("value"),
+            f.get("baseline"),
+            f.get("unit", ""),
+            f.get("goal", ""),
+            bool(f.get("met", False)),
+            f.get("notes", ""),
+            ratio=f.get("ratio"),
+        )
         if "ratio" in f:  # the gateway bench may say a ratio is not meaningful (None)
             row["ratio"] = row["ratio"] if f["ratio"] is not None else None
         report.figures.append(row)
@@ -183,15 +213,17 @@ def bench(report: Report, args) -> None:
         amqp = found.amqp_url
     run_dir = ROOT / ".run" / f"bench-{deployment}"
     stack = Stack(deployment, found.pg_dsn, amqp, run_dir, extra_env=dict(BENCH_ENV))
-    settings = _settings(deployment, found.pg_dsn,
-                         worker_concurrency=int(BENCH_ENV["ONTRACK_WORKER_CONCURRENCY"]))
+    settings = _settings(
+        deployment, found.pg_dsn, worker_concurrency=int(BENCH_ENV["ONTRACK_WORKER_CONCURRENCY"])
+    )
     pool_settings = _settings(pool_deployment, found.pg_dsn)
     log(f"deployment {deployment} (pools: {pool_deployment}), vhost {vhost}, run dir {run_dir}")
     ok = False
     try:
         # 1. gRPC hop: no stack needed; two server processes, client here.
-        figs = report.section("gRPC hop", "calls/s", "ratio >= 0.8",
-                              lambda: grpc_hop.run(stack.env(), rounds=3))
+        figs = report.section(
+            "gRPC hop", "calls/s", "ratio >= 0.8", lambda: grpc_hop.run(stack.env(), rounds=3)
+        )
         echo_seq = None
         if figs:
             report.figures += figs[0]
@@ -199,8 +231,12 @@ def bench(report: Report, args) -> None:
             echo_seq = figs[1]["echo_seq"]
 
         # 2. Raw provisioning baselines and template clone vs create-empty, on a quiet server.
-        raw = report.section("provisioning baseline", "s", "", lambda: provisioning.raw_baseline(
-            found.pg_dsn, deployment, 5 if args.quick else 15))
+        raw = report.section(
+            "provisioning baseline",
+            "s",
+            "",
+            lambda: provisioning.raw_baseline(found.pg_dsn, deployment, 5 if args.quick else 15),
+        )
         report.raw["provisioning_raw"] = raw
         if raw:
             log(f"raw per tenant: clone {raw['clone']:.3f} s, empty+psql {raw['empty_psql']:.3f} s")
@@ -209,23 +245,34 @@ def bench(report: Report, args) -> None:
 
         def template_vs_empty():
             from ontrackio.core.db.clusters import Clusters
+
             tv = provisioning.template_vs_empty(
-                Clusters(pool_settings), pool_deployment,
-                pool_settings.tenant_role_secret.get_secret_value(), "privacy",
-                pool_slugs[:n_tv])
+                Clusters(pool_settings),
+                pool_deployment,
+                pool_settings.tenant_role_secret.get_secret_value(),
+                "privacy",
+                pool_slugs[:n_tv],
+            )
             report.raw["template_vs_empty"] = tv
             report.figures.append(provisioning.template_figure(tv, "privacy"))
-        report.section("template clone vs create-empty+migrate", "s/database",
-                       "ratio < 1", template_vs_empty)
+
+        report.section(
+            "template clone vs create-empty+migrate", "s/database", "ratio < 1", template_vs_empty
+        )
 
         # 3. Pools: 500 tenants of one service, driven from this process; no stack running.
         def pool_section():
             took = pools.provision(pool_settings, pool_slugs[n_tv:])
             log(f"provisioned {n_pool - n_tv} more privacy databases in {took:.1f} s")
-            figs, report.raw["pools"] = pools.run(pool_settings, found.pg_dsn, pool_slugs,
-                                                  per_thread=100 if args.quick else 400,
-                                                  paced_seconds=5 if args.quick else 15)
+            figs, report.raw["pools"] = pools.run(
+                pool_settings,
+                found.pg_dsn,
+                pool_slugs,
+                per_thread=100 if args.quick else 400,
+                paced_seconds=5 if args.quick else 15,
+            )
             report.figures += figs
+
         report.section("pools", "ms", "<= 50 ms", pool_section)
         log(f"dropped {drop_deployment(found.pg_dsn, pool_deployment)} pool databases")
 
@@ -247,25 +294,44 @@ def bench(report: Report, args) -> None:
                 report.figures.append(provisioning.median_figure(times, raw))
             log(f"median activation {sorted(times)[len(times) // 2]:.2f} s")
             return times
-        median_times = report.section("tenant active, median (saga)", "s", "<= 3 s",
-                                      median_section)
+
+        median_times = report.section("tenant active, median (saga)", "s", "<= 3 s", median_section)
 
         if median_times:
+
             def on_stall(reason: str) -> None:
                 report.observations.append(
                     f"event consumer stalled ({reason}); privacy and inventory workers "
-                    "restarted so the run could go on")
+                    "restarted so the run could go on"
+                )
                 for name in ("privacy-worker", "inventory-worker"):
                     stack.restart(name)
 
-            report.section("events", "events/s", "ratio >= 0.5", lambda: report.figures.extend(
-                events.run(stack, median_slugs[0:4], median_slugs[4:8], count=n_events,
-                           paced_seconds=paced_seconds, on_stall=on_stall,
-                           raw=report.raw.setdefault("events", {}))))
+            report.section(
+                "events",
+                "events/s",
+                "ratio >= 0.5",
+                lambda: report.figures.extend(
+                    events.run(
+                        stack,
+                        median_slugs[0:4],
+                        median_slugs[4:8],
+                        count=n_events,
+                        paced_seconds=paced_seconds,
+                        on_stall=on_stall,
+                        raw=report.raw.setdefault("events", {}),
+                    )
+                ),
+            )
             if echo_seq:
-                report.section("gRPC hop via identity api", "calls/s", "ratio >= 0.8",
-                               lambda: report.figures.append(grpc_hop.run_against_stack(
-                                   stack, median_slugs[0], echo_seq)))
+                report.section(
+                    "gRPC hop via identity api",
+                    "calls/s",
+                    "ratio >= 0.8",
+                    lambda: report.figures.append(
+                        grpc_hop.run_against_stack(stack, median_slugs[0], echo_seq)
+                    ),
+                )
 
         report.section("gateway", "", "", lambda: gateway_section(report, stack, gateway_running))
 
@@ -276,32 +342,48 @@ def bench(report: Report, args) -> None:
             total = provisioning.bulk(stack, bulk_slugs)
             per = provisioning.activation_times(stack, bulk_slugs)
             if raw:
-                report.figures.append(provisioning.bulk_figure(
-                    total, n_bulk, raw, per, BENCH_ENV["ONTRACK_WORKER_CONCURRENCY"]))
+                report.figures.append(
+                    provisioning.bulk_figure(
+                        total, n_bulk, raw, per, BENCH_ENV["ONTRACK_WORKER_CONCURRENCY"]
+                    )
+                )
             log(f"{n_bulk} tenants active after {total:.1f} s")
             return total
+
         bulk_total = report.section(f"{n_bulk} tenants back to back", "s", "", bulk_section)
 
         if bulk_total:
             time.sleep(2)
             cpu_big = idle_cpu(stack)
-            report.raw["idle_cpu"] = {"tenants_small": n_median, "small": cpu_small,
-                                      "tenants_big": n_median + n_bulk, "big": cpu_big}
+            report.raw["idle_cpu"] = {
+                "tenants_small": n_median,
+                "small": cpu_small,
+                "tenants_big": n_median + n_bulk,
+                "big": cpu_big,
+            }
             report.observations.append(
                 f"idle CPU of the stack's processes (no requests): {cpu_small:.2f} cores with "
                 f"{n_median} tenants, {cpu_big:.2f} cores with {n_median + n_bulk} tenants "
                 f"(the workers' outbox sweep visits every tenant database every "
-                f"ONTRACK_OUTBOX_SWEEP_SECONDS)")
-            report.section("fleet migration", "s", "<= 60 s", lambda: report.figures.extend(
-                fleet.run(settings, found.pg_dsn, bulk_slugs)))
+                f"ONTRACK_OUTBOX_SWEEP_SECONDS)"
+            )
+            report.section(
+                "fleet migration",
+                "s",
+                "<= 60 s",
+                lambda: report.figures.extend(fleet.run(settings, found.pg_dsn, bulk_slugs)),
+            )
         backends.stop()
-        report.raw["backends"] = {"deployment_max": backends.max_deployment,
-                                  "server_max": backends.max_server}
+        report.raw["backends"] = {
+            "deployment_max": backends.max_deployment,
+            "server_max": backends.max_server,
+        }
         report.observations.append(
             f"PostgreSQL backends while the stack ran (sampled every 0.5 s): at most "
             f"{backends.max_deployment} of this deployment (its databases or roles; admin "
             f"connections to the maintenance database are not attributable and not counted), "
-            f"at most {backends.max_server} on the whole shared server")
+            f"at most {backends.max_server} on the whole shared server"
+        )
         ok = True
     finally:
         log("cleaning up")
@@ -324,6 +406,7 @@ def bench(report: Report, args) -> None:
 
 # -- output -------------------------------------------------------------------------------------
 
+
 def _fmt(x) -> str:
     if x is None:
         return "-"
@@ -340,16 +423,37 @@ def table(figures: list[dict]) -> str:
     head = ("#", "figure", "value", "baseline", "ratio", "unit", "goal", "met")
     rows = []
     for i, f in enumerate(figures, 1):
-        met = ("n/a" if f["value"] is None else "info" if f["met"] is None
-               else "yes" if f["met"] else "NO")
-        rows.append((str(i), f["name"], _fmt(f["value"]), _fmt(f["baseline"]),
-                     _fmt(f["ratio"]), f["unit"], f["goal"], met))
+        met = (
+            "n/a"
+            if f["value"] is None
+            else "info"
+            if f["met"] is None
+            else "yes"
+            if f["met"]
+            else "NO"
+        )
+        rows.append(
+            (
+                str(i),
+                f["name"],
+                _fmt(f["value"]),
+                _fmt(f["baseline"]),
+                _fmt(f["ratio"]),
+                f["unit"],
+                f["goal"],
+                met,
+            )
+        )
     widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
     line = "  ".join("-" * w for w in widths)
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), line]
     for r in rows:
-        out.append("  ".join(v.rjust(w) if c in (0, 2, 3, 4) else v.ljust(w)
-                             for c, (v, w) in enumerate(zip(r, widths, strict=True))))
+        out.append(
+            "  ".join(
+                v.rjust(w) if c in (0, 2, 3, 4) else v.ljust(w)
+                for c, (v, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     out.append("")
     for i, f in enumerate(figures, 1):
         if f["notes"]:
@@ -386,8 +490,11 @@ def main() -> int:
         "started_at": started.isoformat(timespec="seconds"),
         "duration_s": round(duration, 1),
         "quick": args.quick,
-        "host": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
-                 "platform": platform.platform()},
+        "host": {
+            "cpus": __import__("os").cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "settings": BENCH_ENV,
         "figures": report.figures,
         "observations": report.observations,
@@ -400,8 +507,10 @@ def main() -> int:
     path.write_text(text)
     (RESULTS / "latest.json").write_text(text)
     print()
-    print(f"OnTrackio bench {started:%Y-%m-%d %H:%M} UTC, {duration:.0f} s"
-          + (" (quick)" if args.quick else ""))
+    print(
+        f"OnTrackio bench {started:%Y-%m-%d %H:%M} UTC, {duration:.0f} s"
+        + (" (quick)" if args.quick else "")
+    )
     print(table(report.figures))
     for o in report.observations:
         print(f"* {o}")
