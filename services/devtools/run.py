@@ -131,7 +131,7 @@ def demo_token() -> str | None:
         return None
     import json
 
-    return json.loads(r.stdout).get("token")
+    return json.loads(r.stdout).get("secret")
 
 
 def main() -> None:
