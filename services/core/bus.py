@@ -227,6 +227,16 @@ def _parked(message: kombu.Message) -> Parked:
     )
 
 
+def queue_depth(amqp_url: str, queue: str) -> int:
+    """Messages ready in `queue` (a passive declare: nothing is created)."""
+    with connect(amqp_url) as conn:
+        channel = conn.channel()
+        try:
+            return channel.queue_declare(queue=queue, passive=True).message_count
+        finally:
+            channel.close()
+
+
 def dlq_list(amqp_url: str, limit: int = 1000) -> list[Parked]:
     """What is parked in the dead-letter queue; nothing is removed."""
     with connect(amqp_url) as conn:

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     grpc_workers: int = Field(default=16, ge=1, le=256)
     grpc_deadline_seconds: float = Field(default=5.0, gt=0)
 
+    # /metrics of each process ("identity-api", "identity-worker", …); by default the gRPC
+    # port + 1000 for an api and + 2000 for a worker; 0 disables it.
+    metrics_ports: dict[str, int] = {}
+
     deletion_grace_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
     event_max_attempts: int = Field(default=5, ge=1, le=50)
     event_retry_base_ms: int = Field(default=200, ge=1)
@@ -150,6 +154,12 @@ class Settings(BaseSettings):
     def pg_dsn(self, cluster: str) -> str:
         """The admin DSN of `cluster`."""
         return self.pg_clusters[cluster].get_secret_value()
+
+    def metrics_port(self, process: str) -> int:
+        if process in self.metrics_ports:
+            return self.metrics_ports[process]
+        service, role = process.rsplit("-", 1)
+        return getattr(self, f"{service}_grpc_port") + (1000 if role == "api" else 2000)
 
     def grpc_target(self, service: str) -> str:
         return f"{self.grpc_host}:{getattr(self, f'{service}_grpc_port')}"

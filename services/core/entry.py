@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ontrackio.core import config, grpcserver, identity_client, logs, topology
+from ontrackio.core import bus, config, grpcserver, identity_client, logs, metrics, topology
 from ontrackio.core.runtime import Runtime, build
 
 
@@ -37,6 +37,11 @@ def api_main(
         workers=settings.grpc_workers,
     )
     logging.getLogger(service).info("%s api listening on %s:%d", service, settings.grpc_host, port)
+    metrics.serve(
+        settings.metrics_port(f"{service}-api"),
+        settings.grpc_host,
+        metrics.RuntimeCollector(service, "api", rt),
+    )
     grpcserver.run_forever(server, rt.close)
 
 
@@ -48,4 +53,10 @@ def worker_main(
     settings = setup(service, "worker")
     topology.declare(settings.amqp_url.get_secret_value())
     rt = (bootstrap or default_bootstrap)(service, settings)
+    amqp = settings.amqp_url.get_secret_value()
+    metrics.serve(
+        settings.metrics_port(f"{service}-worker"),
+        settings.grpc_host,
+        metrics.RuntimeCollector(service, "worker", rt, lambda: bus.queue_depth(amqp, bus.DLQ)),
+    )
     run_worker(worker_cls, rt)

@@ -13,6 +13,7 @@ import contextvars
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from ontrackio.core import telemetry
+from ontrackio.core import metrics, telemetry
 from ontrackio.core.directory import TenantDirectory, TenantInfo
 from ontrackio.core.errors import DomainError, status_for
 from ontrackio.core.tenancy import SLUG_RE
@@ -59,21 +60,35 @@ class Registration:
 
 
 class PlatformInterceptor(grpc.ServerInterceptor):
-    def __init__(self, directory: TenantDirectory, scoped: set[str]):
+    def __init__(self, service: str, directory: TenantDirectory, scoped: set[str]):
+        self._service = service
         self._directory = directory
         self._scoped = scoped
         self._tracer = telemetry.tracer("ontrackio.grpc")
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def intercept_service(self, continuation, details):
-        handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        method = details.method
+        wrapped = self._handlers.get(details.method)
+        if wrapped is None:
+            handler = continuation(details)
+            if handler is None or handler.unary_unary is None:
+                return handler
+            wrapped = self._handlers[details.method] = self._wrap(details.method, handler)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         scoped = method.split("/")[1] in self._scoped
         inner = handler.unary_unary
         directory, tracer = self._directory, self._tracer
+        short = method.rsplit("/", 1)[1]
+        seconds = metrics.GRPC_SECONDS.labels(self._service, short)
+        counters = {
+            code: metrics.GRPC_REQUESTS.labels(self._service, short, code.name)
+            for code in grpc.StatusCode
+        }
 
         def behavior(request, context):
+            started = time.perf_counter()
             metadata = dict(context.invocation_metadata())
             token = otel_context.attach(telemetry.extract(metadata))
             failure: tuple[grpc.StatusCode, str] | None = None
@@ -94,13 +109,16 @@ class PlatformInterceptor(grpc.ServerInterceptor):
                                 )
                             span.set_attribute("ontrack.tenant", slug)
                             reset = _tenant.set(directory.require_active(slug))
-                        return inner(request, context)
+                        response = inner(request, context)
+                        counters[grpc.StatusCode.OK].inc()
+                        return response
                     except _Refusal as exc:
                         failure = (exc.code, exc.detail)
                     except DomainError as exc:
                         failure = status_for(exc)
                     except Exception as exc:  # noqa: BLE001 - never leak internals
                         if context.code() is not None:  # the servicer aborted itself
+                            counters[context.code()].inc()
                             raise
                         log.exception("unhandled error in %s", method)
                         failure = status_for(exc)
@@ -108,8 +126,10 @@ class PlatformInterceptor(grpc.ServerInterceptor):
                         if reset is not None:
                             _tenant.reset(reset)
                     span.set_attribute("rpc.grpc.status_code", failure[0].value[0])
+                    counters[failure[0]].inc()
             finally:
                 otel_context.detach(token)
+                seconds.observe(time.perf_counter() - started)
             context.abort(*failure)
 
         return grpc.unary_unary_rpc_method_handler(
@@ -156,7 +176,7 @@ def build_server(
     scoped = {r.name for r in regs if r.tenant_scoped}
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{service}-grpc"),
-        interceptors=[PlatformInterceptor(directory, scoped)],
+        interceptors=[PlatformInterceptor(service, directory, scoped)],
         options=[("grpc.so_reuseport", 0)],
     )
     for reg in regs:

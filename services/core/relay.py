@@ -47,6 +47,16 @@ class Relay:
         self._pending = 0
         self._idle = threading.Condition(self._lock)
 
+    @property
+    def pending(self) -> int:
+        """Units of work whose events are waiting to be published."""
+        return self._pending
+
+    @property
+    def unsent(self) -> int:
+        """Outboxes being retried because their publish failed."""
+        return len(self._unsent)
+
     def submit(
         self, key: str, label: str, conninfo: Callable[[], str], events: list[Event]
     ) -> threading.Event:

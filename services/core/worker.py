@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nameko.events import EventHandler
@@ -23,7 +24,7 @@ from nameko.timer import timer
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from ontrackio.core import bus, telemetry
+from ontrackio.core import bus, metrics, telemetry
 from ontrackio.core import events as ev
 from ontrackio.core.runtime import Runtime
 from ontrackio.core.v1 import core_pb2
@@ -88,7 +89,18 @@ def on(source: str, name: str):
                     kind=trace.SpanKind.CONSUMER,
                     attributes={"ontrack.tenant": event.tenant, "ontrack.event_id": event.id},
                 ):
-                    return fn(self, event)
+                    service = runtime().service
+                    metrics.EVENT_LAG.labels(service, event.type).observe(
+                        max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
+                    )
+                    try:
+                        result = fn(self, event)
+                    except Exception:
+                        metrics.EVENTS_HANDLED.labels(service, event.type, "failed").inc()
+                        raise
+                    outcome = "duplicate" if result is False else "applied"
+                    metrics.EVENTS_HANDLED.labels(service, event.type, outcome).inc()
+                    return result
             finally:
                 otel_context.detach(token)
 

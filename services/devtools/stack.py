@@ -3,6 +3,7 @@ the gateway. Used by `make run`, the integration and e2e tests, and `make bench`
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -74,6 +75,8 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for s in SERVICES:
             self.ports.setdefault(s, free_port())
+            for role in ("api", "worker"):
+                self.ports.setdefault(f"{s}-{role}-metrics", free_port())
         self.ports.setdefault("gateway", free_port())
 
     def env(self) -> dict[str, str]:
@@ -87,6 +90,13 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
                 **{f"ONTRACK_{s.upper()}_GRPC_PORT": str(self.ports[s]) for s in SERVICES},
                 "ONTRACK_GATEWAY_PORT": str(self.ports["gateway"]),
+                "ONTRACK_METRICS_PORTS": json.dumps(
+                    {
+                        f"{s}-{r}": self.ports[f"{s}-{r}-metrics"]
+                        for s in SERVICES
+                        for r in ("api", "worker")
+                    }
+                ),
             }
         )
         env.update(self.extra_env)

@@ -12,7 +12,9 @@ class EvidenceWorker(ServiceWorker):
 
     @on("inventory", "asset_created")
     def handle_asset_created(self, event):
-        self.apply(event, lambda u, m: metrics.record_asset(u, m.asset_id, m.kind, m.owner_user_id))
+        return self.apply(
+            event, lambda u, m: metrics.record_asset(u, m.asset_id, m.kind, m.owner_user_id)
+        )
 
 
 def main() -> None:

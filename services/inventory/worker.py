@@ -12,11 +12,11 @@ class InventoryWorker(ServiceWorker):
 
     @on("identity", "user_created")
     def handle_user_created(self, event):
-        self.apply(event, lambda u, m: assets.record_owner(u, m.user_id, m.email))
+        return self.apply(event, lambda u, m: assets.record_owner(u, m.user_id, m.email))
 
     @on("identity", "user_deactivated")
     def handle_user_deactivated(self, event):
-        self.apply(event, lambda u, m: assets.record_leaver(u, m.user_id))
+        return self.apply(event, lambda u, m: assets.record_leaver(u, m.user_id))
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ class PrivacyWorker(ServiceWorker):
 
     @on("identity", "user_created")
     def handle_user_created(self, event):
-        self.apply(event, lambda u, m: subjects.record(u, m.user_id, m.email))
+        return self.apply(event, lambda u, m: subjects.record(u, m.user_id, m.email))
 
 
 def main() -> None:
