@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import eventlet
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.runners import ServiceRunner
@@ -197,10 +198,10 @@ class ServiceWorker:
                 )
                 continue
             for slug in slugs:
-                info = rt.directory.get(slug)
-                if info is None or info.placement != placement:
-                    continue
                 try:
+                    info = rt.directory.get(slug)
+                    if info is None or info.placement != placement:
+                        continue
                     sent += rt.dbs.sweep(info)
                 except Exception as exc:  # noqa: BLE001 - next sweep tries again
                     log.warning("outbox sweep of %s failed: %s", slug, type(exc).__name__)
@@ -225,8 +226,12 @@ def run_worker(service_cls: type, rt: Runtime) -> None:
     runner = ServiceRunner(config)
     runner.add_service(service_cls)
 
+    stopping = []
+
     def stop(*_):
-        runner.stop()
+        if not stopping:  # a second signal must not stop the containers twice
+            stopping.append(True)
+            eventlet.spawn_n(runner.stop)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
