@@ -28,6 +28,10 @@ from ontrackio.core.errors import Unavailable
 log = logging.getLogger(__name__)
 
 
+# How long a caller waiting for a new connection lets callers with a warm one pass it.
+AFFINITY_GRACE = 0.05
+
+
 class PoolTimeout(Unavailable):
     """No connection could be had within the acquire timeout."""
 
@@ -90,7 +94,7 @@ class PoolManager:
         self._opened = self._closed = self._evicted = 0
         self._reaper: threading.Thread | None = None
         self._ticket = 0
-        self._waiting: dict[int, str] = {}  # ticket -> key, in arrival order
+        self._waiting: dict[int, tuple[str, float]] = {}  # ticket -> (key, since), in order
         self._stopping = False
 
     # -- public ---------------------------------------------------------------------------
@@ -203,7 +207,7 @@ class PoolManager:
             with self._cond:
                 self._ticket += 1
                 ticket = self._ticket
-                self._waiting[ticket] = key
+                self._waiting[ticket] = (key, time.monotonic())
                 try:
                     reused = self._acquire_locked(key, ticket, deadline, discard)
                 finally:
@@ -216,23 +220,31 @@ class PoolManager:
             return reused
         return self._open(key, conninfo)
 
-    def _older_waiter_servable(self, ticket: int) -> bool:
-        """Whether someone who has waited longer could be served now (lock held).
+    def _older_waiter_servable(self, ticket: int, key: str) -> bool:
+        """Whether someone who has waited longer should be served first (lock held).
 
-        Callers defer to them, so connections go first come, first served rather than to
-        whichever thread happens to wake first.
+        Connections go first come, first served rather than to whichever thread wakes
+        first — with one exception that keeps connections warm: a caller that can reuse an
+        idle connection of its own database may pass an older caller who would have to
+        open (or evict for) a new one, unless that caller has waited AFFINITY_GRACE already.
+        Without it, callers of several tenants sharing a small cap would evict each other's
+        connections on every request.
         """
-        for other, key in self._waiting.items():
+        mine = self._pools.get(key)
+        reuse = mine is not None and bool(mine.idle)
+        now = time.monotonic()
+        for other, (other_key, since) in self._waiting.items():
             if other >= ticket:
                 break
-            pool = self._pools.get(key)
+            pool = self._pools.get(other_key)
             if pool is not None and pool.idle:
                 return True
             if (pool.size if pool else 0) < self.max_per_tenant and (
                 self._total < self.max_total
-                or any(k != key and p.idle for k, p in self._pools.items())
+                or any(k != other_key and p.idle for k, p in self._pools.items())
             ):
-                return True
+                if not reuse or now - since >= AFFINITY_GRACE:
+                    return True
         return False
 
     def _acquire_locked(
@@ -240,7 +252,7 @@ class PoolManager:
     ) -> psycopg.Connection | None:
         """A reused connection, or None with a slot reserved to open one (lock held)."""
         while True:
-            if not self._older_waiter_servable(ticket):
+            if not self._older_waiter_servable(ticket, key):
                 pool = self._pools.get(key)
                 if pool is None:
                     pool = self._pools[key] = _Pool()

@@ -390,3 +390,32 @@ def test_a_waiting_caller_is_not_overtaken_by_a_newcomer(server):
     t.join(5)
     assert order == ["b", "a"]
     pools.close()
+
+
+def test_a_warm_connection_may_pass_a_recent_waiter(server, monkeypatch):
+    """Within the affinity grace, a caller reusing its database's idle connection goes
+    before an older caller who would have to evict it; past the grace, FIFO again."""
+    import ontrackio.core.db.pools as pools_module
+
+    monkeypatch.setattr(pools_module, "AFFINITY_GRACE", 5.0)
+    pools = PoolManager(
+        max_total=1, max_per_tenant=1, idle_seconds=60, acquire_timeout=2, connect=server.connect
+    )
+    order: list[str] = []
+    holder = pools.connection("a", lambda: "a")
+    holder.__enter__()
+
+    def waiter() -> None:
+        with pools.connection("b", lambda: "b"):
+            order.append("b")
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.1)  # b waits, well within the grace
+    holder.__exit__(None, None, None)
+    with pools.connection("a", lambda: "a"):  # a's connection is warm: it goes first
+        order.append("a")
+    t.join(5)
+    assert order == ["a", "b"]
+    assert pools.stats().opened == 2  # b still got its turn
+    pools.close()
