@@ -41,12 +41,13 @@ RESULTS = ROOT / "bench-results"
 # directory cache included: the worker deadlock on concurrent look-ups is fixed, so the
 # events figures run with the default 5 s cache and its concurrent refreshes).
 #
-# Worker concurrency stays below its default of 10 for the connection budget alone: the
+# Worker concurrency stays below its default of 10 for the connection budget: the
 # PostgreSQL server allows 100 connections for everything on the machine, and the bench
-# should stay under ~60. 8 processes x 3 pooled connections (ONTRACK_POOL_MAX_PER_PROCESS
-# default) + 4 workers x 4 concurrent provisioning handlers x 1-2 admin connections each
-# = 40-56, plus the bench's own few; at 10 a burst of tenant creations could reach 104.
-# The run samples the deployment's backends and reports the maximum (observations).
+# should stay under ~60. Pools hold connections only for tenants a process is serving
+# (idle ones close after 30 s), so the 8-per-process cap below is reached only by the
+# processes the events figures drive; 4 workers x 4 provisioning handlers x 1-2 admin
+# connections come on top during tenant creation. The run samples the deployment's
+# backends and reports the maximum (observations).
 BENCH_ENV = {
     "ONTRACK_WORKER_CONCURRENCY": "4",
     # A production-like connection budget for the services: the events figures drive four
