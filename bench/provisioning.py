@@ -199,7 +199,7 @@ def bulk_figure(
     n: int,
     raw: dict[str, float],
     per_tenant_activation: list[float],
-    worker_concurrency: str,
+    provision_concurrency: str,
 ) -> dict:
     base = min(raw.values()) * n
     return figure(
@@ -213,7 +213,8 @@ def bulk_figure(
         f"active; each tenant's time from registry row to activation: median "
         f"{median(per_tenant_activation):.2f} s, p99 {percentile(per_tenant_activation, 99):.2f} s "
         f"(queueing). Baseline = {n} x the raw per-tenant cost measured serially on fewer "
-        f"tenants. Workers run with ONTRACK_WORKER_CONCURRENCY={worker_concurrency}",
+        f"tenants. Each worker provisions ONTRACK_PROVISION_CONCURRENCY={provision_concurrency} "
+        "tenants at once",
     )
 
 

@@ -41,15 +41,13 @@ RESULTS = ROOT / "bench-results"
 # directory cache included: the worker deadlock on concurrent look-ups is fixed, so the
 # events figures run with the default 5 s cache and its concurrent refreshes).
 #
-# Worker concurrency stays below its default of 10 for the connection budget: the
-# PostgreSQL server allows 100 connections for everything on the machine, and the bench
-# should stay under ~60. Pools hold connections only for tenants a process is serving
-# (idle ones close after 30 s), so the 8-per-process cap below is reached only by the
-# processes the events figures drive; 4 workers x 4 provisioning handlers x 1-2 admin
-# connections come on top during tenant creation. The run samples the deployment's
-# backends and reports the maximum (observations).
+# Connection budget: the PostgreSQL server allows 100 connections for everything on the
+# machine, and the bench should stay under ~60. Pools hold connections only for tenants a
+# process is serving (idle ones close after 30 s), so the 8-per-process cap below is
+# reached only by the processes the events figures drive; each worker provisions at most
+# ONTRACK_PROVISION_CONCURRENCY (2) tenants at once, with 1-2 admin connections each. The
+# run samples the deployment's backends and reports the maximum (observations).
 BENCH_ENV = {
-    "ONTRACK_WORKER_CONCURRENCY": "4",
     # A production-like connection budget for the services: the events figures drive four
     # busy tenants, and with the development default (3, sized for a 100-connection server
     # shared by `make run` and `make test`) every handled event evicts another tenant's
@@ -220,9 +218,7 @@ def bench(report: Report, args) -> None:
         amqp = found.amqp_url
     run_dir = ROOT / ".run" / f"bench-{deployment}"
     stack = Stack(deployment, found.pg_dsn, amqp, run_dir, extra_env=dict(BENCH_ENV))
-    settings = _settings(
-        deployment, found.pg_dsn, worker_concurrency=int(BENCH_ENV["ONTRACK_WORKER_CONCURRENCY"])
-    )
+    settings = _settings(deployment, found.pg_dsn)
     pool_settings = _settings(pool_deployment, found.pg_dsn)
     log(f"deployment {deployment} (pools: {pool_deployment}), vhost {vhost}, run dir {run_dir}")
     ok = False
@@ -351,7 +347,7 @@ def bench(report: Report, args) -> None:
             if raw:
                 report.figures.append(
                     provisioning.bulk_figure(
-                        total, n_bulk, raw, per, BENCH_ENV["ONTRACK_WORKER_CONCURRENCY"]
+                        total, n_bulk, raw, per, str(settings.provision_concurrency)
                     )
                 )
             log(f"{n_bulk} tenants active after {total:.1f} s")

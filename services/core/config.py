@@ -100,7 +100,11 @@ class Settings(BaseSettings):
     outbox_sweep_seconds: float = Field(default=30.0, gt=0)
     # Broker connections publishing committed events in parallel (each waits for confirms).
     relay_publishers: int = Field(default=2, ge=1, le=16)
-    worker_concurrency: int = Field(default=10, ge=1, le=200)
+    # Events handled at once by one worker (green threads; a tenant's share one commit).
+    worker_concurrency: int = Field(default=30, ge=1, le=200)
+    # Tenant databases created or dropped at once by one worker: each holds admin
+    # connections, so a burst of new tenants must not exhaust the server.
+    provision_concurrency: int = Field(default=2, ge=1, le=20)
     tenant_cache_seconds: float = Field(default=5.0, ge=0)
     migrate_concurrency: int = Field(default=4, ge=1, le=32)
 

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,11 +28,31 @@ from opentelemetry import trace
 
 from ontrackio.core import bus, metrics, telemetry
 from ontrackio.core import events as ev
+from ontrackio.core.groupcommit import GroupCommitter
 from ontrackio.core.runtime import Runtime
 from ontrackio.core.v1 import core_pb2
 
 log = logging.getLogger(__name__)
 _runtime: Runtime | None = None
+
+
+_group: GroupCommitter | None = None
+_provision_slots: threading.BoundedSemaphore | None = None
+
+
+def _provisioning(rt: Runtime) -> threading.BoundedSemaphore:
+    """Bounds the databases this worker creates or drops at once."""
+    global _provision_slots
+    if _provision_slots is None:
+        _provision_slots = threading.BoundedSemaphore(rt.settings.provision_concurrency)
+    return _provision_slots
+
+
+def _committer(rt: Runtime) -> GroupCommitter:
+    global _group
+    if _group is None:
+        _group = GroupCommitter(rt.dbs)
+    return _group
 
 
 def runtime() -> Runtime:
@@ -128,7 +149,8 @@ class ServiceWorker:
         msg = event.message()
         rt = self.platform
         try:
-            done = rt.provisioner.provision(msg.slug, msg.placement)
+            with _provisioning(rt):
+                done = rt.provisioner.provision(msg.slug, msg.placement)
         except Exception as exc:
             failed = core_pb2.TenantProvisioningFailed(
                 slug=msg.slug, service=rt.service, error=f"{type(exc).__name__}: {exc}"[:500]
@@ -159,23 +181,20 @@ class ServiceWorker:
         rt = self.platform
         rt.directory.forget(msg.slug)
         rt.pools.drop(f"{msg.placement}/{rt.provisioner.names.tenant_database(msg.slug)}")
-        rt.provisioner.drop(msg.slug, msg.placement)
+        with _provisioning(rt):
+            rt.provisioner.drop(msg.slug, msg.placement)
         dropped = core_pb2.TenantDropped(slug=msg.slug, service=rt.service)
         rt.publisher.publish([ev.new(f"{rt.service}.tenant_dropped", msg.slug, dropped)])
 
     def apply(self, event: ev.Event, effect) -> bool:
         """Run `effect(unit_of_work, payload)` once per event in the tenant's database.
 
-        The inbox row and the effect commit together, so a redelivered event is skipped.
-        Returns False when the event had been applied before.
+        The inbox row and the effect commit together, so a redelivered event is skipped;
+        concurrent events of one tenant share a commit (core/groupcommit.py). Returns False
+        when the event had been applied before.
         """
         rt = self.platform
-        info = rt.directory.require_live(event.tenant)
-        with rt.dbs.unit_of_work(info) as u:
-            if not u.first_delivery(event):
-                return False
-            effect(u, event.message())
-        return True
+        return _committer(rt).apply(rt.directory.require_live(event.tenant), event, effect)
 
     @timer(interval=1)
     def relay_outbox(self) -> None:
