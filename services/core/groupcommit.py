@@ -28,45 +28,64 @@ class _Item:
     event: Event
     effect: Callable[[UnitOfWork, object], None]
     context: otel_context.Context
-    done: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False
     applied: bool = False
     error: BaseException | None = None
 
 
 class GroupCommitter:
-    """Applies events once each (inbox), batching per tenant; green- and thread-safe."""
+    """Applies events once each (inbox), batching per tenant; green- and thread-safe.
+
+    One handler at a time commits for a tenant; it commits one batch (its own event and
+    whatever queued before it), then hands the role to the oldest handler still waiting,
+    so no handler works for others for long and its own message is acknowledged promptly.
+    """
 
     def __init__(self, dbs: TenantDatabases):
         self._dbs = dbs
         self._lock = threading.Lock()
         self._queues: dict[str, list[_Item]] = {}
+        self._busy: set[str] = set()
 
     def apply(self, info: TenantInfo, event: Event, effect) -> bool:
         """Apply `effect(uow, payload)` unless the event was applied before; returns whether
         it was applied now. Raises what applying it raised."""
         item = _Item(event, effect, otel_context.get_current())
         with self._lock:
-            queue = self._queues.get(info.slug)
-            lead = queue is None
+            self._queues.setdefault(info.slug, []).append(item)
+            lead = info.slug not in self._busy
+            self._busy.add(info.slug)
+        while True:
             if lead:
-                queue = self._queues[info.slug] = []
-            queue.append(item)
-        if lead:  # this handler commits for everyone queued behind it
-            self._drain(info)
-        item.done.wait()
+                self._commit_next_batch(info)
+            item.wake.wait()
+            if item.finished:
+                break
+            item.wake.clear()  # promoted: commit the next batch
+            lead = True
         if item.error is not None:
             raise item.error
         return item.applied
 
-    def _drain(self, info: TenantInfo) -> None:
-        while True:
-            with self._lock:
-                batch = self._queues[info.slug][:MAX_BATCH]
-                del self._queues[info.slug][: len(batch)]
-                if not batch:
-                    del self._queues[info.slug]
-                    return
+    def _commit_next_batch(self, info: TenantInfo) -> None:
+        with self._lock:
+            queue = self._queues[info.slug]
+            batch = queue[:MAX_BATCH]
+            del queue[: len(batch)]
+        try:
             self._commit(info, batch)
+        finally:
+            for item in batch:
+                item.finished = True
+                item.wake.set()
+            with self._lock:
+                queue = self._queues[info.slug]
+                if queue:
+                    queue[0].wake.set()  # the oldest waiter commits next
+                else:
+                    del self._queues[info.slug]
+                    self._busy.discard(info.slug)
 
     def _commit(self, info: TenantInfo, batch: list[_Item]) -> None:
         try:
@@ -83,9 +102,6 @@ class GroupCommitter:
                             item.applied = self._apply_one(u, item)
                     except Exception as exc:  # noqa: BLE001 - handed to its handler
                         item.error = exc
-        finally:
-            for item in batch:
-                item.done.set()
 
     @staticmethod
     def _apply_one(u: UnitOfWork, item: _Item) -> bool:

@@ -53,9 +53,17 @@ class JsonLinesExporter(SpanExporter):
 
 
 def setup(service_name: str, exporter: str) -> None:
-    """Install the process's tracer provider once; `exporter` is none|console|file:PATH."""
+    """Install the process's tracer provider once; `exporter` is none|console|file:PATH.
+
+    With "none" no SDK provider is installed: nothing is recorded, no new trace ids are
+    made, but incoming trace context is still propagated."""
     global _configured
     if _configured:
+        return
+    _configured = True
+    if exporter == "none":
+        # No spans are recorded: the API's no-op tracer costs next to nothing per call, and
+        # a caller's trace context still flows into the events a request emits.
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if exporter == "console":
@@ -63,7 +71,6 @@ def setup(service_name: str, exporter: str) -> None:
     elif exporter.startswith("file:"):
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(exporter[5:])))
     trace.set_tracer_provider(provider)
-    _configured = True
 
 
 def tracer(name: str = "ontrackio") -> trace.Tracer:

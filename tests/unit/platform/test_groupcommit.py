@@ -98,3 +98,28 @@ def test_a_failing_event_fails_alone():
     assert sorted(db.rows, key=int) == ["0", "1", "2", "4", "5"]
     with pytest.raises(ValueError):
         committer.apply(INFO, events[3], poison)
+
+
+def test_the_committing_handler_returns_after_its_own_batch():
+    """Whoever commits hands over to the oldest waiter instead of serving everyone."""
+    db = FakeDatabases()
+    committer = GroupCommitter(db)
+    returned: dict[str, float] = {}
+    start = time.monotonic()
+
+    def go(ev):
+        committer.apply(INFO, ev, record)
+        returned[ev.id] = time.monotonic() - start
+
+    first = event(0)
+    threads = [threading.Thread(target=go, args=(first,))]
+    threads[0].start()
+    time.sleep(0.01)  # the first is committing (50 ms); the rest queue behind it
+    for i in range(1, 6):
+        t = threading.Thread(target=go, args=(event(i),))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(5)
+    assert returned[first.id] < 0.09  # one commit, not the next batch as well
+    assert len(db.rows) == 6 and db.commits == 2
