@@ -85,7 +85,7 @@ def test_grpc_target_uses_each_services_port(monkeypatch):
     assert config.load().grpc_target("privacy") == "10.0.0.5:6000"
 
 
-@pytest.mark.parametrize("exporter", ["none", "console", "file:/tmp/spans.jsonl"])
+@pytest.mark.parametrize("exporter", ["none", "console", "file:spans.jsonl"])
 def test_otel_exporter_accepts_documented_forms(monkeypatch, exporter):
     monkeypatch.setenv("ONTRACK_OTEL_EXPORTER", exporter)
     assert config.load().otel_exporter == exporter
