@@ -62,3 +62,21 @@ def keyset_page(
     more = len(rows) > size
     rows = rows[:size]
     return rows, encode(str(rows[-1]["id"])) if more else ""
+
+
+def one_by_id(
+    conn: psycopg.Connection,
+    select: str,
+    id_column: str,
+    value: str,
+    missing: Exception,
+    what: str = "id",
+) -> dict[str, Any]:
+    """The row of `select` (a SELECT without WHERE) whose UUID `id_column` is `value`;
+    InvalidArgument if `value` is no UUID, `missing` if there is no such row."""
+    value = parse_id(value, what)
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(f"{select} WHERE {id_column} = %s", (value,)).fetchone()
+    if row is None:
+        raise missing
+    return row

@@ -39,12 +39,9 @@ def create(u: UnitOfWork, email: str, display_name: str) -> dict[str, Any]:
 
 
 def get(u: UnitOfWork, user_id: str) -> dict[str, Any]:
-    user_id = paging.parse_id(user_id, "id")
-    with u.conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(f"SELECT {COLUMNS} FROM users WHERE id = %s", (user_id,)).fetchone()
-    if row is None:
-        raise UserNotFound("user not found")
-    return row
+    return paging.one_by_id(
+        u.conn, f"SELECT {COLUMNS} FROM users", "id", user_id, UserNotFound("user not found")
+    )
 
 
 def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]], str]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from psycopg.rows import dict_row
-
 from ontrackio.core import paging
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.inventory.errors import AssetNotFound, InvalidAsset
@@ -43,12 +41,7 @@ def create(u: UnitOfWork, name: str, kind: str, owner_user_id: str) -> dict[str,
 
 
 def get(u: UnitOfWork, asset_id: str) -> dict[str, Any]:
-    asset_id = paging.parse_id(asset_id, "id")
-    with u.conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(f"{SELECT} WHERE a.id = %s", (asset_id,)).fetchone()
-    if row is None:
-        raise AssetNotFound("asset not found")
-    return row
+    return paging.one_by_id(u.conn, SELECT, "a.id", asset_id, AssetNotFound("asset not found"))
 
 
 def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]], str]:

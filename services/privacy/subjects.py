@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg.rows import dict_row
-
 from ontrackio.core import paging
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.errors import NotFound
@@ -20,14 +18,14 @@ def record(u: UnitOfWork, user_id: str, email: str) -> None:
 
 
 def get(u: UnitOfWork, user_id: str) -> dict[str, Any]:
-    user_id = paging.parse_id(user_id, "user_id")
-    with u.conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "SELECT user_id, email, first_seen_at FROM data_subjects WHERE user_id = %s", (user_id,)
-        ).fetchone()
-    if row is None:
-        raise NotFound("data subject not found")
-    return row
+    return paging.one_by_id(
+        u.conn,
+        "SELECT user_id, email, first_seen_at FROM data_subjects",
+        "user_id",
+        user_id,
+        NotFound("data subject not found"),
+        what="user_id",
+    )
 
 
 def count(u: UnitOfWork) -> int:
