@@ -181,13 +181,13 @@ def allowlist_json(a: apb.Allowlist) -> dict[str, Any]:
 # -- handlers -----------------------------------------------------------------------------------
 
 
+def _page(c: Call) -> dict:
+    """The pagination query parameters, as the list RPCs take them."""
+    return {"page_size": c.params.get("page_size", 0), "page_token": c.params.get("page_token", "")}
+
+
 async def list_assets(c: Call):
-    r = await c.up(
-        c.upstream.assets.ListAssets,
-        vpb.ListAssetsRequest(
-            page_size=c.params.get("page_size", 0), page_token=c.params.get("page_token", "")
-        ),
-    )
+    r = await c.up(c.upstream.assets.ListAssets, vpb.ListAssetsRequest(**_page(c)))
     return {"items": [asset_json(a) for a in r.assets], "next_page_token": r.next_page_token}
 
 
@@ -210,12 +210,7 @@ async def get_asset(c: Call):
 
 
 async def list_users(c: Call):
-    r = await c.up(
-        c.upstream.users.ListUsers,
-        ipb.ListUsersRequest(
-            page_size=c.params.get("page_size", 0), page_token=c.params.get("page_token", "")
-        ),
-    )
+    r = await c.up(c.upstream.users.ListUsers, ipb.ListUsersRequest(**_page(c)))
     return {"items": [user_json(u) for u in r.users], "next_page_token": r.next_page_token}
 
 

@@ -367,9 +367,9 @@ def test_timeout_leaves_no_empty_pool_behind(make_manager):
         assert pm.stats().pools == 1
 
 
-def test_a_waiting_caller_is_not_overtaken_by_a_newcomer(server):
-    """Released connections go to whoever waited first, not to a caller arriving later
-    (here: the releasing thread itself, which would otherwise win every time)."""
+def race_for_the_only_slot(server) -> tuple[list[str], PoolManager]:
+    """`a` holds the only connection; `b` starts waiting for one; 0.1 s later `a`
+    releases it and at once asks again. Returns the order in which they got it."""
     pools = PoolManager(
         max_total=1, max_per_tenant=1, idle_seconds=60, acquire_timeout=2, connect=server.connect
     )
@@ -385,9 +385,16 @@ def test_a_waiting_caller_is_not_overtaken_by_a_newcomer(server):
     t.start()
     time.sleep(0.1)  # b is waiting for the only slot
     holder.__exit__(None, None, None)
-    with pools.connection("a", lambda: "a"):  # arrives after b: must queue behind it
+    with pools.connection("a", lambda: "a"):
         order.append("a")
     t.join(5)
+    return order, pools
+
+
+def test_a_waiting_caller_is_not_overtaken_by_a_newcomer(server):
+    """Released connections go to whoever waited first, not to a caller arriving later
+    (here: the releasing thread itself, which would otherwise win every time)."""
+    order, pools = race_for_the_only_slot(server)
     assert order == ["b", "a"]
     pools.close()
 
@@ -398,24 +405,7 @@ def test_a_warm_connection_may_pass_a_recent_waiter(server, monkeypatch):
     import ontrackio.core.db.pools as pools_module
 
     monkeypatch.setattr(pools_module, "AFFINITY_GRACE", 5.0)
-    pools = PoolManager(
-        max_total=1, max_per_tenant=1, idle_seconds=60, acquire_timeout=2, connect=server.connect
-    )
-    order: list[str] = []
-    holder = pools.connection("a", lambda: "a")
-    holder.__enter__()
-
-    def waiter() -> None:
-        with pools.connection("b", lambda: "b"):
-            order.append("b")
-
-    t = threading.Thread(target=waiter)
-    t.start()
-    time.sleep(0.1)  # b waits, well within the grace
-    holder.__exit__(None, None, None)
-    with pools.connection("a", lambda: "a"):  # a's connection is warm: it goes first
-        order.append("a")
-    t.join(5)
+    order, pools = race_for_the_only_slot(server)
     assert order == ["a", "b"]
     assert pools.stats().opened == 2  # b still got its turn
     pools.close()
