@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import psycopg
 from psycopg.rows import dict_row
 
 from ontrackio.core import paging
@@ -21,16 +20,16 @@ def create(u: UnitOfWork, email: str, display_name: str) -> dict[str, Any]:
     email = rules.validate_email(email)
     display_name = rules.validate_display_name(display_name)
     user_id = str(uuid.uuid4())
-    try:
-        with u.conn.transaction():  # a savepoint: the unique violation must not doom the unit
-            with u.conn.cursor(row_factory=dict_row) as cur:
-                row = cur.execute(
-                    f"INSERT INTO users (id, email, display_name) VALUES (%s, %s, %s)"
-                    f" RETURNING {COLUMNS}",
-                    (user_id, email, display_name),
-                ).fetchone()
-    except psycopg.errors.UniqueViolation:
-        raise UserExists("a user with this email already exists") from None
+    # A taken email (unique without regard to case: migrations/0001) inserts nothing and
+    # leaves the unit usable, so no savepoint is needed to answer UserExists.
+    with u.conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "INSERT INTO users (id, email, display_name) VALUES (%s, %s, %s)"
+            f" ON CONFLICT ((lower(email))) DO NOTHING RETURNING {COLUMNS}",
+            (user_id, email, display_name),
+        ).fetchone()
+    if row is None:
+        raise UserExists("a user with this email already exists")
     u.emit(
         "identity.user_created",
         events_pb2.UserCreated(user_id=user_id, email=email, display_name=display_name),

@@ -4,10 +4,12 @@ health, reflection, pagination."""
 from __future__ import annotations
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.v1 import core_pb2, core_pb2_grpc
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
@@ -76,6 +78,11 @@ def test_domain_errors_map_to_precise_codes(channels, tenant):
     for code, calls in cases.items():
         for call in calls:
             assert code_of(call) == code
+
+
+def test_duplicate_email_is_refused_and_writes_nothing(channels, tenant, settings):
+    users = igrpc.UserServiceStub(channels["identity"])
+    m = md(tenant)
     email = f"{unique()}@example.com"
     users.CreateUser(ipb.CreateUserRequest(email=email), metadata=m, timeout=5)
     assert (
@@ -86,6 +93,17 @@ def test_domain_errors_map_to_precise_codes(channels, tenant):
         )
         == grpc.StatusCode.ALREADY_EXISTS
     )
+    conninfo = Clusters(settings).tenant_conninfo("identity", tenant, "main")
+    with psycopg.connect(conninfo) as conn:
+        (rows,) = conn.execute(
+            "SELECT count(*) FROM users WHERE lower(email) = lower(%s)", (email,)
+        ).fetchone()
+        (events,) = conn.execute(
+            "SELECT count(*) FROM outbox WHERE type = 'identity.user_created'"
+            " AND lower(payload->>'email') = lower(%s)",
+            (email,),
+        ).fetchone()
+    assert (rows, events) == (1, 1)
 
 
 def test_control_plane_errors(channels):
