@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     relay_publishers: int = Field(default=2, ge=1, le=16)
     # Events handled at once by one worker (green threads; a tenant's share one commit).
     worker_concurrency: int = Field(default=30, ge=1, le=200)
+    # Unacknowledged messages a worker's batch handlers may hold (core/consumer.py).
+    event_prefetch: int = Field(default=256, ge=1, le=65535)
     # Tenant databases created or dropped at once by one worker: each holds admin
     # connections, so a burst of new tenants must not exhaust the server.
     provision_concurrency: int = Field(default=2, ge=1, le=20)

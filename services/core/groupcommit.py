@@ -1,11 +1,14 @@
-"""Group commit for event consumers: concurrent handlers of one tenant share a transaction.
+"""Group commit for event consumers: a tenant's events share a transaction.
 
-Each handler hands its event and effect to the tenant's committer and waits. The committer
-applies everything queued so far in one transaction — inbox row and effect per event — and
-commits once, so the commit (and its WAL flush) is paid per batch rather than per event,
-and a tenant needs one connection however many of its events are in flight. If the batch
-fails, each event is applied again in a transaction of its own, so one bad event fails only
-its own handler (which then retries or parks it, as before).
+A batch handler hands a tenant's events (each with its effect) to the tenant's committer
+and waits. The committer applies everything queued so far in one transaction and commits
+once, so the commit (and its WAL flush) is paid per batch rather than per event, and a
+tenant needs one connection however many of its events are in flight. The transaction is
+pipelined: one statement records every event of the batch in the inbox and returns the
+new ones, the effects of those follow without waiting for each other, and the commit ends
+it — two round trips to the database per batch. If the batch fails, each event is applied
+again in a transaction of its own, so one bad event fails only itself (its handler then
+retries or parks it, as before).
 """
 
 from __future__ import annotations
@@ -14,19 +17,26 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from google.protobuf.message import Message
 from opentelemetry import context as otel_context
 
 from ontrackio.core.db.tenantdb import TenantDatabases, UnitOfWork
 from ontrackio.core.directory import TenantInfo
 from ontrackio.core.events import Event
 
-MAX_BATCH = 100
+MAX_BATCH = 200
+
+Effect = Callable[[UnitOfWork, Message], None]
 
 
 @dataclass
-class _Item:
+class Work:
+    """One event to apply once: its parsed payload, its effect and the trace context its
+    effect runs in (events the effect emits continue that trace)."""
+
     event: Event
-    effect: Callable[[UnitOfWork, object], None]
+    message: Message
+    effect: Effect
     context: otel_context.Context
     wake: threading.Event = field(default_factory=threading.Event)
     finished: bool = False
@@ -37,36 +47,37 @@ class _Item:
 class GroupCommitter:
     """Applies events once each (inbox), batching per tenant; green- and thread-safe.
 
-    One handler at a time commits for a tenant; it commits one batch (its own event and
-    whatever queued before it), then hands the role to the oldest handler still waiting,
-    so no handler works for others for long and its own message is acknowledged promptly.
+    One caller at a time commits for a tenant; it commits one batch (its own events and
+    whatever queued before them), then hands the role to the oldest caller still waiting,
+    so no caller works for others for long and its own messages are acknowledged promptly.
     """
 
     def __init__(self, dbs: TenantDatabases):
         self._dbs = dbs
         self._lock = threading.Lock()
-        self._queues: dict[str, list[_Item]] = {}
+        self._queues: dict[str, list[Work]] = {}
         self._busy: set[str] = set()
 
-    def apply(self, info: TenantInfo, event: Event, effect) -> bool:
-        """Apply `effect(uow, payload)` unless the event was applied before; returns whether
-        it was applied now. Raises what applying it raised."""
-        item = _Item(event, effect, otel_context.get_current())
+    def apply(self, info: TenantInfo, work: list[Work]) -> list[bool | BaseException]:
+        """Apply each work item unless its event was applied before; returns, per item,
+        whether it was applied now, or the exception applying it raised."""
+        if not work:
+            return []
         with self._lock:
-            self._queues.setdefault(info.slug, []).append(item)
+            self._queues.setdefault(info.slug, []).extend(work)
             lead = info.slug not in self._busy
             self._busy.add(info.slug)
-        while True:
-            if lead:
-                self._commit_next_batch(info)
-            item.wake.wait()
-            if item.finished:
-                break
-            item.wake.clear()  # promoted: commit the next batch
-            lead = True
-        if item.error is not None:
-            raise item.error
-        return item.applied
+        for item in work:  # the oldest unfinished item is the one a hand-over wakes
+            while True:
+                if lead:
+                    self._commit_next_batch(info)
+                    lead = False
+                item.wake.wait()
+                if item.finished:
+                    break
+                item.wake.clear()  # promoted: commit the next batch
+                lead = True
+        return [item.error if item.error is not None else item.applied for item in work]
 
     def _commit_next_batch(self, info: TenantInfo) -> None:
         with self._lock:
@@ -87,29 +98,29 @@ class GroupCommitter:
                     del self._queues[info.slug]
                     self._busy.discard(info.slug)
 
-    def _commit(self, info: TenantInfo, batch: list[_Item]) -> None:
+    def _commit(self, info: TenantInfo, batch: list[Work]) -> None:
         try:
-            with self._dbs.unit_of_work(info) as u:
-                for item in batch:
-                    item.applied = self._apply_one(u, item)
+            self._apply_in_one_transaction(info, batch, pipeline=True)
         except Exception as exc:  # noqa: BLE001 - find the culprit: each on its own
             if len(batch) == 1:
-                batch[0].error = exc
-            else:
-                for item in batch:
-                    try:
-                        with self._dbs.unit_of_work(info) as u:
-                            item.applied = self._apply_one(u, item)
-                    except Exception as exc:  # noqa: BLE001 - handed to its handler
-                        item.error = exc
+                batch[0].applied, batch[0].error = False, exc
+                return
+            for item in batch:
+                try:
+                    self._apply_in_one_transaction(info, [item], pipeline=False)
+                except Exception as exc:  # noqa: BLE001 - handed to its caller
+                    item.applied, item.error = False, exc
 
-    @staticmethod
-    def _apply_one(u: UnitOfWork, item: _Item) -> bool:
-        token = otel_context.attach(item.context)  # events it emits join its trace
-        try:
-            if not u.first_delivery(item.event):
-                return False
-            item.effect(u, item.event.message())
-            return True
-        finally:
-            otel_context.detach(token)
+    def _apply_in_one_transaction(self, info: TenantInfo, batch: list[Work], pipeline) -> None:
+        with self._dbs.unit_of_work(info, pipeline=pipeline) as u:
+            fresh = u.first_deliveries([item.event for item in batch])
+            for item in batch:
+                # A redelivered copy in the same batch finds its id already taken.
+                item.applied = item.event.id in fresh
+                fresh.discard(item.event.id)
+                if item.applied:
+                    token = otel_context.attach(item.context)
+                    try:
+                        item.effect(u, item.message)
+                    finally:
+                        otel_context.detach(token)

@@ -26,9 +26,10 @@ from nameko.timer import timer
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from ontrackio.core import bus, metrics, telemetry
 from ontrackio.core import events as ev
-from ontrackio.core.groupcommit import GroupCommitter
+from ontrackio.core import metrics, telemetry
+from ontrackio.core.consumer import PREFETCH_CONFIG_KEY, BatchEventHandler, retry_or_park
+from ontrackio.core.groupcommit import GroupCommitter, Work
 from ontrackio.core.runtime import Runtime
 from ontrackio.core.v1 import core_pb2
 
@@ -67,7 +68,8 @@ class ReliableEventHandler(EventHandler):
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         if exc_info is not None:
             try:
-                self._retry_or_park(message, exc_info)
+                rt = runtime()
+                retry_or_park(rt.publisher, rt.settings, self.queue.name, message, exc_info[1])
             except Exception:  # noqa: BLE001 - broker trouble: hand the message back
                 log.exception("could not schedule a retry; requeueing")
                 self.queue_consumer.requeue_message(message)
@@ -75,30 +77,15 @@ class ReliableEventHandler(EventHandler):
         self.queue_consumer.ack_message(message)
         return result, exc_info
 
-    def _retry_or_park(self, message, exc_info) -> None:
-        rt = runtime()
-        headers = dict(message.headers or {})
-        attempt = int(headers.get(bus.H_ATTEMPT, 0) or 0) + 1
-        error = f"{exc_info[0].__name__}: {exc_info[1]}"[:500]
-        queue = self.queue.name
-        headers.update({bus.H_ATTEMPT: attempt, bus.H_QUEUE: queue, bus.H_ERROR: error})
-        rt.publisher.declare_retry_queues(queue)
-        permanent = isinstance(exc_info[1], ev.InvalidEvent)
-        if permanent or attempt >= rt.settings.event_max_attempts:
-            log.error("parking message from %s after %d attempt(s): %s", queue, attempt, error)
-            rt.publisher.send_raw(message.payload, queue=bus.DLQ, headers=headers)
-        else:
-            delay = bus.backoff_ms(rt.settings.event_retry_base_ms, attempt)
-            log.warning(
-                "retrying message from %s in %d ms (attempt %d): %s", queue, delay, attempt, error
-            )
-            rt.publisher.send_raw(
-                message.payload, queue=f"{queue}.retry", headers=headers, expiration_ms=delay
-            )
+
+def _failure(queue: str, message, exc: BaseException) -> None:
+    rt = runtime()
+    retry_or_park(rt.publisher, rt.settings, queue, message, exc)
 
 
 def on(source: str, name: str):
-    """Handle events "<source>.<name>"; the method receives a validated `Event`."""
+    """Handle events "<source>.<name>" one message at a time; the method receives a
+    validated `Event`. For effects on the tenant's database use `applies`."""
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -112,9 +99,7 @@ def on(source: str, name: str):
                     attributes={"ontrack.tenant": event.tenant, "ontrack.event_id": event.id},
                 ):
                     service = runtime().service
-                    metrics.EVENT_LAG.labels(service, event.type).observe(
-                        max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
-                    )
+                    _observe_lag(service, event)
                     try:
                         result = fn(self, event)
                     except Exception:
@@ -129,6 +114,82 @@ def on(source: str, name: str):
         return ReliableEventHandler.decorator(source, name)(handler)
 
     return decorate
+
+
+def applies(source: str, name: str):
+    """Apply events "<source>.<name>" to their tenant's database, once each.
+
+    The method is the effect: `method(self, uow, payload)` runs in the tenant's
+    transaction together with the event's inbox row, so a redelivered event is skipped.
+    Messages are consumed in batches (core/consumer.py) and a tenant's events share a
+    transaction (core/groupcommit.py); a failing event is retried or parked on its own.
+    """
+
+    def decorate(effect):
+        @functools.wraps(effect)
+        def handler(self, bodies: list) -> list[bool | BaseException]:
+            return apply_batch(self.platform, bodies, functools.partial(effect, self))
+
+        return BatchEventHandler.decorator(source, name, failure=_failure)(handler)
+
+    return decorate
+
+
+def _observe_lag(service: str, event: ev.Event) -> None:
+    metrics.EVENT_LAG.labels(service, event.type).observe(
+        max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
+    )
+
+
+def apply_batch(rt: Runtime, bodies: list, effect) -> list[bool | BaseException]:
+    """Apply each message body's event with `effect` (see `applies`); one outcome per body:
+    True (applied now), False (applied before) or the exception it raised."""
+    outcomes: list[bool | BaseException | None] = [None] * len(bodies)
+    by_tenant: dict[str, list[tuple[int, Work]]] = {}
+    spans = []
+    tracer = telemetry.tracer("ontrackio.events")
+    for i, body in enumerate(bodies):
+        try:
+            event = ev.from_wire(body)
+            message = event.message()
+        except ev.InvalidEvent as exc:
+            outcomes[i] = exc
+            continue
+        _observe_lag(rt.service, event)
+        span = tracer.start_span(
+            f"consume {event.type}",
+            context=telemetry.extract(event.trace),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"ontrack.tenant": event.tenant, "ontrack.event_id": event.id},
+        )
+        spans.append((i, span))
+        work = Work(event, message, effect, trace.set_span_in_context(span))
+        by_tenant.setdefault(event.tenant, []).append((i, work))
+    for tenant, items in by_tenant.items():
+        try:
+            info = rt.directory.require_live(tenant)
+        except Exception as exc:  # noqa: BLE001 - each of its events fails with it
+            results = [exc] * len(items)
+        else:
+            results = _committer(rt).apply(info, [w for _, w in items])
+        for (i, _), result in zip(items, results, strict=True):
+            outcomes[i] = result
+    for i, span in spans:
+        if isinstance(outcomes[i], BaseException):
+            span.record_exception(outcomes[i])
+            span.set_status(trace.StatusCode.ERROR)
+        span.end()
+    for body, outcome in zip(bodies, outcomes, strict=True):
+        label = (
+            "failed"
+            if isinstance(outcome, BaseException)
+            else ("applied" if outcome else "duplicate")
+        )
+        event_type = body.get("type") if isinstance(body, dict) else None
+        metrics.EVENTS_HANDLED.labels(
+            rt.service, event_type if event_type in ev.REGISTRY else "unknown", label
+        ).inc()
+    return outcomes
 
 
 class Platform(DependencyProvider):
@@ -186,16 +247,6 @@ class ServiceWorker:
         dropped = core_pb2.TenantDropped(slug=msg.slug, service=rt.service)
         rt.publisher.publish([ev.new(f"{rt.service}.tenant_dropped", msg.slug, dropped)])
 
-    def apply(self, event: ev.Event, effect) -> bool:
-        """Run `effect(unit_of_work, payload)` once per event in the tenant's database.
-
-        The inbox row and the effect commit together, so a redelivered event is skipped;
-        concurrent events of one tenant share a commit (core/groupcommit.py). Returns False
-        when the event had been applied before.
-        """
-        rt = self.platform
-        return _committer(rt).apply(rt.directory.require_live(event.tenant), event, effect)
-
     @timer(interval=1)
     def relay_outbox(self) -> None:
         """Every sweep interval: publish what crashed writers left in any outbox."""
@@ -239,6 +290,7 @@ def run_worker(service_cls: type, rt: Runtime) -> None:
     config = {
         "AMQP_URI": rt.settings.amqp_url.get_secret_value(),
         "max_workers": rt.settings.worker_concurrency,
+        PREFETCH_CONFIG_KEY: rt.settings.event_prefetch,
         "serializer": "json",
         "HEARTBEAT": 30,
     }

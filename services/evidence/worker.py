@@ -3,18 +3,16 @@
 import ontrackio.core.greening  # noqa: F401,I001 - must patch before anything else
 
 from ontrackio.core import entry
-from ontrackio.core.worker import ServiceWorker, on
+from ontrackio.core.worker import ServiceWorker, applies
 from ontrackio.evidence import metrics
 
 
 class EvidenceWorker(ServiceWorker):
     name = "evidence"
 
-    @on("inventory", "asset_created")
-    def handle_asset_created(self, event):
-        return self.apply(
-            event, lambda u, m: metrics.record_asset(u, m.asset_id, m.kind, m.owner_user_id)
-        )
+    @applies("inventory", "asset_created")
+    def handle_asset_created(self, u, m):
+        metrics.record_asset(u, m.asset_id, m.kind, m.owner_user_id)
 
 
 def main() -> None:

@@ -3,20 +3,20 @@
 import ontrackio.core.greening  # noqa: F401,I001 - must patch before anything else
 
 from ontrackio.core import entry
-from ontrackio.core.worker import ServiceWorker, on
+from ontrackio.core.worker import ServiceWorker, applies
 from ontrackio.inventory import assets
 
 
 class InventoryWorker(ServiceWorker):
     name = "inventory"
 
-    @on("identity", "user_created")
-    def handle_user_created(self, event):
-        return self.apply(event, lambda u, m: assets.record_owner(u, m.user_id, m.email))
+    @applies("identity", "user_created")
+    def handle_user_created(self, u, m):
+        assets.record_owner(u, m.user_id, m.email)
 
-    @on("identity", "user_deactivated")
-    def handle_user_deactivated(self, event):
-        return self.apply(event, lambda u, m: assets.record_leaver(u, m.user_id))
+    @applies("identity", "user_deactivated")
+    def handle_user_deactivated(self, u, m):
+        assets.record_leaver(u, m.user_id)
 
 
 def main() -> None:

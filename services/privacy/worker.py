@@ -3,16 +3,16 @@
 import ontrackio.core.greening  # noqa: F401,I001 - must patch before anything else
 
 from ontrackio.core import entry
-from ontrackio.core.worker import ServiceWorker, on
+from ontrackio.core.worker import ServiceWorker, applies
 from ontrackio.privacy import subjects
 
 
 class PrivacyWorker(ServiceWorker):
     name = "privacy"
 
-    @on("identity", "user_created")
-    def handle_user_created(self, event):
-        return self.apply(event, lambda u, m: subjects.record(u, m.user_id, m.email))
+    @applies("identity", "user_created")
+    def handle_user_created(self, u, m):
+        subjects.record(u, m.user_id, m.email)
 
 
 def main() -> None:

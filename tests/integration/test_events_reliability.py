@@ -3,6 +3,7 @@ parked in the dead-letter queue, listed and replayed by the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 
@@ -12,6 +13,7 @@ from ontrackio.core import events as ev
 from ontrackio.core.bus import Publisher
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.tenancy import Names
+from ontrackio.devtools import infra
 from ontrackio.identity.v1 import events_pb2
 from ontrackio.privacy.v1 import privacy_pb2, privacy_pb2_grpc
 from tests.conftest import unique
@@ -109,3 +111,65 @@ def test_malformed_message_is_parked_without_retries(system, settings, publisher
 
     found = eventually(parked, timeout=20)
     assert found[0]["attempts"] == 1 and "InvalidEvent" in found[0]["error"]
+
+
+def unsettled(settings, queue: str) -> int:
+    """Messages of `queue` not yet acknowledged (ready + delivered and unacked)."""
+    out = infra.rabbitmqctl("list_queues", "-q", "-p", settings.deployment, "name", "messages")
+    assert out.returncode == 0, out.stderr
+    for line in out.stdout.splitlines():
+        name, _, count = line.strip().rpartition("\t")
+        if name == queue:
+            return int(count)
+    raise AssertionError(f"no queue {queue}")
+
+
+def test_a_burst_with_bad_events_applies_the_rest_once_and_acks_everything(
+    system, channels, settings, publisher
+):
+    """One burst, consumed in batches: good events (and copies of some) applied once each,
+    a bad payload parked at once, an unknown tenant's event retried then parked, and
+    every message acknowledged (batch acks cover exactly what was handled)."""
+    if not infra.can_manage_vhosts():
+        pytest.fail("this test needs rabbitmqctl to read the queue's unacknowledged count")
+    slug = unique("b")
+    create_tenant(channels, slug)
+    good = [
+        ev.new(
+            "identity.user_created",
+            slug,
+            events_pb2.UserCreated(user_id=str(uuid.uuid4()), email=f"u{i}@{slug}.example"),
+        )
+        for i in range(120)
+    ]
+    stranger = ev.new(
+        "identity.user_created",
+        unique("nobody"),
+        events_pb2.UserCreated(user_id=str(uuid.uuid4()), email="x@example.com"),
+    )
+    bad_payload = dataclasses.replace(good[0], id=str(uuid.uuid4()), payload={"user_id": 7})
+    burst = good[:60] + [stranger, bad_payload] + good[60:] + good[:10]
+    publisher.publish(burst)
+
+    def subjects() -> int:
+        db = Names(settings.deployment, "privacy").tenant_database(slug)
+        with Clusters(settings).admin_connect("main", db) as conn:
+            return conn.execute("SELECT count(*) FROM data_subjects").fetchone()[0]
+
+    eventually(lambda: subjects() == len(good))
+
+    def parked(event_id):
+        listed = json.loads(ontrack(system, "dlq", "list").stdout)
+        return [p for p in listed if p["event_id"] == event_id]
+
+    found = eventually(lambda: len(parked(bad_payload.id)) == 2 and parked(bad_payload.id))
+    assert {p["attempts"] for p in found} == {1} and all(
+        "InvalidEvent" in p["error"] for p in found
+    )
+    found = eventually(lambda: len(parked(stranger.id)) == 2 and parked(stranger.id), timeout=30)
+    assert {p["attempts"] for p in found} == {3}
+    for service in ("privacy", "inventory"):
+        queue = f"evt-identity-user_created--{service}.handle_user_created"
+        eventually(lambda q=queue: unsettled(settings, q) == 0)
+        assert sum(inbox_rows(settings, service, slug, e.id) for e in good) == len(good)
+    assert subjects() == len(good)

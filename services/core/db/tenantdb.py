@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import psycopg
 from google.protobuf.message import Message
@@ -52,11 +52,18 @@ class UnitOfWork:
 
     def first_delivery(self, event: ev.Event) -> bool:
         """Record `event` in the inbox; False if it was applied before (skip the effect)."""
+        return event.id in self.first_deliveries([event])
+
+    def first_deliveries(self, events: list[ev.Event]) -> set[str]:
+        """Record `events` in the inbox in one statement; returns the ids recorded now
+        (the others were applied before: skip their effects)."""
         cur = self.conn.execute(
-            "INSERT INTO inbox (event_id, type) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            (event.id, event.type),
+            "INSERT INTO inbox (event_id, type)"
+            " SELECT * FROM unnest(%s::uuid[], %s::text[]) ON CONFLICT DO NOTHING"
+            " RETURNING event_id",
+            ([e.id for e in events], [e.type for e in events]),
         )
-        return cur.rowcount == 1
+        return {str(row[0]) for row in cur.fetchall()}
 
 
 class TenantDatabases:
@@ -93,26 +100,31 @@ class TenantDatabases:
     def key(self, info: TenantInfo) -> str:
         return f"{info.placement}/{self.names.tenant_database(info.slug)}"
 
-    def unit_of_work(self, info: TenantInfo):
+    def unit_of_work(self, info: TenantInfo, *, pipeline: bool = False):
         """A transaction on the tenant's database, committed when the block ends.
 
         Events emitted in it are handed to the relay right after the commit (see
         core/relay.py); the worker's sweep is the last resort.
+        With `pipeline`, statements are sent without waiting for each other's results
+        (psycopg pipeline mode) until a result is read; the commit ends the pipeline.
         Database failures raise Unavailable.
         """
         return self.unit_of_work_at(
             self.key(info),
             info.slug,
             lambda: self.clusters.tenant_conninfo(self.service, info.slug, info.placement),
+            pipeline=pipeline,
         )
 
     @contextmanager
-    def unit_of_work_at(self, key: str, label: str, conninfo) -> Iterator[UnitOfWork]:
+    def unit_of_work_at(
+        self, key: str, label: str, conninfo, *, pipeline: bool = False
+    ) -> Iterator[UnitOfWork]:
         """As unit_of_work, for any database with an outbox (e.g. a control database)."""
         with self.pools.connection(key, conninfo) as conn:
             uow = UnitOfWork(conn, label)
             try:
-                with conn.transaction():
+                with conn.pipeline() if pipeline else nullcontext(), conn.transaction():
                     yield uow
             except psycopg.OperationalError as exc:
                 raise Unavailable("database unavailable; retry later") from exc

@@ -20,7 +20,7 @@ LIST_HANDLERS = textwrap.dedent(
     import importlib, inspect, json
     modules = [importlib.import_module(f"ontrackio.{s}.worker")
                for s in ("identity", "inventory", "privacy", "evidence")]
-    from ontrackio.core.worker import ReliableEventHandler  # after the workers' greening
+    from nameko.events import EventHandler  # after the workers' greening
 
     found = []
     for module in modules:
@@ -29,7 +29,7 @@ LIST_HANDLERS = textwrap.dedent(
                 continue
             for attr in dir(cls):
                 for ep in getattr(getattr(cls, attr), "nameko_entrypoints", set()):
-                    if isinstance(ep, ReliableEventHandler):
+                    if isinstance(ep, EventHandler):
                         found.append([cls.name, attr, ep.source_service, ep.event_type])
     print(json.dumps(found))
     """

@@ -1,5 +1,6 @@
-"""Group commit: one transaction for a tenant's concurrent events, and a failing event
-isolated from the others in its batch (with a fake unit of work: no database)."""
+"""Group commit: one transaction for a tenant's concurrent events, a redelivery skipped,
+and a failing event isolated from the others in its batch (with a fake unit of work: no
+database)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import threading
 import time
 from contextlib import contextmanager
 
-import pytest
+from opentelemetry import context as otel_context
 
 from ontrackio.core.directory import TenantInfo
 from ontrackio.core.events import new
-from ontrackio.core.groupcommit import GroupCommitter
+from ontrackio.core.groupcommit import GroupCommitter, Work
 from ontrackio.identity.v1 import events_pb2
 
 INFO = TenantInfo("acme", "active", "main", "business")
@@ -21,11 +22,10 @@ class FakeUnit:
     def __init__(self, db):
         self.db, self.rows, self.inbox = db, [], []
 
-    def first_delivery(self, event):
-        if event.id in self.db.inbox or event.id in self.inbox:
-            return False
-        self.inbox.append(event.id)
-        return True
+    def first_deliveries(self, events):
+        fresh = {e.id for e in events} - self.db.inbox
+        self.inbox += list(fresh)
+        return set(fresh)
 
 
 class FakeDatabases:
@@ -35,29 +35,33 @@ class FakeDatabases:
         self.inbox: set[str] = set()
         self.rows: list[str] = []
         self.commits = 0
+        self.pipelined = []
 
     @contextmanager
-    def unit_of_work(self, info):
+    def unit_of_work(self, info, pipeline=False):
         u = FakeUnit(self)
         yield u
         time.sleep(0.05)  # a commit takes a while: others queue up behind it
         self.inbox.update(u.inbox)
         self.rows += u.rows
         self.commits += 1
+        self.pipelined.append(pipeline)
 
 
 def event(n: int):
     return new("identity.user_deactivated", "acme", events_pb2.UserDeactivated(user_id=str(n)))
 
 
+def work(ev, effect) -> Work:
+    return Work(ev, ev.message(), effect, otel_context.get_current())
+
+
 def run_concurrently(committer, items):
-    results, errors = {}, {}
+    """Each (event, effect) handed over by a thread of its own, a little apart."""
+    results = {}
 
     def go(ev, effect):
-        try:
-            results[ev.id] = committer.apply(INFO, ev, effect)
-        except Exception as exc:  # noqa: BLE001 - collected
-            errors[ev.id] = exc
+        results[ev.id] = committer.apply(INFO, [work(ev, effect)])[0]
 
     threads = [threading.Thread(target=go, args=item) for item in items]
     for t in threads:
@@ -65,7 +69,7 @@ def run_concurrently(committer, items):
         time.sleep(0.005)
     for t in threads:
         t.join(5)
-    return results, errors
+    return results
 
 
 def record(u, msg):
@@ -76,12 +80,24 @@ def test_concurrent_events_share_commits_and_apply_once():
     db = FakeDatabases()
     committer = GroupCommitter(db)
     events = [event(i) for i in range(8)]
-    results, errors = run_concurrently(committer, [(e, record) for e in events])
-    assert errors == {} and all(results[e.id] for e in events)
+    results = run_concurrently(committer, [(e, record) for e in events])
+    assert all(results[e.id] is True for e in events)
     assert sorted(db.rows, key=int) == [str(i) for i in range(8)]
     assert db.commits < 8  # batched
-    again, _ = run_concurrently(committer, [(events[0], record)])
+    assert all(db.pipelined)
+    again = run_concurrently(committer, [(events[0], record)])
     assert again[events[0].id] is False and len(db.rows) == 8  # a redelivery is skipped
+
+
+def test_a_batch_applies_each_event_once_even_if_it_holds_copies():
+    db = FakeDatabases()
+    committer = GroupCommitter(db)
+    first, second = event(1), event(2)
+    outcomes = committer.apply(
+        INFO, [work(first, record), work(first, record), work(second, record)]
+    )
+    assert outcomes == [True, False, True]
+    assert sorted(db.rows) == ["1", "2"] and db.commits == 1
 
 
 def test_a_failing_event_fails_alone():
@@ -92,15 +108,18 @@ def test_a_failing_event_fails_alone():
     def poison(u, msg):
         raise ValueError("bad event")
 
-    items = [(e, poison if i == 3 else record) for i, e in enumerate(events)]
-    results, errors = run_concurrently(committer, items)
-    assert set(errors) == {events[3].id} and isinstance(errors[events[3].id], ValueError)
+    outcomes = committer.apply(
+        INFO, [work(e, poison if i == 3 else record) for i, e in enumerate(events)]
+    )
+    assert isinstance(outcomes[3], ValueError)
+    assert [o for i, o in enumerate(outcomes) if i != 3] == [True] * 5
     assert sorted(db.rows, key=int) == ["0", "1", "2", "4", "5"]
-    with pytest.raises(ValueError):
-        committer.apply(INFO, events[3], poison)
+    # The batch failed as a whole, then each event ran on its own, without pipelining.
+    assert db.pipelined == [False] * 5
+    assert isinstance(committer.apply(INFO, [work(events[3], poison)])[0], ValueError)
 
 
-def test_the_committing_handler_returns_after_its_own_batch():
+def test_the_committing_caller_returns_after_its_own_batch():
     """Whoever commits hands over to the oldest waiter instead of serving everyone."""
     db = FakeDatabases()
     committer = GroupCommitter(db)
@@ -108,7 +127,7 @@ def test_the_committing_handler_returns_after_its_own_batch():
     start = time.monotonic()
 
     def go(ev):
-        committer.apply(INFO, ev, record)
+        committer.apply(INFO, [work(ev, record)])
         returned[ev.id] = time.monotonic() - start
 
     first = event(0)
@@ -123,3 +142,12 @@ def test_the_committing_handler_returns_after_its_own_batch():
         t.join(5)
     assert returned[first.id] < 0.09  # one commit, not the next batch as well
     assert len(db.rows) == 6 and db.commits == 2
+
+
+def test_a_caller_with_more_events_than_one_batch_commits_them_all(monkeypatch):
+    monkeypatch.setattr("ontrackio.core.groupcommit.MAX_BATCH", 3)
+    db = FakeDatabases()
+    committer = GroupCommitter(db)
+    outcomes = committer.apply(INFO, [work(event(i), record) for i in range(7)])
+    assert outcomes == [True] * 7 and db.commits == 3
+    assert sorted(db.rows, key=int) == [str(i) for i in range(7)]

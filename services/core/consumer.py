@@ -1,0 +1,205 @@
+"""Batched consumption for apply-once event handlers (nameko entrypoints).
+
+nameko's own event handler spawns a worker per message and acknowledges each one on its
+own. For handlers that only apply an event to a tenant's database (inbox row + effect),
+that per-message machinery cost more CPU than the work itself. `BatchEventHandler`
+consumes the same queues (same names, same bindings: core/topology.py) but:
+
+- the messages that are ready are taken together, grouped by tenant, and each group is
+  handed to one nameko worker (so a burst becomes a few workers, not hundreds); the
+  handler returns one outcome per message;
+- acknowledgements go out in order, several at a time (`basic.ack` with `multiple`), as
+  soon as every earlier delivery on the channel is settled (`AckTracker`);
+- a failed message is retried with backoff or parked in the dead-letter queue, one by
+  one, exactly as for per-message handlers (`retry_or_park`).
+
+Batching is self-clocking: when the worker keeps up, groups hold one or two events and
+latency stays low; when events arrive faster, more wait per group and each costs less.
+Batch handlers share one connection and channel of their own (their prefetch is larger
+than the per-message handlers', whose work, such as provisioning a database, is slow).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+
+from eventlet.queue import LightQueue
+from nameko.events import EventHandler
+from nameko.exceptions import ContainerBeingKilled
+from nameko.messaging import QueueConsumer
+
+from ontrackio.core import bus
+from ontrackio.core import events as ev
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP = 100  # events handed to one worker
+PREFETCH_CONFIG_KEY = "ONTRACK_EVENT_PREFETCH"
+DEFAULT_PREFETCH = 256
+
+
+class AckTracker:
+    """Which deliveries of one channel may be acknowledged, in delivery order.
+
+    `settle(tag, ack)` records that a delivery is done (acked, or handed back with a
+    reject); it returns the highest tag that may now be acknowledged with `multiple`
+    (every earlier delivery is settled, and that one was acked), or None.
+    """
+
+    def __init__(self) -> None:
+        self._outstanding: deque[int] = deque()
+        self._settled: dict[int, bool] = {}
+
+    def delivered(self, tag: int) -> None:
+        self._outstanding.append(tag)
+
+    def settle(self, tag: int, ack: bool = True) -> int | None:
+        self._settled[tag] = ack
+        upto = None
+        while self._outstanding and self._outstanding[0] in self._settled:
+            head = self._outstanding.popleft()
+            if self._settled.pop(head):
+                upto = head
+        return upto
+
+    def __len__(self) -> int:
+        return len(self._outstanding)
+
+
+class BatchQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, for batch handlers: no green thread per message, and
+    acknowledgements several at a time. One instance (connection, channel) per container,
+    apart from the consumer of per-message handlers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._trackers: dict[object, AckTracker] = {}
+
+    @property
+    def prefetch_count(self) -> int:
+        return int(self.container.config.get(PREFETCH_CONFIG_KEY, DEFAULT_PREFETCH))
+
+    def get_consumers(self, consumer_cls, channel):
+        self._trackers = {}  # a (re)connection: deliveries of the old channel are void
+        return super().get_consumers(consumer_cls, channel)
+
+    def handle_message(self, provider, body, message):
+        tracker = self._trackers.get(message.channel)
+        if tracker is None:
+            tracker = self._trackers[message.channel] = AckTracker()
+        tracker.delivered(message.delivery_tag)
+        provider.collect(body, message)  # in the consuming thread: must not block
+
+    def ack_message(self, message):
+        self._settle(message, True)
+
+    def requeue_message(self, message):
+        self._settle(message, False)
+
+    def _settle(self, message, ack: bool) -> None:
+        channel = message.channel
+        tracker = self._trackers.get(channel)
+        if tracker is None or not channel.connection:
+            return  # its channel is gone: the broker redelivers the message
+        try:
+            if not ack:
+                message.requeue()
+            upto = tracker.settle(message.delivery_tag, ack)
+            if upto is not None:
+                channel.basic_ack(upto, multiple=True)
+        except ConnectionError:  # closing: the broker redelivers what was not acked
+            pass
+
+
+class BatchEventHandler(EventHandler):
+    """An event handler whose method receives a list of message bodies of one tenant and
+    returns one outcome per body (True/False, or the exception that body raised)."""
+
+    queue_consumer = BatchQueueConsumer()
+
+    def __init__(self, *args, failure: Callable | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._failure = failure
+        self._ready: LightQueue | None = None
+
+    def setup(self):
+        super().setup()
+        self._ready = LightQueue()
+
+    def start(self):
+        super().start()
+        self.container.spawn_managed_thread(self._dispatch_forever, identifier=repr(self))
+
+    def collect(self, body, message) -> None:
+        self._ready.put((body, message))
+
+    def _dispatch_forever(self) -> None:
+        while True:
+            ready = [self._ready.get()]
+            while not self._ready.empty():
+                ready.append(self._ready.get_nowait())
+            for group in groups(ready):
+                bodies = [b for b, _ in group]
+                messages = [m for _, m in group]
+                try:
+                    self.container.spawn_worker(
+                        self, (bodies,), {}, handle_result=partial(self.handle_batch, messages)
+                    )
+                except ContainerBeingKilled:
+                    for m in messages:
+                        self.queue_consumer.requeue_message(m)
+
+    def handle_batch(self, messages, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None:
+            outcomes = [exc_info[1]] * len(messages)
+        else:
+            outcomes = list(result)
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                try:
+                    self._failure(self.queue.name, message, outcome)
+                except Exception:  # noqa: BLE001 - broker trouble: hand the message back
+                    log.exception("could not schedule a retry; requeueing")
+                    self.queue_consumer.requeue_message(message)
+                    continue
+            self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
+def groups(ready: list[tuple[object, object]]) -> list[list[tuple[object, object]]]:
+    """Ready (body, message) pairs grouped by tenant in arrival order, at most MAX_GROUP
+    per group; a body without a readable tenant is grouped with the other such bodies."""
+    by_tenant: dict[object, list] = {}
+    for body, message in ready:
+        tenant = body.get("tenant") if isinstance(body, dict) else None
+        by_tenant.setdefault(tenant if isinstance(tenant, str) else None, []).append(
+            (body, message)
+        )
+    out = []
+    for items in by_tenant.values():
+        out += [items[i : i + MAX_GROUP] for i in range(0, len(items), MAX_GROUP)]
+    return out
+
+
+def retry_or_park(publisher, settings, queue: str, message, exc: BaseException) -> None:
+    """Send a failed message to its queue's retry queue with backoff, or park it in the
+    dead-letter queue when it can never succeed or has used up its attempts."""
+    headers = dict(message.headers or {})
+    attempt = int(headers.get(bus.H_ATTEMPT, 0) or 0) + 1
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    headers.update({bus.H_ATTEMPT: attempt, bus.H_QUEUE: queue, bus.H_ERROR: error})
+    publisher.declare_retry_queues(queue)
+    if isinstance(exc, ev.InvalidEvent) or attempt >= settings.event_max_attempts:
+        log.error("parking message from %s after %d attempt(s): %s", queue, attempt, error)
+        publisher.send_raw(message.payload, queue=bus.DLQ, headers=headers)
+    else:
+        delay = bus.backoff_ms(settings.event_retry_base_ms, attempt)
+        log.warning(
+            "retrying message from %s in %d ms (attempt %d): %s", queue, delay, attempt, error
+        )
+        publisher.send_raw(
+            message.payload, queue=f"{queue}.retry", headers=headers, expiration_ms=delay
+        )
