@@ -40,6 +40,17 @@ def mark_sent(conn: psycopg.Connection, ids: list[str]) -> None:
     conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY(%s::uuid[])", (ids,))
 
 
+def mark_sent_alone(conn: psycopg.Connection, ids: list[str]) -> None:
+    """mark_sent as a statement of its own on an idle connection: one round trip, where a
+    transaction would add a BEGIN and a COMMIT."""
+    conn.autocommit = True
+    try:
+        mark_sent(conn, ids)
+    finally:
+        if not (conn.closed or conn.broken):
+            conn.autocommit = False
+
+
 def sweep(
     conn: psycopg.Connection, publisher: Publisher, *, min_age: float = 1.0, batch: int = 500
 ) -> int:
