@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import psycopg
 from google.protobuf.message import Message
@@ -100,31 +100,26 @@ class TenantDatabases:
     def key(self, info: TenantInfo) -> str:
         return f"{info.placement}/{self.names.tenant_database(info.slug)}"
 
-    def unit_of_work(self, info: TenantInfo, *, pipeline: bool = False):
+    def unit_of_work(self, info: TenantInfo):
         """A transaction on the tenant's database, committed when the block ends.
 
         Events emitted in it are handed to the relay right after the commit (see
         core/relay.py); the worker's sweep is the last resort.
-        With `pipeline`, statements are sent without waiting for each other's results
-        (psycopg pipeline mode) until a result is read; the commit ends the pipeline.
         Database failures raise Unavailable.
         """
         return self.unit_of_work_at(
             self.key(info),
             info.slug,
             lambda: self.clusters.tenant_conninfo(self.service, info.slug, info.placement),
-            pipeline=pipeline,
         )
 
     @contextmanager
-    def unit_of_work_at(
-        self, key: str, label: str, conninfo, *, pipeline: bool = False
-    ) -> Iterator[UnitOfWork]:
+    def unit_of_work_at(self, key: str, label: str, conninfo) -> Iterator[UnitOfWork]:
         """As unit_of_work, for any database with an outbox (e.g. a control database)."""
         with self.pools.connection(key, conninfo) as conn:
             uow = UnitOfWork(conn, label)
             try:
-                with conn.pipeline() if pipeline else nullcontext(), conn.transaction():
+                with conn.transaction():
                     yield uow
             except psycopg.OperationalError as exc:
                 raise Unavailable("database unavailable; retry later") from exc
