@@ -9,7 +9,8 @@ consumes the same queues (same names, same bindings: core/topology.py) but:
   handed to one nameko worker (so a burst becomes a few workers, not hundreds); the
   handler returns one outcome per message;
 - acknowledgements go out in order, several at a time (`basic.ack` with `multiple`), as
-  soon as every earlier delivery on the channel is settled (`AckTracker`);
+  soon as every earlier delivery on the channel is settled, or one by one behind a slow
+  delivery (`AckTracker`);
 - a failed message is retried with backoff or parked in the dead-letter queue, one by
   one, exactly as for per-message handlers (`retry_or_park`).
 
@@ -42,31 +43,56 @@ DEFAULT_PREFETCH = 256
 
 
 class AckTracker:
-    """Which deliveries of one channel may be acknowledged, in delivery order.
+    """Which deliveries of one channel to acknowledge, and how: several at a time in
+    delivery order, or one by one when an early delivery is slow.
 
     `settle(tag, ack)` records that a delivery is done (acked, or handed back with a
-    reject); it returns the highest tag that may now be acknowledged with `multiple`
-    (every earlier delivery is settled, and that one was acked), or None.
+    reject) and returns the acknowledgements to send now, as (tag, multiple) pairs. When
+    every earlier delivery is settled, one `basic.ack` with `multiple` covers the run. A
+    delivery still in flight holds back the acknowledgements of everything after it; once
+    `loose` of those wait, they are acknowledged one by one, so a slow tenant's event can
+    never fill the prefetch window and stall the other tenants' events behind it.
     """
 
-    def __init__(self) -> None:
-        self._outstanding: deque[int] = deque()
-        self._settled: dict[int, bool] = {}
+    def __init__(self, loose: int = 32) -> None:
+        self._loose = loose
+        self._order: deque[int] = deque()  # delivery order; may hold tags already acked
+        self._state: dict[int, bool | None] = {}  # None: in flight; else settled (acked?)
+        self._waiting = 0  # settled, behind a delivery in flight
 
     def delivered(self, tag: int) -> None:
-        self._outstanding.append(tag)
+        self._order.append(tag)
+        self._state[tag] = None
 
-    def settle(self, tag: int, ack: bool = True) -> int | None:
-        self._settled[tag] = ack
+    def settle(self, tag: int, ack: bool = True) -> list[tuple[int, bool]]:
+        if self._state.get(tag, False) is not None:
+            return []  # unknown or settled before
+        self._state[tag] = ack
+        self._waiting += 1
         upto = None
-        while self._outstanding and self._outstanding[0] in self._settled:
-            head = self._outstanding.popleft()
-            if self._settled.pop(head):
-                upto = head
-        return upto
+        while self._order:
+            head = self._order[0]
+            state = self._state.get(head, True)
+            if head in self._state and state is None:
+                break
+            self._order.popleft()
+            if head in self._state:
+                del self._state[head]
+                self._waiting -= 1
+                if state:
+                    upto = head
+        acks = [] if upto is None else [(upto, True)]
+        if self._waiting >= self._loose:
+            for t, state in list(self._state.items()):
+                if state is not None:
+                    del self._state[t]
+                    if state:
+                        acks.append((t, False))
+            self._waiting = 0
+        return acks
 
     def __len__(self) -> int:
-        return len(self._outstanding)
+        return len(self._state)
 
 
 class BatchQueueConsumer(QueueConsumer):
@@ -107,9 +133,8 @@ class BatchQueueConsumer(QueueConsumer):
         try:
             if not ack:
                 message.requeue()
-            upto = tracker.settle(message.delivery_tag, ack)
-            if upto is not None:
-                channel.basic_ack(upto, multiple=True)
+            for tag, multiple in tracker.settle(message.delivery_tag, ack):
+                channel.basic_ack(tag, multiple=multiple)
         except ConnectionError:  # closing: the broker redelivers what was not acked
             pass
 

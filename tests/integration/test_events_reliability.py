@@ -173,3 +173,29 @@ def test_a_burst_with_bad_events_applies_the_rest_once_and_acks_everything(
         eventually(lambda q=queue: unsettled(settings, q) == 0)
         assert sum(inbox_rows(settings, service, slug, e.id) for e in good) == len(good)
     assert subjects() == len(good)
+
+
+def test_a_blocked_tenant_does_not_stall_the_others(system, channels, settings, publisher):
+    """One tenant's event is stuck (its table locked) while another tenant's events, more
+    than the consumer's prefetch window, flow past it; the stuck one is applied after."""
+    stuck, busy = unique("sa"), unique("sb")
+    create_tenant(channels, stuck)
+    create_tenant(channels, busy)
+
+    def subjects(slug) -> int:
+        db = Names(settings.deployment, "privacy").tenant_database(slug)
+        with Clusters(settings).admin_connect("main", db) as conn:
+            return conn.execute("SELECT count(*) FROM data_subjects").fetchone()[0]
+
+    def user_created(slug, i):
+        msg = events_pb2.UserCreated(user_id=str(uuid.uuid4()), email=f"u{i}@{slug}.example")
+        return ev.new("identity.user_created", slug, msg)
+
+    db = Names(settings.deployment, "privacy").tenant_database(stuck)
+    many = settings.event_prefetch + 200
+    with Clusters(settings).admin_connect("main", db) as lock, lock.transaction():
+        lock.execute("LOCK TABLE data_subjects IN ACCESS EXCLUSIVE MODE")  # until the block ends
+        publisher.publish([user_created(stuck, 0)])
+        publisher.publish([user_created(busy, i) for i in range(many)])
+        eventually(lambda: subjects(busy) == many, timeout=60)
+    eventually(lambda: subjects(stuck) == 1)

@@ -13,11 +13,11 @@ def test_acks_wait_for_every_earlier_delivery():
     t = AckTracker()
     for tag in range(1, 6):
         t.delivered(tag)
-    assert t.settle(3) is None  # 1 and 2 still in flight
-    assert t.settle(2) is None
-    assert t.settle(1) == 3  # one ack, multiple, up to 3
-    assert t.settle(5) is None
-    assert t.settle(4) == 5
+    assert t.settle(3) == []  # 1 and 2 still in flight
+    assert t.settle(2) == []
+    assert t.settle(1) == [(3, True)]  # one ack, multiple, up to 3
+    assert t.settle(5) == []
+    assert t.settle(4) == [(5, True)]
     assert len(t) == 0
 
 
@@ -25,21 +25,43 @@ def test_a_requeued_delivery_is_settled_but_never_acknowledged():
     t = AckTracker()
     for tag in (1, 2, 3):
         t.delivered(tag)
-    assert t.settle(1) == 1
-    assert t.settle(3, ack=False) is None  # waits for 2
-    assert t.settle(2) == 2  # acks up to 2 only: 3 was handed back
+    assert t.settle(1) == [(1, True)]
+    assert t.settle(3, ack=False) == []  # waits for 2
+    assert t.settle(2) == [(2, True)]  # acks up to 2 only: 3 was handed back
     t.delivered(4)
-    assert t.settle(4, ack=False) is None
+    assert t.settle(4, ack=False) == []
     assert len(t) == 0
 
 
 def test_tags_are_channel_wide_across_queues():
-    t = AckTracker()
+    t = AckTracker(loose=1000)
     for tag in range(1, 101):
         t.delivered(tag)
     for tag in range(100, 1, -1):
-        assert t.settle(tag) is None
-    assert t.settle(1) == 100
+        assert t.settle(tag) == []
+    assert t.settle(1) == [(100, True)]
+
+
+def test_a_slow_delivery_does_not_hold_back_the_window():
+    """Behind a delivery in flight, settled ones are acked one by one once `loose` wait,
+    so the broker keeps delivering; the slow one is acked on its own when it is done."""
+    t = AckTracker(loose=4)
+    for tag in range(1, 10):
+        t.delivered(tag)
+    assert t.settle(2) == [] and t.settle(3) == [] and t.settle(4) == []
+    assert t.settle(5) == [(2, False), (3, False), (4, False), (5, False)]
+    assert t.settle(6) == []
+    assert t.settle(1) == [(6, True)]  # 1 and 6 (2-5 already left the window)
+    assert t.settle(7) == [(7, True)]
+    assert t.settle(9, ack=False) == [] and t.settle(8) == [(8, True)]
+    assert len(t) == 0
+
+
+def test_settling_twice_or_unknown_tags_sends_nothing():
+    t = AckTracker()
+    t.delivered(1)
+    assert t.settle(1) == [(1, True)]
+    assert t.settle(1) == [] and t.settle(42) == []
 
 
 def body(tenant, n):
