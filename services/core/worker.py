@@ -28,7 +28,12 @@ from opentelemetry import trace
 
 from ontrackio.core import events as ev
 from ontrackio.core import metrics, telemetry
-from ontrackio.core.consumer import PREFETCH_CONFIG_KEY, BatchEventHandler, retry_or_park
+from ontrackio.core.consumer import (
+    GATHER_CONFIG_KEY,
+    PREFETCH_CONFIG_KEY,
+    BatchEventHandler,
+    retry_or_park,
+)
 from ontrackio.core.groupcommit import GroupCommitter, Work
 from ontrackio.core.runtime import Runtime
 from ontrackio.core.v1 import core_pb2
@@ -291,6 +296,7 @@ def run_worker(service_cls: type, rt: Runtime) -> None:
         "AMQP_URI": rt.settings.amqp_url.get_secret_value(),
         "max_workers": rt.settings.worker_concurrency,
         PREFETCH_CONFIG_KEY: rt.settings.event_prefetch,
+        GATHER_CONFIG_KEY: rt.settings.event_gather_ms,
         "serializer": "json",
         "HEARTBEAT": 30,
     }
