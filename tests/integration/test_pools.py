@@ -54,7 +54,7 @@ def test_cap_holds_and_lru_tenant_gives_way(settings, databases, app_name):
     stats = pools.stats()
     assert stats.total == 3 and stats.evicted == 2 and stats.opened == 5
     # The survivors are the three most recently used tenants.
-    with pools._lock:
+    with pools._cond:
         assert list(pools._pools) == databases[-3:]
     pools.close()
     assert backends(settings, app_name) == []

@@ -47,13 +47,6 @@ class _Pool:
         return len(self.idle) + self.in_use + self.opening
 
 
-@dataclass
-class _Waiter:
-    key: str
-    since: float
-    wakeup: threading.Condition | None = None  # made when it first has to wait
-
-
 @dataclass(frozen=True)
 class PoolStats:
     total: int
@@ -95,13 +88,13 @@ class PoolManager:
         self.idle_seconds = idle_seconds
         self.acquire_timeout = acquire_timeout
         self._connect = connect or (lambda conninfo: psycopg.connect(conninfo))
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._pools: OrderedDict[str, _Pool] = OrderedDict()
         self._total = 0
         self._opened = self._closed = self._evicted = 0
         self._reaper: threading.Thread | None = None
         self._ticket = 0
-        self._waiting: dict[int, _Waiter] = {}  # by ticket, in order of arrival
+        self._waiting: dict[int, tuple[str, float]] = {}  # ticket -> (key, since), in order
         self._stopping = False
 
     # -- public ---------------------------------------------------------------------------
@@ -120,7 +113,7 @@ class PoolManager:
             self._release(key, conn)
 
     def stats(self) -> PoolStats:
-        with self._lock:
+        with self._cond:
             idle = sum(len(p.idle) for p in self._pools.values())
             in_use = sum(p.in_use for p in self._pools.values())
             return PoolStats(
@@ -137,7 +130,7 @@ class PoolManager:
         """Close connections idle longer than idle_seconds; returns how many."""
         now = time.monotonic() if now is None else now
         doomed: list[psycopg.Connection] = []
-        with self._lock:
+        with self._cond:
             for key in list(self._pools):
                 pool = self._pools[key]
                 keep = [(c, t) for c, t in pool.idle if now - t < self.idle_seconds]
@@ -148,14 +141,14 @@ class PoolManager:
             self._total -= len(doomed)
             self._closed += len(doomed)
             if doomed:
-                self._wake()
+                self._cond.notify_all()
         for conn in doomed:
             conn.close()
         return len(doomed)
 
     def drop(self, key: str) -> None:
         """Close every idle connection to `key` (before its database is dropped)."""
-        with self._lock:
+        with self._cond:
             pool = self._pools.get(key)
             doomed = [c for c, _ in pool.idle] if pool else []
             if pool:
@@ -164,7 +157,7 @@ class PoolManager:
                     del self._pools[key]
             self._total -= len(doomed)
             self._closed += len(doomed)
-            self._wake()
+            self._cond.notify_all()
         for conn in doomed:
             conn.close()
 
@@ -211,15 +204,15 @@ class PoolManager:
         deadline = time.monotonic() + self.acquire_timeout
         discard: list[psycopg.Connection] = []
         try:
-            with self._lock:
+            with self._cond:
                 self._ticket += 1
                 ticket = self._ticket
-                self._waiting[ticket] = _Waiter(key, time.monotonic())
+                self._waiting[ticket] = (key, time.monotonic())
                 try:
                     reused = self._acquire_locked(key, ticket, deadline, discard)
                 finally:
                     del self._waiting[ticket]
-                    self._wake()
+                    self._cond.notify_all()
         finally:
             for conn in discard:  # dead or evicted: closed outside the lock
                 conn.close()
@@ -227,17 +220,8 @@ class PoolManager:
             return reused
         return self._open(key, conninfo)
 
-    def _can_open(self, key: str, pool: _Pool | None) -> bool:
-        """Whether a caller for `key` could open a connection now, evicting another
-        database's idle one if the process cap requires it (lock held)."""
-        if (pool.size if pool else 0) >= self.max_per_tenant:
-            return False
-        return self._total < self.max_total or any(
-            k != key and p.idle for k, p in self._pools.items()
-        )
-
-    def _servable(self, until: int | None = None) -> Iterator[tuple[int, _Waiter]]:
-        """The waiters (up to ticket `until`) who may take a connection now (lock held).
+    def _older_waiter_servable(self, ticket: int, key: str) -> bool:
+        """Whether someone who has waited longer should be served first (lock held).
 
         Connections go first come, first served rather than to whichever thread wakes
         first — with one exception that keeps connections warm: a caller that can reuse an
@@ -246,36 +230,29 @@ class PoolManager:
         Without it, callers of several tenants sharing a small cap would evict each other's
         connections on every request.
         """
+        mine = self._pools.get(key)
+        reuse = mine is not None and bool(mine.idle)
         now = time.monotonic()
-        older_reuses = older_opens = older_opens_graced = False
-        for ticket, waiter in self._waiting.items():
-            if until is not None and ticket > until:
-                return
-            pool = self._pools.get(waiter.key)
-            reuse = pool is not None and bool(pool.idle)
-            opens = not reuse and self._can_open(waiter.key, pool)
-            if not (older_reuses or older_opens_graced or (older_opens and not reuse)):
-                if reuse or opens:
-                    yield ticket, waiter
-            older_reuses |= reuse
-            if opens:
-                older_opens = True
-                older_opens_graced |= now - waiter.since >= AFFINITY_GRACE
-
-    def _wake(self) -> None:
-        """Notify the waiters who may take a connection now, and only them (lock held):
-        waking every waiter on each release costs each of them a thread switch and a
-        pass over the table, most of them for nothing."""
-        for _, waiter in self._servable():
-            if waiter.wakeup is not None:
-                waiter.wakeup.notify()
+        for other, (other_key, since) in self._waiting.items():
+            if other >= ticket:
+                break
+            pool = self._pools.get(other_key)
+            if pool is not None and pool.idle:
+                return True
+            if (pool.size if pool else 0) < self.max_per_tenant and (
+                self._total < self.max_total
+                or any(k != other_key and p.idle for k, p in self._pools.items())
+            ):
+                if not reuse or now - since >= AFFINITY_GRACE:
+                    return True
+        return False
 
     def _acquire_locked(
         self, key: str, ticket: int, deadline: float, discard: list[psycopg.Connection]
     ) -> psycopg.Connection | None:
         """A reused connection, or None with a slot reserved to open one (lock held)."""
         while True:
-            if any(t == ticket for t, _ in self._servable(until=ticket)):
+            if not self._older_waiter_servable(ticket, key):
                 pool = self._pools.get(key)
                 if pool is None:
                     pool = self._pools[key] = _Pool()
@@ -305,10 +282,7 @@ class PoolManager:
                 if pool is not None:
                     self._forget_if_empty(key, pool)
                 raise PoolTimeout("no database connection available; retry later")
-            waiter = self._waiting[ticket]
-            if waiter.wakeup is None:
-                waiter.wakeup = threading.Condition(self._lock)
-            waiter.wakeup.wait(remaining)
+            self._cond.wait(remaining)
 
     def _open(self, key: str, conninfo: Callable[[], str]) -> psycopg.Connection:
         """Open the connection for the slot reserved in `key`'s pool."""
@@ -316,16 +290,16 @@ class PoolManager:
         try:
             conn = self._connect(conninfo())
         except BaseException as exc:
-            with self._lock:  # give the reserved slot back, whatever went wrong
+            with self._cond:  # give the reserved slot back, whatever went wrong
                 pool.opening -= 1
                 self._total -= 1
                 self._forget_if_empty(key, pool)
-                self._wake()
+                self._cond.notify_all()
             if not isinstance(exc, psycopg.Error):
                 raise
             log.warning("connect to %s failed: %s", key, type(exc).__name__)
             raise Unavailable("database unavailable; retry later") from exc
-        with self._lock:
+        with self._cond:
             pool.opening -= 1
             pool.in_use += 1
             self._opened += 1
@@ -338,7 +312,7 @@ class PoolManager:
                 conn.rollback()
             except psycopg.Error:
                 healthy = False
-        with self._lock:
+        with self._cond:
             pool = self._pools.get(key)
             if pool is None:  # cannot happen while in_use > 0; be safe
                 pool = self._pools[key] = _Pool()
@@ -351,6 +325,6 @@ class PoolManager:
                 self._closed += 1
                 if pool.size == 0:
                     del self._pools[key]
-            self._wake()
+            self._cond.notify_all()
         if not keep:
             conn.close()
