@@ -44,10 +44,9 @@ from ontrackio.core import events as ev
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 100  # events handed to one worker
+# nameko config keys, set by core/worker.py from the settings (which hold the defaults).
 PREFETCH_CONFIG_KEY = "ONTRACK_EVENT_PREFETCH"
-DEFAULT_PREFETCH = 256
 GATHER_CONFIG_KEY = "ONTRACK_EVENT_GATHER_MS"
-DEFAULT_GATHER_MS = 15.0
 
 
 class AckTracker:
@@ -114,7 +113,7 @@ class BatchQueueConsumer(QueueConsumer):
 
     @property
     def prefetch_count(self) -> int:
-        return int(self.container.config.get(PREFETCH_CONFIG_KEY, DEFAULT_PREFETCH))
+        return int(self.container.config[PREFETCH_CONFIG_KEY])
 
     def get_consumers(self, consumer_cls, channel):
         self._trackers = {}  # a (re)connection: deliveries of the old channel are void
@@ -170,7 +169,7 @@ class BatchEventHandler(EventHandler):
         self._ready.put((body, message))
 
     def _dispatch_forever(self) -> None:
-        gather = float(self.container.config.get(GATHER_CONFIG_KEY, DEFAULT_GATHER_MS)) / 1000
+        gather = float(self.container.config[GATHER_CONFIG_KEY]) / 1000
         while True:
             ready = [self._ready.get()]
             if gather:
@@ -189,20 +188,24 @@ class BatchEventHandler(EventHandler):
                         self.queue_consumer.requeue_message(m)
 
     def handle_batch(self, messages, worker_ctx, result=None, exc_info=None):
-        if exc_info is not None:
-            outcomes = [exc_info[1]] * len(messages)
-        else:
-            outcomes = list(result)
+        outcomes = [exc_info[1]] * len(messages) if exc_info is not None else list(result)
         for message, outcome in zip(messages, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                try:
-                    self._failure(self.queue.name, message, outcome)
-                except Exception:  # noqa: BLE001 - broker trouble: hand the message back
-                    log.exception("could not schedule a retry; requeueing")
-                    self.queue_consumer.requeue_message(message)
-                    continue
-            self.queue_consumer.ack_message(message)
+            failed = outcome if isinstance(outcome, BaseException) else None
+            settle(self.queue_consumer, message, failed, partial(self._failure, self.queue.name))
         return result, exc_info
+
+
+def settle(consumer, message, failed: BaseException | None, failure: Callable) -> None:
+    """Acknowledge a handled message; a failed one is first handed to `failure` (retry or
+    park, see `retry_or_park`), and goes back to its queue if even that fails."""
+    if failed is not None:
+        try:
+            failure(message, failed)
+        except Exception:  # noqa: BLE001 - broker trouble: hand the message back
+            log.exception("could not schedule a retry; requeueing")
+            consumer.requeue_message(message)
+            return
+    consumer.ack_message(message)
 
 
 def groups(ready: list[tuple[object, object]]) -> list[list[tuple[object, object]]]:

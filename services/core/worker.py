@@ -23,7 +23,6 @@ from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.runners import ServiceRunner
 from nameko.timer import timer
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from ontrackio.core import events as ev
@@ -33,6 +32,7 @@ from ontrackio.core.consumer import (
     PREFETCH_CONFIG_KEY,
     BatchEventHandler,
     retry_or_park,
+    settle,
 )
 from ontrackio.core.groupcommit import GroupCommitter, Work
 from ontrackio.core.runtime import Runtime
@@ -71,15 +71,8 @@ class ReliableEventHandler(EventHandler):
     """An event handler that retries failures with backoff, then parks them in the DLQ."""
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
-        if exc_info is not None:
-            try:
-                rt = runtime()
-                retry_or_park(rt.publisher, rt.settings, self.queue.name, message, exc_info[1])
-            except Exception:  # noqa: BLE001 - broker trouble: hand the message back
-                log.exception("could not schedule a retry; requeueing")
-                self.queue_consumer.requeue_message(message)
-                return result, exc_info
-        self.queue_consumer.ack_message(message)
+        failed = exc_info[1] if exc_info is not None else None
+        settle(self.queue_consumer, message, failed, functools.partial(_failure, self.queue.name))
         return result, exc_info
 
 
@@ -96,25 +89,16 @@ def on(source: str, name: str):
         @functools.wraps(fn)
         def handler(self, body):
             event = ev.from_wire(body)
-            token = otel_context.attach(telemetry.extract(event.trace))
-            try:
-                with telemetry.tracer("ontrackio.events").start_as_current_span(
-                    f"consume {event.type}",
-                    kind=trace.SpanKind.CONSUMER,
-                    attributes={"ontrack.tenant": event.tenant, "ontrack.event_id": event.id},
-                ):
-                    service = runtime().service
-                    _observe_lag(service, event)
-                    try:
-                        result = fn(self, event)
-                    except Exception:
-                        metrics.EVENTS_HANDLED.labels(service, event.type, "failed").inc()
-                        raise
-                    outcome = "duplicate" if result is False else "applied"
-                    metrics.EVENTS_HANDLED.labels(service, event.type, outcome).inc()
-                    return result
-            finally:
-                otel_context.detach(token)
+            service = runtime().service
+            with trace.use_span(_consumer_span(event), end_on_exit=True):
+                _observe_lag(service, event)
+                try:
+                    result = fn(self, event)
+                except Exception as exc:
+                    _count(service, event.type, exc)
+                    raise
+                _count(service, event.type, result is not False)
+                return result
 
         return ReliableEventHandler.decorator(source, name)(handler)
 
@@ -140,6 +124,26 @@ def applies(source: str, name: str):
     return decorate
 
 
+def _consumer_span(event: ev.Event) -> trace.Span:
+    """The span of consuming `event`, in the trace of the request that emitted it."""
+    return telemetry.tracer("ontrackio.events").start_span(
+        f"consume {event.type}",
+        context=telemetry.extract(event.trace),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={"ontrack.tenant": event.tenant, "ontrack.event_id": event.id},
+    )
+
+
+def _count(service: str, event_type: str, outcome: bool | BaseException) -> None:
+    """One handled event by outcome: applied (True), duplicate (False) or failed."""
+    label = (
+        "failed"
+        if isinstance(outcome, BaseException)
+        else ("applied" if outcome else "duplicate")
+    )
+    metrics.EVENTS_HANDLED.labels(service, event_type, label).inc()
+
+
 def _observe_lag(service: str, event: ev.Event) -> None:
     metrics.EVENT_LAG.labels(service, event.type).observe(
         max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
@@ -152,7 +156,6 @@ def apply_batch(rt: Runtime, bodies: list, effect) -> list[bool | BaseException]
     outcomes: list[bool | BaseException | None] = [None] * len(bodies)
     by_tenant: dict[str, list[tuple[int, Work]]] = {}
     spans = []
-    tracer = telemetry.tracer("ontrackio.events")
     for i, body in enumerate(bodies):
         try:
             event = ev.from_wire(body)
@@ -161,12 +164,7 @@ def apply_batch(rt: Runtime, bodies: list, effect) -> list[bool | BaseException]
             outcomes[i] = exc
             continue
         _observe_lag(rt.service, event)
-        span = tracer.start_span(
-            f"consume {event.type}",
-            context=telemetry.extract(event.trace),
-            kind=trace.SpanKind.CONSUMER,
-            attributes={"ontrack.tenant": event.tenant, "ontrack.event_id": event.id},
-        )
+        span = _consumer_span(event)
         spans.append((i, span))
         work = Work(event, message, effect, trace.set_span_in_context(span))
         by_tenant.setdefault(event.tenant, []).append((i, work))
@@ -185,15 +183,8 @@ def apply_batch(rt: Runtime, bodies: list, effect) -> list[bool | BaseException]
             span.set_status(trace.StatusCode.ERROR)
         span.end()
     for body, outcome in zip(bodies, outcomes, strict=True):
-        label = (
-            "failed"
-            if isinstance(outcome, BaseException)
-            else ("applied" if outcome else "duplicate")
-        )
         event_type = body.get("type") if isinstance(body, dict) else None
-        metrics.EVENTS_HANDLED.labels(
-            rt.service, event_type if event_type in ev.REGISTRY else "unknown", label
-        ).inc()
+        _count(rt.service, event_type if event_type in ev.REGISTRY else "unknown", outcome)
     return outcomes
 
 
