@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from ontrackio.core.grpcclient import tenant as tenant_md
@@ -64,14 +65,21 @@ def ontrack(system, *args: str, timeout: float = 120) -> subprocess.CompletedPro
     )
 
 
-def start_gateway(system, name: str, ready_dir, **env: str):
-    """Start an extra gateway process with `env` overrides; returns (process, log file)
-    once it reports ready. The caller terminates it."""
+@contextmanager
+def extra_gateway(system, name: str, ready_dir, **env: str) -> Iterator[int]:
+    """An extra gateway process on a port of its own with `env` overrides, ready when the
+    block starts and stopped when it ends; yields its port."""
     import os
 
-    from ontrackio.devtools.stack import ROOT
+    from ontrackio.devtools.stack import ROOT, free_port
 
-    full = {**system.env(), "ONTRACK_READY_DIR": str(ready_dir), **env}
+    port = free_port()
+    full = {
+        **system.env(),
+        "ONTRACK_READY_DIR": str(ready_dir),
+        "ONTRACK_GATEWAY_PORT": str(port),
+        **env,
+    }
     log = open(system.run_dir / f"{name}.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ontrackio.gateway.main"],
@@ -80,8 +88,11 @@ def start_gateway(system, name: str, ready_dir, **env: str):
         stderr=subprocess.STDOUT,
         cwd=ROOT,
     )
-    eventually(lambda: os.path.exists(os.path.join(ready_dir, "gateway.ready")), timeout=60)
-    return proc, log
+    try:
+        eventually(lambda: os.path.exists(os.path.join(ready_dir, "gateway.ready")), timeout=60)
+        yield port
+    finally:
+        stop_process(proc, log)
 
 
 def stop_process(proc, log) -> None:

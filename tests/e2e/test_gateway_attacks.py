@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from ontrackio.devtools.stack import free_port
 from ontrackio.identity.v1 import access_pb2 as apb
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
@@ -27,7 +26,7 @@ from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     tenant_a_fixture,
     tenant_b_fixture,
 )
-from tests.helpers import create_tenant, eventually, md, start_gateway, stop_process
+from tests.helpers import create_tenant, eventually, extra_gateway, md
 
 pytestmark = pytest.mark.e2e
 
@@ -332,20 +331,15 @@ def test_revocation_takes_effect_at_every_worker_within_a_second(gateway, channe
 @pytest.fixture(scope="module")
 def proxied(system, tmp_path_factory):
     """A second gateway listening on [::1] that trusts ::1 as its proxy."""
-    port = free_port()
-    proc, log = start_gateway(
+    with extra_gateway(
         system,
         "gateway-proxied",
         tmp_path_factory.mktemp("proxied"),
-        ONTRACK_GATEWAY_PORT=str(port),
         ONTRACK_GATEWAY_HOST="::1",
         ONTRACK_GATEWAY_WORKERS="1",
         ONTRACK_GATEWAY_TRUSTED_PROXIES="::1/128",
-    )
-    try:
+    ) as port:
         yield port
-    finally:
-        stop_process(proc, log)
 
 
 def test_trusted_proxy_forwarding_ipv6_and_mapped_addresses(proxied, channels):

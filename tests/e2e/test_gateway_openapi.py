@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from ontrackio.devtools.stack import ROOT, free_port
+from ontrackio.devtools.stack import ROOT
 from tests.conftest import unique
 from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     gateway_fixture,
@@ -17,7 +17,7 @@ from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     request_bytes,
     tenant_a_fixture,
 )
-from tests.helpers import create_tenant, start_gateway, stop_process
+from tests.helpers import create_tenant, extra_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -25,21 +25,16 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def relaxed(system, tmp_path_factory):
     """The gateway with rate limits raised, so the fuzzer is not answered 429 throughout."""
-    port = free_port()
-    proc, log = start_gateway(
+    with extra_gateway(
         system,
         "gateway-relaxed",
         tmp_path_factory.mktemp("relaxed"),
-        ONTRACK_GATEWAY_PORT=str(port),
         ONTRACK_GATEWAY_RATE_LIMIT_IP_PER_SECOND="10000",
         ONTRACK_GATEWAY_RATE_LIMIT_IP_BURST="10000",
         ONTRACK_GATEWAY_RATE_LIMIT_TOKEN_PER_SECOND="10000",
         ONTRACK_GATEWAY_RATE_LIMIT_TOKEN_BURST="10000",
-    )
-    try:
+    ) as port:
         yield port
-    finally:
-        stop_process(proc, log)
 
 
 def test_document_covers_every_route(gateway, tenant_a):
