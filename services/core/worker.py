@@ -108,10 +108,14 @@ def on(source: str, name: str):
 def applies(source: str, name: str):
     """Apply events "<source>.<name>" to their tenant's database, once each.
 
-    The method is the effect: `method(self, uow, payload)` runs in the tenant's
-    transaction together with the event's inbox row, so a redelivered event is skipped.
-    Messages are consumed in batches (core/consumer.py) and a tenant's events share a
-    transaction (core/groupcommit.py); a failing event is retried or parked on its own.
+    The method is the effect: `method(self, uow, payloads)` gets the parsed payloads of
+    events not applied before, in delivery order, and applies them all (one statement,
+    ideally) in the tenant's transaction that also records their inbox rows, so a
+    redelivered event is skipped. Messages are consumed in batches (core/consumer.py) and a
+    tenant's events share a transaction (core/groupcommit.py); if the effect fails, each
+    event is applied again on its own, and a failing one is retried or parked alone. An
+    effect that emits events names each one's `cause` (UnitOfWork.emit) to continue its
+    trace.
     """
 
     def decorate(effect):
@@ -137,9 +141,7 @@ def _consumer_span(event: ev.Event) -> trace.Span:
 def _count(service: str, event_type: str, outcome: bool | BaseException) -> None:
     """One handled event by outcome: applied (True), duplicate (False) or failed."""
     label = (
-        "failed"
-        if isinstance(outcome, BaseException)
-        else ("applied" if outcome else "duplicate")
+        "failed" if isinstance(outcome, BaseException) else ("applied" if outcome else "duplicate")
     )
     metrics.EVENTS_HANDLED.labels(service, event_type, label).inc()
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from ontrackio.core.db.tenantdb import UnitOfWork
 
 
-def record_asset(u: UnitOfWork, asset_id: str, kind: str, owner_user_id: str) -> None:
+def record_assets(u: UnitOfWork, assets: list[tuple[str, str, bool]]) -> None:
+    """Record new assets (asset_id, kind, has_owner) in one statement; one known already
+    keeps its facts."""
     u.conn.execute(
-        "INSERT INTO asset_facts (asset_id, kind, has_owner) VALUES (%s, %s, %s)"
+        "INSERT INTO asset_facts (asset_id, kind, has_owner)"
+        " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bool[])"
         " ON CONFLICT (asset_id) DO NOTHING",
-        (asset_id, kind, bool(owner_user_id)),
+        ([a[0] for a in assets], [a[1] for a in assets], [a[2] for a in assets]),
     )
 
 

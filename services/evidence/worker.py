@@ -11,8 +11,8 @@ class EvidenceWorker(ServiceWorker):
     name = "evidence"
 
     @applies("inventory", "asset_created")
-    def handle_asset_created(self, u, m):
-        metrics.record_asset(u, m.asset_id, m.kind, m.owner_user_id)
+    def handle_asset_created(self, u, payloads):
+        metrics.record_assets(u, [(m.asset_id, m.kind, bool(m.owner_user_id)) for m in payloads])
 
 
 def main() -> None:

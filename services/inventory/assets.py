@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from ontrackio.core import paging
@@ -48,17 +49,22 @@ def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]
     return paging.keyset_page(u.conn, SELECT, "a.id", size, token)
 
 
-def record_owner(u: UnitOfWork, user_id: str, email: str) -> None:
+def record_owners(u: UnitOfWork, people: Iterable[tuple[str, str]]) -> None:
+    """Record possible asset owners (user_id, email) in one statement; a known one takes
+    the new email (listed twice: the later wins, as if recorded one after the other)."""
+    latest = dict(people)
     u.conn.execute(
-        "INSERT INTO owners (user_id, email) VALUES (%s, %s) ON CONFLICT (user_id)"
-        " DO UPDATE SET email = excluded.email, updated_at = now()",
-        (user_id, email),
+        "INSERT INTO owners (user_id, email) SELECT * FROM unnest(%s::uuid[], %s::text[])"
+        " ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, updated_at = now()",
+        (list(latest), list(latest.values())),
     )
 
 
-def record_leaver(u: UnitOfWork, user_id: str) -> None:
+def record_leavers(u: UnitOfWork, user_ids: Iterable[str]) -> None:
+    """Mark owners as having left (known or not yet), in one statement."""
     u.conn.execute(
-        "INSERT INTO owners (user_id, email, active) VALUES (%s, '', false) ON CONFLICT (user_id)"
-        " DO UPDATE SET active = false, updated_at = now()",
-        (user_id,),
+        "INSERT INTO owners (user_id, email, active)"
+        " SELECT DISTINCT id, '', false FROM unnest(%s::uuid[]) AS id"
+        " ON CONFLICT (user_id) DO UPDATE SET active = false, updated_at = now()",
+        (list(user_ids),),
     )

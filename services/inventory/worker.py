@@ -11,12 +11,12 @@ class InventoryWorker(ServiceWorker):
     name = "inventory"
 
     @applies("identity", "user_created")
-    def handle_user_created(self, u, m):
-        assets.record_owner(u, m.user_id, m.email)
+    def handle_user_created(self, u, payloads):
+        assets.record_owners(u, [(m.user_id, m.email) for m in payloads])
 
     @applies("identity", "user_deactivated")
-    def handle_user_deactivated(self, u, m):
-        assets.record_leaver(u, m.user_id)
+    def handle_user_deactivated(self, u, payloads):
+        assets.record_leavers(u, [m.user_id for m in payloads])
 
 
 def main() -> None:

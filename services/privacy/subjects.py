@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ontrackio.core import paging
@@ -9,11 +10,15 @@ from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.errors import NotFound
 
 
-def record(u: UnitOfWork, user_id: str, email: str) -> None:
+def record(u: UnitOfWork, people: Iterable[tuple[str, str]]) -> None:
+    """Record data subjects (user_id, email) in one statement; a known one takes the new
+    email (listed twice: the later wins, as if recorded one after the other)."""
+    latest = dict(people)
     u.conn.execute(
-        "INSERT INTO data_subjects (user_id, email) VALUES (%s, %s)"
+        "INSERT INTO data_subjects (user_id, email)"
+        " SELECT * FROM unnest(%s::uuid[], %s::text[])"
         " ON CONFLICT (user_id) DO UPDATE SET email = excluded.email",
-        (user_id, email),
+        (list(latest), list(latest.values())),
     )
 
 

@@ -11,8 +11,8 @@ class PrivacyWorker(ServiceWorker):
     name = "privacy"
 
     @applies("identity", "user_created")
-    def handle_user_created(self, u, m):
-        subjects.record(u, m.user_id, m.email)
+    def handle_user_created(self, u, payloads):
+        subjects.record(u, [(m.user_id, m.email) for m in payloads])
 
 
 def main() -> None:

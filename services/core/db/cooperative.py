@@ -64,4 +64,3 @@ def use_cooperative_wait() -> None:
 
 def cooperative_wait_enabled() -> bool:
     return psycopg.waiting.wait is wait_green
-

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import psycopg
 from google.protobuf.message import Message
+from opentelemetry import context as otel_context
 
 from ontrackio.core import events as ev
 from ontrackio.core import outbox
@@ -31,6 +32,8 @@ class UnitOfWork:
         self.tenant = tenant
         self.events: list[ev.Event] = []
         self.await_publish = False
+        # While an event consumer's effect runs: each payload's trace context (see emit).
+        self.causes: dict[int, otel_context.Context] = {}
 
     def emit(
         self,
@@ -39,13 +42,24 @@ class UnitOfWork:
         tenant: str | None = None,
         *,
         await_publish: bool = False,
+        cause: Message | None = None,
     ) -> ev.Event:
         """Record an event in the outbox, in this transaction (about `tenant`, by default
-        this unit's)."""
+        this unit's).
+
+        `cause`: in an event consumer's effect, the payload this event follows from; the new
+        event then continues that payload's trace (an effect receives several payloads at
+        once, so the current trace context is not theirs)."""
         # `await_publish`: the unit of work returns only once the broker has the event (best
         # effort, bounded) — for changes others must see at once, such as revocations.
         self.await_publish |= await_publish
-        event = ev.new(event_type, self.tenant if tenant is None else tenant, message)
+        context = self.causes.get(id(cause)) if cause is not None else None
+        token = otel_context.attach(context) if context is not None else None
+        try:
+            event = ev.new(event_type, self.tenant if tenant is None else tenant, message)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
         outbox.add(self.conn, event)
         self.events.append(event)
         return event

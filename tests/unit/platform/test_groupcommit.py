@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from unittest.mock import patch
 
 from opentelemetry import context as otel_context
 
@@ -70,8 +71,8 @@ def run_concurrently(committer, items):
     return results
 
 
-def record(u, msg):
-    u.rows.append(msg.user_id)
+def record(u, payloads):
+    u.rows += [m.user_id for m in payloads]
 
 
 def test_concurrent_events_share_commits_and_apply_once():
@@ -102,7 +103,7 @@ def test_a_failing_event_fails_alone():
     committer = GroupCommitter(db)
     events = [event(i) for i in range(6)]
 
-    def poison(u, msg):
+    def poison(u, payloads):
         raise ValueError("bad event")
 
     outcomes = committer.apply(
@@ -147,3 +148,58 @@ def test_a_caller_with_more_events_than_one_batch_commits_them_all(monkeypatch):
     outcomes = committer.apply(INFO, [work(event(i), record) for i in range(7)])
     assert outcomes == [True] * 7 and db.commits == 3
     assert sorted(db.rows, key=int) == [str(i) for i in range(7)]
+
+
+def test_an_effect_takes_its_consecutive_events_at_once_in_order():
+    """Runs of one effect are applied together; events of another effect in between keep
+    their place (a leaver is never applied before its joiner)."""
+    db = FakeDatabases()
+    committer = GroupCommitter(db)
+    calls = []
+
+    def joiners(u, payloads):
+        calls.append(("join", [m.user_id for m in payloads]))
+
+    def leavers(u, payloads):
+        calls.append(("leave", [m.user_id for m in payloads]))
+
+    effects = [joiners, joiners, leavers, joiners, joiners, joiners]
+    outcomes = committer.apply(INFO, [work(event(i), f) for i, f in enumerate(effects)])
+    assert outcomes == [True] * 6 and db.commits == 1
+    assert calls == [("join", ["0", "1"]), ("leave", ["2"]), ("join", ["3", "4", "5"])]
+
+
+def test_events_an_effect_emits_continue_their_causes_trace():
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from ontrackio.core.db.tenantdb import UnitOfWork
+
+    tracer = TracerProvider().get_tracer("test")
+    spans = [tracer.start_span(f"consume {i}") for i in range(3)]
+    events = [event(i) for i in range(3)]
+    emitted = {}
+
+    class Unit(FakeUnit, UnitOfWork):
+        def __init__(self, db):
+            FakeUnit.__init__(self, db)
+            UnitOfWork.__init__(self, conn=None, tenant="acme")
+
+    class Databases(FakeDatabases):
+        @contextmanager
+        def unit_of_work(self, info):
+            yield Unit(self)
+
+    def follow_up(u, payloads):
+        for m in payloads:
+            with patch("ontrackio.core.outbox.add"):  # no database here
+                emitted[m.user_id] = u.emit("identity.user_deactivated", m, cause=m).trace
+
+    items = [
+        Work(e, e.message(), follow_up, trace.set_span_in_context(s))
+        for e, s in zip(events, spans, strict=True)
+    ]
+    assert GroupCommitter(Databases()).apply(INFO, items) == [True] * 3
+    for i, s in enumerate(spans):
+        trace_id = format(s.get_span_context().trace_id, "032x")
+        assert trace_id in emitted[str(i)]["traceparent"]
