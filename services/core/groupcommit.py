@@ -130,11 +130,18 @@ def _runs(items: list[Work]) -> list[list[Work]]:
     before an earlier one of another type, such as a leaver before its joiner)."""
     runs: list[list[Work]] = []
     for item in items:
-        if runs and runs[-1][0].effect == item.effect:
+        if runs and _function(runs[-1][0].effect) is _function(item.effect):
             runs[-1].append(item)
         else:
             runs.append([item])
     return runs
+
+
+def _function(effect: Effect):
+    """What an effect runs: the same handler method bound to another service instance
+    (nameko makes one per worker, so concurrent groups carry different partials) is the
+    same effect."""
+    return getattr(effect, "func", effect)
 
 
 def _apply_run(u: UnitOfWork, run: list[Work]) -> None:

@@ -4,6 +4,7 @@ database)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from contextlib import contextmanager
@@ -203,3 +204,21 @@ def test_events_an_effect_emits_continue_their_causes_trace():
     for i, s in enumerate(spans):
         trace_id = format(s.get_span_context().trace_id, "032x")
         assert trace_id in emitted[str(i)]["traceparent"]
+
+
+def test_one_handler_of_several_service_instances_is_one_effect():
+    """nameko binds a handler to a new service instance per worker: events queued by
+    concurrent workers still share one effect call."""
+    calls = []
+
+    class Service:
+        def effect(self, u, payloads):
+            calls.append([m.user_id for m in payloads])
+
+    db = FakeDatabases()
+    committer = GroupCommitter(db)
+    events = [event(i) for i in range(4)]
+    outcomes = committer.apply(
+        INFO, [work(e, functools.partial(Service.effect, Service())) for e in events]
+    )
+    assert outcomes == [True] * 4 and calls == [["0", "1", "2", "3"]]
