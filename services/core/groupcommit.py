@@ -145,13 +145,10 @@ def _function(effect: Effect):
 
 
 def _apply_run(u: UnitOfWork, run: list[Work]) -> None:
-    """One effect call for a run; events it emits continue the trace of their cause (the
-    single event's when the run holds one)."""
+    """One effect call for a run; events it emits continue the trace of their cause
+    (UnitOfWork.emit)."""
     u.causes = {id(item.message): item.context for item in run}
-    token = otel_context.attach(run[0].context) if len(run) == 1 else None
     try:
         run[0].effect(u, [item.message for item in run])
     finally:
         u.causes = {}
-        if token is not None:
-            otel_context.detach(token)

@@ -49,11 +49,15 @@ class UnitOfWork:
 
         `cause`: in an event consumer's effect, the payload this event follows from; the new
         event then continues that payload's trace (an effect receives several payloads at
-        once, so the current trace context is not theirs)."""
+        once, so the current trace context is not theirs). Without it, an effect given one
+        payload continues that payload's trace."""
         # `await_publish`: the unit of work returns only once the broker has the event (best
         # effort, bounded) — for changes others must see at once, such as revocations.
         self.await_publish |= await_publish
-        context = self.causes.get(id(cause)) if cause is not None else None
+        if cause is not None:
+            context = self.causes.get(id(cause))
+        else:
+            context = next(iter(self.causes.values())) if len(self.causes) == 1 else None
         token = otel_context.attach(context) if context is not None else None
         try:
             event = ev.new(event_type, self.tenant if tenant is None else tenant, message)

@@ -205,6 +205,16 @@ def test_events_an_effect_emits_continue_their_causes_trace():
         trace_id = format(s.get_span_context().trace_id, "032x")
         assert trace_id in emitted[str(i)]["traceparent"]
 
+    def implicit(u, payloads):  # one payload: its trace without naming the cause
+        with patch("ontrackio.core.outbox.add"):
+            emitted["one"] = u.emit("identity.user_deactivated", payloads[0]).trace
+
+    alone = event(9)
+    span = tracer.start_span("consume alone")
+    item = Work(alone, alone.message(), implicit, trace.set_span_in_context(span))
+    assert GroupCommitter(Databases()).apply(INFO, [item]) == [True]
+    assert format(span.get_span_context().trace_id, "032x") in emitted["one"]["traceparent"]
+
 
 def test_one_handler_of_several_service_instances_is_one_effect():
     """nameko binds a handler to a new service instance per worker: events queued by
