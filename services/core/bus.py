@@ -3,10 +3,12 @@
 Exchanges follow nameko's convention ("<service>.events", topic, durable) so nameko
 event handlers in the workers consume what this module publishes.
 
-A handler that fails is retried with exponential backoff: the message is re-published to
-"<queue>.retry", whose dead-letter target is the handler's own queue, with a per-message
-expiry. After `max_attempts` it is parked in the dead-letter queue "ontrack.dlq" with the
-queue it came from and the last error; `ontrack dlq list|replay` works on that queue.
+Events published together with one routing key share a message (a pack: its body is the
+list of their envelopes). A handler that fails on an event is retried with exponential
+backoff: that event alone is re-published to "<queue>.retry", whose dead-letter target is
+the handler's own queue, with a per-message expiry. After `max_attempts` it is parked in
+the dead-letter queue "ontrack.dlq" with the queue it came from and the last error, so the
+DLQ holds one event per message; `ontrack dlq list|replay` works on that queue.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ DLQ = "ontrack.dlq"
 H_ATTEMPT = "x-ontrack-attempt"
 H_QUEUE = "x-ontrack-queue"
 H_ERROR = "x-ontrack-error"
+H_EVENTS = "x-ontrack-events"  # on a pack: how many envelopes its body holds
+MAX_PACK = 100  # events in one message
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
 
 
@@ -131,22 +135,30 @@ class Publisher:
                         raise
 
     def publish(self, events: list[Event]) -> None:
-        """Publish every event, confirmed by the broker; raises if that cannot be done."""
+        """Publish every event, confirmed by the broker; raises if that cannot be done.
+
+        Events with the same routing key travel together: one message per key (and per
+        MAX_PACK events) whose body is the list of their envelopes, in the order given. A
+        lone event is a message of its own with its envelope as the body. The broker's
+        work, the consumers' frames and acknowledgements are per message, so at a few
+        hundred events/s a pack costs about what one event did.
+        """
 
         def send(producer: kombu.Producer) -> list[int]:
             declared: set[str] = set()
             tags = []
-            for event in events:
-                exchange = events_exchange(event.source)
+            for (source, name), pack in packs(events):
+                exchange = events_exchange(source)
                 if exchange.name not in declared:
                     producer.maybe_declare(exchange)
                     declared.add(exchange.name)
-                headers = {"x-ontrack-event-id": event.id, **event.trace}
-                tags.append(
-                    self._send(
-                        event.to_wire(), exchange=exchange, routing_key=event.name, headers=headers
-                    )
-                )
+                if len(pack) == 1:
+                    body: Any = pack[0].to_wire()
+                    headers = {"x-ontrack-event-id": pack[0].id, **pack[0].trace}
+                else:
+                    body = [e.to_wire() for e in pack]
+                    headers = {H_EVENTS: len(pack)}
+                tags.append(self._send(body, exchange=exchange, routing_key=name, headers=headers))
             return tags
 
         self._with_retry(send)
@@ -178,6 +190,19 @@ class Publisher:
     def close(self) -> None:
         with self._lock:
             self._reset()
+
+
+def packs(events: list[Event]) -> list[tuple[tuple[str, str], list[Event]]]:
+    """`events` by (source, routing key) in order of first appearance, each in the order
+    given and cut into lists of at most MAX_PACK."""
+    by_key: dict[tuple[str, str], list[Event]] = {}
+    for event in events:
+        by_key.setdefault((event.source, event.name), []).append(event)
+    return [
+        (key, same[i : i + MAX_PACK])
+        for key, same in by_key.items()
+        for i in range(0, len(same), MAX_PACK)
+    ]
 
 
 def retry_queue(queue: str) -> Queue:

@@ -104,8 +104,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=30, ge=1, le=200)
     # Unacknowledged messages a worker's batch handlers may hold (core/consumer.py).
     event_prefetch: int = Field(default=256, ge=1, le=65535)
-    # How long a worker's batch handlers let a burst gather before taking it (core/consumer.py).
-    event_gather_ms: float = Field(default=15.0, ge=0, le=1000)
+    # How long a worker's batch handlers let a burst gather before taking it (core/consumer.py;
+    # 0: events arrive in packs, which measured faster and cheaper than any pause).
+    event_gather_ms: float = Field(default=0.0, ge=0, le=1000)
     # Tenant databases created or dropped at once by one worker: each holds admin
     # connections, so a burst of new tenants must not exhaust the server.
     provision_concurrency: int = Field(default=2, ge=1, le=20)

@@ -5,22 +5,24 @@ own. For handlers that only apply an event to a tenant's database (inbox row + e
 that per-message machinery cost more CPU than the work itself. `BatchEventHandler`
 consumes the same queues (same names, same bindings: core/topology.py) but:
 
-- the messages that are ready are taken together, grouped by tenant, and each group is
-  handed to one nameko worker (so a burst becomes a few workers, not hundreds); the
-  handler returns one outcome per message;
+- the events of the messages that are ready are taken together, grouped by tenant, and
+  each group is handed to one nameko worker (so a burst becomes a few workers, not
+  hundreds); the handler returns one outcome per event;
+- a message may carry several events (a pack, core/bus.py): its events are handled like
+  any others and the message is acknowledged once all of them are settled (`Delivery`);
 - acknowledgements go out in order, several at a time (`basic.ack` with `multiple`), as
   soon as every earlier delivery on the channel is settled, or one by one behind a slow
   delivery (`AckTracker`);
-- a failed message is retried with backoff or parked in the dead-letter queue, one by
-  one, exactly as for per-message handlers (`retry_or_park`).
+- a failed event is retried with backoff or parked in the dead-letter queue alone, exactly
+  as for per-message handlers (`retry_or_park`).
 
-Batching is self-clocking: when the worker keeps up, groups hold one or two events and
-latency stays low; when events arrive faster, more wait per group and each costs less.
-Before taking what is ready, the dispatcher lets a burst gather for
-`ONTRACK_EVENT_GATHER_MS` (15 ms): the relay publishes in bursts, and taking the first
-messages of one alone made groups of one or two. Measured with the bench's paced run at
-500 events/s: without it two of three rounds saturated the consumers (p50 150-220 ms,
-p99 ~700 ms); with it the p50 stayed at 50-60 ms.
+Batching is self-clocking: when the worker keeps up, groups hold the events of a pack or
+two and latency stays low; when events arrive faster, more wait per group and each costs
+less. The dispatcher can let a burst gather for `ONTRACK_EVENT_GATHER_MS` before taking
+what is ready; it is 0 since events travel in packs. (With one event per message a 15 ms
+pause was needed: the consumers otherwise saturated at 500 events/s on groups of one or
+two. With packs, the bench's paced run at 500 events/s measured p50 16 ms, p99 27-48 ms
+without the pause against p50 35 ms, p99 46-52 ms with it, and less CPU per event.)
 Batch handlers share one connection and channel of their own (their prefetch is larger
 than the per-message handlers', whose work, such as provisioning a database, is slow).
 """
@@ -146,9 +148,32 @@ class BatchQueueConsumer(QueueConsumer):
             pass
 
 
+class Delivery:
+    """One AMQP message and the events its body carries (one, or a pack): the message is
+    acknowledged once each of its events is settled, or handed back to its queue if one of
+    them could not be (the inboxes absorb the events that are then delivered again)."""
+
+    __slots__ = ("message", "remaining", "handed_back")
+
+    def __init__(self, message, events: int) -> None:
+        self.message = message
+        self.remaining = events
+        self.handed_back = False
+
+    def settled(self, consumer, handed_back: bool = False) -> None:
+        """One of its events is done; `handed_back`: it must be delivered again."""
+        self.handed_back |= handed_back
+        self.remaining -= 1
+        if self.remaining == 0:
+            if self.handed_back:
+                consumer.requeue_message(self.message)
+            else:
+                consumer.ack_message(self.message)
+
+
 class BatchEventHandler(EventHandler):
-    """An event handler whose method receives a list of message bodies of one tenant and
-    returns one outcome per body (True/False, or the exception that body raised)."""
+    """An event handler whose method receives a list of event envelopes of one tenant and
+    returns one outcome per envelope (True/False, or the exception that envelope raised)."""
 
     queue_consumer = BatchQueueConsumer()
 
@@ -166,7 +191,10 @@ class BatchEventHandler(EventHandler):
         self.container.spawn_managed_thread(self._dispatch_forever, identifier=repr(self))
 
     def collect(self, body, message) -> None:
-        self._ready.put((body, message))
+        envelopes = ev.unpack(body)
+        delivery = Delivery(message, len(envelopes))
+        for envelope in envelopes:
+            self._ready.put((envelope, delivery))
 
     def _dispatch_forever(self) -> None:
         gather = float(self.container.config[GATHER_CONFIG_KEY]) / 1000
@@ -177,45 +205,47 @@ class BatchEventHandler(EventHandler):
             while not self._ready.empty():
                 ready.append(self._ready.get_nowait())
             for group in groups(ready):
-                bodies = [b for b, _ in group]
-                messages = [m for _, m in group]
+                envelopes = [b for b, _ in group]
+                deliveries = [d for _, d in group]
                 try:
                     self.container.spawn_worker(
-                        self, (bodies,), {}, handle_result=partial(self.handle_batch, messages)
+                        self, (envelopes,), {}, handle_result=partial(self.handle_batch, group)
                     )
                 except ContainerBeingKilled:
-                    for m in messages:
-                        self.queue_consumer.requeue_message(m)
+                    for delivery in deliveries:
+                        delivery.settled(self.queue_consumer, handed_back=True)
 
-    def handle_batch(self, messages, worker_ctx, result=None, exc_info=None):
-        outcomes = [exc_info[1]] * len(messages) if exc_info is not None else list(result)
-        for message, outcome in zip(messages, outcomes, strict=True):
-            failed = outcome if isinstance(outcome, BaseException) else None
-            settle(self.queue_consumer, message, failed, partial(self._failure, self.queue.name))
+    def handle_batch(self, group, worker_ctx, result=None, exc_info=None):
+        outcomes = [exc_info[1]] * len(group) if exc_info is not None else list(result)
+        failure = partial(self._failure, self.queue.name)
+        for (envelope, delivery), outcome in zip(group, outcomes, strict=True):
+            settle(self.queue_consumer, delivery, envelope, outcome, failure)
         return result, exc_info
 
 
-def settle(consumer, message, failed: BaseException | None, failure: Callable) -> None:
-    """Acknowledge a handled message; a failed one is first handed to `failure` (retry or
-    park, see `retry_or_park`), and goes back to its queue if even that fails."""
-    if failed is not None:
+def settle(consumer, delivery: Delivery, envelope, outcome, failure: Callable) -> None:
+    """Settle one handled event of `delivery`: a failed one (its outcome an exception) is
+    first handed to `failure(envelope, headers, exc)` (retry or park it alone, see
+    `retry_or_park`); if even that fails, its message goes back to its queue."""
+    handed_back = False
+    if isinstance(outcome, BaseException):
         try:
-            failure(message, failed)
+            failure(envelope, delivery.message.headers, outcome)
         except Exception:  # noqa: BLE001 - broker trouble: hand the message back
             log.exception("could not schedule a retry; requeueing")
-            consumer.requeue_message(message)
-            return
-    consumer.ack_message(message)
+            handed_back = True
+    delivery.settled(consumer, handed_back)
 
 
 def groups(ready: list[tuple[object, object]]) -> list[list[tuple[object, object]]]:
-    """Ready (body, message) pairs grouped by tenant in arrival order, at most MAX_GROUP
-    per group; a body without a readable tenant is grouped with the other such bodies."""
+    """Ready (envelope, delivery) pairs grouped by tenant in arrival order, at most
+    MAX_GROUP per group; an envelope without a readable tenant is grouped with the other
+    such envelopes."""
     by_tenant: dict[object, list] = {}
-    for body, message in ready:
+    for body, delivery in ready:
         tenant = body.get("tenant") if isinstance(body, dict) else None
         by_tenant.setdefault(tenant if isinstance(tenant, str) else None, []).append(
-            (body, message)
+            (body, delivery)
         )
     out = []
     for items in by_tenant.values():
@@ -223,22 +253,22 @@ def groups(ready: list[tuple[object, object]]) -> list[list[tuple[object, object
     return out
 
 
-def retry_or_park(publisher, settings, queue: str, message, exc: BaseException) -> None:
-    """Send a failed message to its queue's retry queue with backoff, or park it in the
-    dead-letter queue when it can never succeed or has used up its attempts."""
-    headers = dict(message.headers or {})
+def retry_or_park(publisher, settings, queue: str, envelope, headers, exc: BaseException) -> None:
+    """Send a failed event (its envelope, alone, with the headers of the message it came
+    in) to its queue's retry queue with backoff, or park it in the dead-letter queue when
+    it can never succeed or has used up its attempts."""
+    headers = dict(headers or {})
+    headers.pop(bus.H_EVENTS, None)  # it travels alone from here on
     attempt = int(headers.get(bus.H_ATTEMPT, 0) or 0) + 1
     error = f"{type(exc).__name__}: {exc}"[:500]
     headers.update({bus.H_ATTEMPT: attempt, bus.H_QUEUE: queue, bus.H_ERROR: error})
     publisher.declare_retry_queues(queue)
     if isinstance(exc, ev.InvalidEvent) or attempt >= settings.event_max_attempts:
-        log.error("parking message from %s after %d attempt(s): %s", queue, attempt, error)
-        publisher.send_raw(message.payload, queue=bus.DLQ, headers=headers)
+        log.error("parking an event from %s after %d attempt(s): %s", queue, attempt, error)
+        publisher.send_raw(envelope, queue=bus.DLQ, headers=headers)
     else:
         delay = bus.backoff_ms(settings.event_retry_base_ms, attempt)
         log.warning(
-            "retrying message from %s in %d ms (attempt %d): %s", queue, delay, attempt, error
+            "retrying an event from %s in %d ms (attempt %d): %s", queue, delay, attempt, error
         )
-        publisher.send_raw(
-            message.payload, queue=f"{queue}.retry", headers=headers, expiration_ms=delay
-        )
+        publisher.send_raw(envelope, queue=f"{queue}.retry", headers=headers, expiration_ms=delay)

@@ -4,7 +4,9 @@ An event type is "<service>.<noun>_<past-verb>". It travels on the topic exchang
 "<service>.events" (nameko's naming; deployments are kept apart by
 RabbitMQ virtual host) with the part after the dot as routing key, as a JSON
 envelope: id, tenant, type, schema_version, occurred_at, trace, payload (the JSON mapping
-of the protobuf message registered for the type).
+of the protobuf message registered for the type). Events published together with the same
+routing key travel as one message whose body is a list of envelopes (a pack, see
+core/bus.py): every consumer reads a body with `unpack`.
 """
 
 from __future__ import annotations
@@ -108,6 +110,14 @@ def new(event_type: str, tenant: str, message: Message) -> Event:
         payload=json_format.MessageToDict(message, preserving_proto_field_name=True),
         trace=telemetry.inject(),
     )
+
+
+def unpack(body: Any) -> list[Any]:
+    """The envelopes a message body carries: a pack (a non-empty list) holds several; any
+    other body is one, which `from_wire` validates (an empty list is refused there)."""
+    if isinstance(body, list) and body:
+        return body
+    return [body]
 
 
 def from_wire(body: Any) -> Event:

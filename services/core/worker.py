@@ -31,6 +31,7 @@ from ontrackio.core.consumer import (
     GATHER_CONFIG_KEY,
     PREFETCH_CONFIG_KEY,
     BatchEventHandler,
+    Delivery,
     retry_or_park,
     settle,
 )
@@ -68,37 +69,52 @@ def runtime() -> Runtime:
 
 
 class ReliableEventHandler(EventHandler):
-    """An event handler that retries failures with backoff, then parks them in the DLQ."""
+    """An event handler that retries failures with backoff, then parks them in the DLQ.
+
+    Its method receives a message body and returns (envelope, outcome) for each event the
+    body carries (see `on`); each failed one is retried or parked alone."""
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
-        failed = exc_info[1] if exc_info is not None else None
-        settle(self.queue_consumer, message, failed, functools.partial(_failure, self.queue.name))
+        if exc_info is not None:  # the handler failed as a whole: every event with it
+            result = [(envelope, exc_info[1]) for envelope in ev.unpack(message.payload)]
+        delivery = Delivery(message, len(result))
+        failure = functools.partial(_failure, self.queue.name)
+        for envelope, outcome in result:
+            settle(self.queue_consumer, delivery, envelope, outcome, failure)
         return result, exc_info
 
 
-def _failure(queue: str, message, exc: BaseException) -> None:
+def _failure(queue: str, envelope, headers, exc: BaseException) -> None:
     rt = runtime()
-    retry_or_park(rt.publisher, rt.settings, queue, message, exc)
+    retry_or_park(rt.publisher, rt.settings, queue, envelope, headers, exc)
 
 
 def on(source: str, name: str):
-    """Handle events "<source>.<name>" one message at a time; the method receives a
-    validated `Event`. For effects on the tenant's database use `applies`."""
+    """Handle events "<source>.<name>" one at a time; the method receives a validated
+    `Event`. For effects on the tenant's database use `applies`."""
 
     def decorate(fn):
-        @functools.wraps(fn)
-        def handler(self, body):
-            event = ev.from_wire(body)
+        def one(self, body) -> bool | BaseException:
+            try:
+                event = ev.from_wire(body)
+            except ev.InvalidEvent as exc:
+                return exc
             service = runtime().service
-            with trace.use_span(_consumer_span(event), end_on_exit=True):
+            with trace.use_span(_consumer_span(event), end_on_exit=True) as span:
                 _observe_lag(service, event)
                 try:
-                    result = fn(self, event)
-                except Exception as exc:
-                    _count(service, event.type, exc)
-                    raise
-                _count(service, event.type, result is not False)
+                    result = fn(self, event) is not False
+                except Exception as exc:  # noqa: BLE001 - retried or parked by handle_result
+                    log.warning("%s failed on %s", fn.__qualname__, event.type, exc_info=True)
+                    span.record_exception(exc)
+                    span.set_status(trace.StatusCode.ERROR)
+                    result = exc
+                _count(service, event.type, result)
                 return result
+
+        @functools.wraps(fn)
+        def handler(self, body) -> list[tuple[object, bool | BaseException]]:
+            return [(envelope, one(self, envelope)) for envelope in ev.unpack(body)]
 
         return ReliableEventHandler.decorator(source, name)(handler)
 

@@ -67,12 +67,13 @@ class InvalidationListener:
         self._thread.join(timeout=3)
 
     def _handle(self, body, message) -> None:
-        try:
-            event = ev.from_wire(body)
-        except ev.InvalidEvent as exc:
-            log.warning("ignoring malformed event: %s", exc)
-        else:
-            self.loop.call_soon_threadsafe(self.on_event, event)
+        for envelope in ev.unpack(body):  # one event, or a pack of them
+            try:
+                event = ev.from_wire(envelope)
+            except ev.InvalidEvent as exc:
+                log.warning("ignoring malformed event: %s", exc)
+            else:
+                self.loop.call_soon_threadsafe(self.on_event, event)
         message.ack()
 
     def _run(self) -> None:

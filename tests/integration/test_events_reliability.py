@@ -1,5 +1,6 @@
 """Events over the real RabbitMQ: duplicates applied once, poison messages retried then
-parked in the dead-letter queue, listed and replayed by the CLI."""
+parked in the dead-letter queue, listed and replayed by the CLI; a pack (several events in
+one message) settled event by event."""
 
 from __future__ import annotations
 
@@ -177,7 +178,8 @@ def test_a_burst_with_bad_events_applies_the_rest_once_and_acks_everything(
 
 def test_a_blocked_tenant_does_not_stall_the_others(system, channels, settings, publisher):
     """One tenant's event is stuck (its table locked) while another tenant's events, more
-    than the consumer's prefetch window, flow past it; the stuck one is applied after."""
+    messages than the consumer's prefetch window, flow past it; the stuck one is applied
+    after. Each event is published alone (one message each: a pack would fill no window)."""
     stuck, busy = unique("sa"), unique("sb")
     create_tenant(channels, stuck)
     create_tenant(channels, busy)
@@ -196,6 +198,44 @@ def test_a_blocked_tenant_does_not_stall_the_others(system, channels, settings, 
     with Clusters(settings).admin_connect("main", db) as lock, lock.transaction():
         lock.execute("LOCK TABLE data_subjects IN ACCESS EXCLUSIVE MODE")  # until the block ends
         publisher.publish([user_created(stuck, 0)])
-        publisher.publish([user_created(busy, i) for i in range(many)])
+        for i in range(many):
+            publisher.publish([user_created(busy, i)])
         eventually(lambda: subjects(busy) == many, timeout=60)
     eventually(lambda: subjects(stuck) == 1)
+
+
+def test_a_pack_for_per_message_handlers_parks_its_bad_event_alone(
+    system, channels, settings, publisher
+):
+    """A pack of a bad tenant_created and a good one (repeated for a live tenant, which
+    provisioning absorbs) reaches the four services' per-message handlers: the bad event is
+    parked alone at once in each, as a single envelope, and every message is settled."""
+    if not infra.can_manage_vhosts():
+        pytest.fail("this test needs rabbitmqctl to read the queue's unacknowledged count")
+    slug = unique("k")
+    create_tenant(channels, slug)
+    again = ev.new(
+        "identity.tenant_created",
+        slug,
+        events_pb2.TenantCreated(
+            slug=slug, name="Again", tier="business", region="eu-central-1", placement="main"
+        ),
+    )
+    bad = dataclasses.replace(again, id=str(uuid.uuid4()), payload={"slug": {"nested": 1}})
+    publisher.publish([bad, again])
+
+    def parked(event_id):
+        listed = json.loads(ontrack(system, "dlq", "list").stdout)
+        return [p for p in listed if p["event_id"] == event_id]
+
+    found = eventually(lambda: len(parked(bad.id)) == 4 and parked(bad.id), timeout=30)
+    assert {p["queue"].split("--")[1] for p in found} == {
+        f"{service}.handle_tenant_created"
+        for service in ("identity", "inventory", "privacy", "evidence")
+    }
+    assert all(p["attempts"] == 1 and "InvalidEvent" in p["error"] for p in found)
+    assert all(p["body"] == bad.to_wire() for p in found)  # alone, not the pack
+    for service in ("identity", "inventory", "privacy", "evidence"):
+        queue = f"evt-identity-tenant_created--{service}.handle_tenant_created"
+        eventually(lambda q=queue: unsettled(settings, q) == 0)
+    assert parked(again.id) == []

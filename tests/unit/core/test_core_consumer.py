@@ -1,12 +1,14 @@
 """Batched consumption without a broker: acknowledgements in delivery order, several at a
-time, and ready messages grouped by tenant."""
+time, ready events grouped by tenant, a pack acknowledged once all its events are settled,
+and a failed event retried or parked alone."""
 
 from __future__ import annotations
 
 import pytest
 
-from ontrackio.core import consumer
-from ontrackio.core.consumer import AckTracker, groups
+from ontrackio.core import bus, consumer
+from ontrackio.core import events as ev
+from ontrackio.core.consumer import AckTracker, Delivery, groups, settle
 
 
 def test_acks_wait_for_every_earlier_delivery():
@@ -85,3 +87,80 @@ def test_groups_hold_at_most_max_group(n):
     out = groups(ready)
     assert all(len(g) <= consumer.MAX_GROUP for g in out)
     assert [item for g in out for item in g] == ready
+
+
+class FakeConsumer:
+    def __init__(self):
+        self.acked, self.requeued = [], []
+
+    def ack_message(self, message):
+        self.acked.append(message)
+
+    def requeue_message(self, message):
+        self.requeued.append(message)
+
+
+class FakeMessage:
+    def __init__(self, headers=None):
+        self.headers = headers or {}
+
+
+def test_a_pack_is_acknowledged_once_every_event_is_settled():
+    c, m = FakeConsumer(), FakeMessage()
+    d = Delivery(m, 3)
+    failed = []
+    settle(c, d, {"n": 1}, True, None)
+    settle(c, d, {"n": 2}, ValueError("boom"), lambda e, h, exc: failed.append(e))
+    assert c.acked == [] and failed == [{"n": 2}]  # retried alone, the message still held
+    settle(c, d, {"n": 3}, False, None)
+    assert c.acked == [m] and c.requeued == []
+
+
+def test_a_pack_goes_back_to_its_queue_if_a_failed_event_cannot_be_retried():
+    c, m = FakeConsumer(), FakeMessage()
+    d = Delivery(m, 2)
+
+    def broker_down(envelope, headers, exc):
+        raise ConnectionError("down")
+
+    settle(c, d, {"n": 1}, RuntimeError("x"), broker_down)
+    settle(c, d, {"n": 2}, True, None)
+    assert c.requeued == [m] and c.acked == []
+
+
+class FakePublisher:
+    def __init__(self):
+        self.sent = []
+
+    def declare_retry_queues(self, queue):
+        pass
+
+    def send_raw(self, body, *, queue, headers, expiration_ms=None):
+        self.sent.append((body, queue, headers, expiration_ms))
+
+
+class Settings:
+    event_max_attempts = 3
+    event_retry_base_ms = 100
+
+
+def test_a_failed_event_of_a_pack_is_retried_alone_then_parked():
+    p = FakePublisher()
+    envelope = {"id": "e1"}
+    headers = {bus.H_EVENTS: 5, "other": "kept"}
+    consumer.retry_or_park(p, Settings, "q", envelope, headers, RuntimeError("later"))
+    body, queue, sent_headers, expiry = p.sent[-1]
+    assert (body, queue, expiry) == (envelope, "q.retry", 100)
+    assert bus.H_EVENTS not in sent_headers and sent_headers["other"] == "kept"
+    assert sent_headers[bus.H_ATTEMPT] == 1 and "RuntimeError: later" in sent_headers[bus.H_ERROR]
+    assert headers == {bus.H_EVENTS: 5, "other": "kept"}  # the message's own are untouched
+    consumer.retry_or_park(p, Settings, "q", envelope, sent_headers, RuntimeError("later"))
+    assert p.sent[-1][1] == "q.retry" and p.sent[-1][3] == 200
+    consumer.retry_or_park(p, Settings, "q", envelope, p.sent[-1][2], RuntimeError("later"))
+    assert p.sent[-1][1] == bus.DLQ and p.sent[-1][2][bus.H_ATTEMPT] == 3
+
+
+def test_an_invalid_event_is_parked_at_once():
+    p = FakePublisher()
+    consumer.retry_or_park(p, Settings, "q", [], {}, ev.InvalidEvent("bad"))
+    assert p.sent[-1][1] == bus.DLQ and p.sent[-1][2][bus.H_ATTEMPT] == 1

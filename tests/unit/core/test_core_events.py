@@ -186,3 +186,29 @@ def test_event_source_and_name_split_at_first_dot():
         payload={},
     )
     assert (event.source, event.name) == ("privacy", "tenant_dropped")
+
+
+def test_a_pack_unpacks_into_its_envelopes_and_anything_else_is_one():
+    a, b = wire(), wire(id=str(uuid.uuid4()))
+    assert events.unpack([a, b]) == [a, b]
+    assert events.unpack(a) == [a]
+    assert events.unpack("junk") == ["junk"]
+    with pytest.raises(InvalidEvent):  # an empty pack is refused, not silently accepted
+        events.from_wire(*events.unpack([]))
+
+
+def test_packs_group_by_routing_key_in_order_and_cap_their_size():
+    from ontrackio.core import bus
+
+    ready = core_pb2.TenantReady(slug="acme", service="privacy", schema_version=1)
+    c = [created() for _ in range(bus.MAX_PACK + 3)]
+    r = [events.new("privacy.tenant_ready", "acme", ready) for _ in range(2)]
+    mixed = [c[0], r[0], *c[1:], r[1]]
+    out = bus.packs(mixed)
+    assert [key for key, _ in out] == [
+        ("identity", "tenant_created"),
+        ("identity", "tenant_created"),
+        ("privacy", "tenant_ready"),
+    ]
+    assert out[0][1] == c[: bus.MAX_PACK] and out[1][1] == c[bus.MAX_PACK :]
+    assert out[2][1] == r
