@@ -5,6 +5,7 @@ Both are enforced before any route parses.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -15,6 +16,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ontrackio.gateway.problems import response_from_http_exception
 
 DEFAULT_MAX_JSON_DEPTH = 32
+
+# Bounded "lingering close" for refused bodies (see BodyLimitMiddleware): at most this many bytes
+# past the limit are read and thrown away, for at most this long, before the 413 is sent.
+# 4 MiB covers the usual honest overshoot (a file a few MiB too big) and is what a ~17 Mbit/s
+# uplink sends within the 2 s; beyond that the drain would rarely finish in time anyway. It is an
+# absolute amount, not a multiple of the limit, so the bandwidth a refused request can make the
+# gateway waste stays the same however large max_body_bytes is configured. Memory is no concern:
+# each chunk is dropped as it arrives (uvicorn stops reading the socket past 64 KiB unread).
+DRAIN_BYTES = 4 * 1024 * 1024
+DRAIN_SECONDS = 2.0
 
 # A JSON string, or an unterminated one running to the end. Possessive and always matching, so
 # scanning is linear even for adversarial quote/backslash soup.
@@ -101,11 +112,28 @@ class BodyLimitMiddleware:
     """413 when Content-Length or the streamed body passes ``max_bytes``.
 
     The streamed body is counted too (chunked, or lying about length).
+
+    Before answering, the rest of the body is read and discarded, up to ``drain_bytes`` past the
+    limit and for at most ``drain_seconds`` (a bounded form of nginx's lingering close). Why:
+    the 413 closes the connection, and closing a socket that still has unread request bytes, or
+    that receives more afterwards, makes the kernel send a RST. A client still uploading then
+    gets "connection reset" on its send, and the RST may discard the 413 before it is read.
+    Bodies that cannot be drained within the budget (declared larger, or still streaming when
+    the budget or the time runs out) are refused straight away, as before.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        drain_bytes: int = DRAIN_BYTES,
+        drain_seconds: float = DRAIN_SECONDS,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.drain_budget = max_bytes + drain_bytes  # total body bytes the drain may reach
+        self.drain_seconds = drain_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,6 +145,11 @@ class BodyLimitMiddleware:
             await response_from_http_exception(exc)(scope, receive, send)
             return
         if declared is not None and declared > self.max_bytes:
+            # A client waiting for "100 Continue" has not sent the body and, given the final
+            # status instead, will not: nothing to drain, and calling receive() would make
+            # uvicorn send the 100 and invite the upload.
+            if declared <= self.drain_budget and not _expects_continue(scope["headers"]):
+                await self._drain(receive, received=0)
             await response_from_http_exception(BodyTooLarge(self.max_bytes))(scope, receive, send)
             return
         received = 0
@@ -128,6 +161,10 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    # Drained here rather than where BodyTooLarge is caught, so the body is
+                    # also drained when the app itself turns the exception into the 413.
+                    if message.get("more_body", False):
+                        await self._drain(receive, received)
                     raise BodyTooLarge(self.max_bytes)
             return message
 
@@ -142,6 +179,32 @@ class BodyLimitMiddleware:
             if started:
                 raise
             await response_from_http_exception(exc)(scope, receive, send)
+
+    async def _drain(self, receive: Receive, received: int) -> None:
+        """Read and discard the body until its end, the drain budget or the time bound.
+
+        ``received`` is what was already read. Before the response starts, uvicorn's receive()
+        hands over the body as it arrives (``more_body`` false on the last chunk), and
+        ``http.disconnect`` once the client is gone; it is safe to cancel at the time bound.
+        """
+        try:
+            async with asyncio.timeout(self.drain_seconds):
+                while received <= self.drain_budget:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # client went away
+                    received += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        return  # all read: closing now sends a FIN, not a RST
+        except TimeoutError:
+            pass  # a slow or stalled client gets the 413 anyway (and perhaps a RST)
+
+
+def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name.lower() == b"expect" and value.strip().lower() == b"100-continue"
+        for name, value in headers
+    )
 
 
 def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:

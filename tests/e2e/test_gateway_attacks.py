@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from ontrackio.gateway.limits import DRAIN_BYTES, DRAIN_SECONDS
+from ontrackio.gateway.settings import GatewaySettings
 from ontrackio.identity.v1 import access_pb2 as apb
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
@@ -232,12 +234,15 @@ def test_oversized_and_deeply_nested_bodies_never_reach_a_service(gateway, tenan
     host = gateway.host(tenant_a)
     before = gateway.metric("ontrack_gateway_upstream_calls", method="CreateAsset")
     big = b'{"name": "' + b"x" * 2_000_000 + b'", "kind": "saas"}'
+    # The gateway reads (and discards) the refused body before answering, so the client gets to
+    # send it all and read the 413 (test_oversized_uploads_get_the_413_not_a_connection_reset).
     r = raw(
         gateway.port,
         request_bytes("POST", "/api/v1/assets", host, auth, big, close=True),
         source=new_source(),
     )
     assert r.status == 413
+    assert r.headers["content-type"] == "application/problem+json"
     # Declared length says nothing about the lie: a body longer than declared is not read.
     lying = request_bytes(
         "POST", "/api/v1/assets", host, auth + [("Content-Length", "99999999999")], close=True
@@ -265,6 +270,39 @@ def test_oversized_and_deeply_nested_bodies_never_reach_a_service(gateway, tenan
         )
         assert r.status == 400, (body[:20], r)
         assert r.headers["content-type"] == "application/problem+json"
+    assert gateway.metric("ontrack_gateway_upstream_calls", method="CreateAsset") == before
+
+
+def test_oversized_uploads_get_the_413_not_a_connection_reset(gateway, tenant_a, channels):
+    """A refused body within the drain budget is read and discarded before the 413, so a client
+    still uploading reads the 413 rather than a RST; beyond the budget it is refused at once."""
+    _, token = make_token(channels, tenant_a, "api:write")
+    auth = [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")]
+    host = gateway.host(tenant_a)
+    before = gateway.metric("ontrack_gateway_upstream_calls", method="CreateAsset")
+    big = b'{"name": "' + b"x" * 2_000_000 + b'", "kind": "saas"}'
+    for _ in range(10):
+        conn = Conn(gateway.port, new_source())
+        # A small send buffer keeps the client sending while the gateway decides, as over a real
+        # network; on loopback the kernel would otherwise take the whole body at once and hide
+        # the race (without the drain: a reset on sendall, or after the reply, every round).
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        try:
+            r = conn.send("POST", "/api/v1/assets", host, auth, big)
+            assert r.status == 413, r
+            assert r.headers["content-type"] == "application/problem+json"
+            assert conn.sock.recv(65536) == b"", "the gateway should close with a FIN, not a RST"
+        finally:
+            conn.close()
+    # Declared beyond the budget, and no body sent: draining would sit out the time bound.
+    beyond = GatewaySettings.model_fields["max_body_bytes"].default + DRAIN_BYTES + 1
+    headers_only = request_bytes("POST", "/api/v1/assets", host, auth, close=True).replace(
+        b"Content-Length: 0", b"Content-Length: %d" % beyond
+    )
+    started = time.monotonic()
+    r = raw(gateway.port, headers_only, source=new_source())
+    assert r.status == 413, r
+    assert time.monotonic() - started < DRAIN_SECONDS * 0.9
     assert gateway.metric("ontrack_gateway_upstream_calls", method="CreateAsset") == before
 
 
