@@ -2,18 +2,20 @@
 
 Ours, API-driven: users are created through identity's UserService (each CreateUser commits
 the user and an `identity.user_created` outbox row and hands the event to the api's relay,
-which gathers batches for up to 20 ms, publishes them with pipelined publisher confirms and
-marks the rows sent); privacy's worker consumes in batches and records data subjects with
-their inbox rows, a tenant's batch in one transaction. Timestamps
-are the database's: users.created_at (the producing transaction) and
-data_subjects.first_seen_at (the consuming transaction), read as admin afterwards.
+which gathers batches for up to 20 ms, publishes them with pipelined publisher confirms, the
+events of one routing key in one message (a pack), and marks the rows sent); privacy's
+worker consumes in batches and records data subjects with their inbox rows, a tenant's
+batch in one transaction. Timestamps are the database's: users.created_at (the producing
+transaction) and data_subjects.first_seen_at (the consuming transaction), read as admin
+afterwards.
 
 Ours, from the outbox onward: this process writes `identity.user_created` outbox rows
 itself with TenantDatabases.unit_of_work + uow.emit (no gRPC call, no users row) and the
 platform's own Relay publishes them; the consumer side is the same worker.
 
 Bare: one producer publishing persistent JSON messages with publisher confirms to a topic
-exchange, one consumer process acknowledging each; times are time.time() on both sides.
+exchange, one event per message, one consumer process acknowledging each; times are
+time.time() on both sides.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from kombu import Exchange
 from psycopg.conninfo import make_conninfo
 
 from bench.common import ROOT, failed, figure, log, percentile, wait_until
-from ontrackio.core import config
+from ontrackio.core import bus, config
 from ontrackio.core import relay as relay_mod
 from ontrackio.core.bus import Publisher
 from ontrackio.core.db.clusters import Clusters
@@ -554,7 +556,8 @@ def run(
                 f"{burst['per_tenant']} rows per tenant over {len(throughput_slugs)} tenants, "
                 f"committed together; the platform's Relay ({burst['publishers']} publishers, "
                 f"batches of <= {relay_mod.MAX_BATCH} units gathered for <= "
-                f"{relay_mod.GATHER_SECONDS * 1000:.0f} ms, pipelined confirms, rows marked sent "
+                f"{relay_mod.GATHER_SECONDS * 1000:.0f} ms, pipelined confirms, the events of one "
+                f"routing key in one message of <= {bus.MAX_PACK}, rows marked sent "
                 f"by one UPDATE per database) publishes them; privacy's worker consumes them in "
                 f"batches and applies each once with its inbox row. "
                 f"After the commit: all published and marked sent at +{burst['relayed_s']:.2f} s, "
