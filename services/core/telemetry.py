@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace.export import (
 )
 
 _configured = False
+_recording = False  # an SDK provider is installed: spans are recorded and exported
+TRACEPARENT = "traceparent"
 
 
 class JsonLinesExporter(SpanExporter):
@@ -57,7 +59,7 @@ def setup(service_name: str, exporter: str) -> None:
 
     With "none" no SDK provider is installed: nothing is recorded, no new trace ids are
     made, but incoming trace context is still propagated."""
-    global _configured
+    global _configured, _recording
     if _configured:
         return
     _configured = True
@@ -71,6 +73,12 @@ def setup(service_name: str, exporter: str) -> None:
     elif exporter.startswith("file:"):
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(exporter[5:])))
     trace.set_tracer_provider(provider)
+    _recording = True
+
+
+def recording() -> bool:
+    """Whether spans are recorded in this process (an exporter is configured)."""
+    return _recording
 
 
 def tracer(name: str = "ontrackio") -> trace.Tracer:
