@@ -26,6 +26,12 @@ EVENTS_HANDLED = Counter(
     "Events consumed, by outcome (applied, duplicate, failed)",
     ["service", "type", "outcome"],
 )
+OUTBOX_SWEEP_DATABASES = Counter(
+    "ontrack_outbox_sweep_databases",
+    "Tenant databases the periodic outbox sweep visited, or skipped as unchanged since a "
+    "sweep that left their outbox empty",
+    ["service", "outcome"],
+)
 EVENT_LAG = Histogram(
     "ontrack_event_lag_seconds",
     "From an event's occurred_at to its handling",

@@ -74,6 +74,40 @@ def sweep(
             return sent
 
 
+class SweepPlan:
+    """Which tenant databases the worker's periodic sweep must visit; keys are
+    (placement, slug).
+
+    A crashed writer can only have left unsent rows in a database it inserted into, so a
+    database whose insert counter (pg_stat_database.tup_inserted) is the same as when a
+    sweep left its outbox empty is skipped: at 210 idle tenants, visiting each database
+    every 30 s (a connection each, beyond the pool cap) was 0.12-0.25 cores of idle CPU.
+    The counter is read before the sweep and recorded only if the sweep left nothing
+    unsent, so rows too young to sweep, or whose statistics a backend reports a little
+    late (PostgreSQL flushes them within seconds), are found by a later sweep. An unknown
+    counter means a visit.
+    """
+
+    def __init__(self) -> None:
+        self._clean: dict[tuple[str, str], int] = {}
+
+    def due(self, key: tuple[str, str], inserts: int | None) -> bool:
+        return inserts is None or self._clean.get(key) != inserts
+
+    def swept(self, key: tuple[str, str], inserts: int | None, unsent: int) -> None:
+        """Record a visit: `inserts` as read before it, `unsent` events left after it."""
+        if inserts is not None and unsent == 0:
+            self._clean[key] = inserts
+        else:
+            self._clean.pop(key, None)
+
+    def keep_only(self, present: set[tuple[str, str]], unreachable: set[str]) -> None:
+        """Forget databases that no longer exist (those of unreachable clusters stay)."""
+        for key in list(self._clean):
+            if key not in present and key[0] not in unreachable:
+                del self._clean[key]
+
+
 def backlog(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
 

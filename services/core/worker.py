@@ -26,7 +26,7 @@ from nameko.timer import timer
 from opentelemetry import trace
 
 from ontrackio.core import events as ev
-from ontrackio.core import metrics, telemetry
+from ontrackio.core import metrics, outbox, telemetry
 from ontrackio.core.consumer import (
     GATHER_CONFIG_KEY,
     PREFETCH_CONFIG_KEY,
@@ -218,6 +218,7 @@ class ServiceWorker:
 
     platform = Platform()
     _last_full_sweep = 0.0
+    _sweep_plan = outbox.SweepPlan()  # per process (nameko makes an instance per worker)
 
     @on("identity", "tenant_created")
     def handle_tenant_created(self, event: ev.Event) -> None:
@@ -272,23 +273,41 @@ class ServiceWorker:
         self.sweep_all(rt)
 
     def sweep_all(self, rt: Runtime) -> int:
-        sent = 0
+        """Sweep the outbox of every tenant database that may hold unsent events (see
+        outbox.SweepPlan); returns the events sent."""
+        plan, sent = ServiceWorker._sweep_plan, 0
+        present: set[tuple[str, str]] = set()
+        unreachable: set[str] = set()
+        visited = metrics.OUTBOX_SWEEP_DATABASES.labels(rt.service, "visited")
+        skipped = metrics.OUTBOX_SWEEP_DATABASES.labels(rt.service, "skipped")
         for placement in rt.clusters.names:
             try:
-                slugs = rt.provisioner.tenant_databases(placement)
+                databases = rt.provisioner.tenant_database_inserts(placement)
             except Exception as exc:  # noqa: BLE001 - one cluster down: sweep the others
                 log.warning(
                     "outbox sweep: cluster %s unavailable: %s", placement, type(exc).__name__
                 )
+                unreachable.add(placement)
                 continue
-            for slug in slugs:
+            for slug, inserts in databases.items():
+                key = (placement, slug)
+                present.add(key)
+                if not plan.due(key, inserts):
+                    skipped.inc()
+                    continue
                 try:
                     info = rt.directory.get(slug)
                     if info is None or info.placement != placement:
                         continue
-                    sent += rt.dbs.sweep(info)
+                    done, unsent = rt.dbs.sweep(info)
                 except Exception as exc:  # noqa: BLE001 - next sweep tries again
                     log.warning("outbox sweep of %s failed: %s", slug, type(exc).__name__)
+                    plan.swept(key, None, 1)
+                    continue
+                visited.inc()
+                sent += done
+                plan.swept(key, inserts, unsent)
+        plan.keep_only(present, unreachable)
         return sent
 
 

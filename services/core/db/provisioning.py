@@ -200,12 +200,18 @@ class Provisioner:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(Ident(role)))
         return existed
 
-    def tenant_databases(self, placement: str) -> list[str]:
-        """Slugs that have a database of this service on `placement`."""
+    def tenant_database_inserts(self, placement: str) -> dict[str, int | None]:
+        """Slugs that have a database of this service on `placement`, each with the rows
+        ever inserted there (pg_stat_database.tup_inserted; None when the server keeps no
+        such statistics for it, or none at all: track_counts off)."""
         prefix = f"{self.names.deployment}_{self.service}_"
         with self.clusters.admin_connect(placement) as admin:
             rows = admin.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s ESCAPE '\\'",
+                "SELECT d.datname, CASE WHEN current_setting('track_counts')::bool"
+                " THEN s.tup_inserted END"
+                " FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid"
+                " WHERE d.datname LIKE %s ESCAPE '\\'",
                 (self.names.owned_prefix(),),
             ).fetchall()
-        return sorted(r[0][len(prefix) :] for r in rows if not r[0][len(prefix) :].startswith("_"))
+        found = {name[len(prefix) :]: inserts for name, inserts in rows}
+        return {slug: n for slug, n in sorted(found.items()) if not slug.startswith("_")}

@@ -146,10 +146,12 @@ class TenantDatabases:
                 if uow.await_publish:
                     done.wait(AWAIT_PUBLISH_SECONDS)
 
-    def sweep(self, info: TenantInfo, min_age: float = 5.0) -> int:
-        """Publish the tenant's unsent events older than `min_age` seconds."""
+    def sweep(self, info: TenantInfo, min_age: float = 5.0) -> tuple[int, int]:
+        """Publish the tenant's unsent events older than `min_age` seconds; returns how
+        many were sent and how many unsent ones are left (younger, or written meanwhile)."""
         with self.connection(info) as conn:
-            return outbox.sweep(conn, self.publisher, min_age=min_age)
+            sent = outbox.sweep(conn, self.publisher, min_age=min_age)
+            return sent, outbox.backlog(conn)
 
     def drop_pool(self, info: TenantInfo) -> None:
         self.pools.drop(f"{info.placement}/{self.names.tenant_database(info.slug)}")

@@ -1,0 +1,57 @@
+"""The workers' periodic outbox sweep on the real stack: an event a crashed writer left
+unsent (committed, never relayed) is published and applied; databases unchanged since a
+sweep that left them empty are skipped, not visited every interval."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import timedelta
+
+from ontrackio.core import events as ev
+from ontrackio.core import outbox
+from ontrackio.core.db.clusters import Clusters
+from ontrackio.core.tenancy import Names
+from ontrackio.identity.v1 import events_pb2
+from ontrackio.privacy.v1 import privacy_pb2, privacy_pb2_grpc
+from tests.conftest import unique
+from tests.helpers import create_tenant, eventually, md
+from tests.integration.test_metrics import scrape, value
+
+SKIPPED = 'ontrack_outbox_sweep_databases_total{outcome="skipped",service="identity"}'
+VISITED = 'ontrack_outbox_sweep_databases_total{outcome="visited",service="identity"}'
+
+
+def test_the_sweep_publishes_what_a_crashed_writer_left_and_skips_idle_databases(
+    system, channels, settings
+):
+    slug = unique("w")
+    create_tenant(channels, slug)
+    # Idle databases are skipped: the counter grows while this tenant (and others) sit idle.
+    before = value(scrape(system, "identity-worker"), SKIPPED)
+    eventually(lambda: value(scrape(system, "identity-worker"), SKIPPED) > before, timeout=15)
+
+    # A writer committed a user_created event and died before its relay published it.
+    user_id = str(uuid.uuid4())
+    event = ev.new(
+        "identity.user_created",
+        slug,
+        events_pb2.UserCreated(user_id=user_id, email="orphan@example.com"),
+    )
+    event = dataclasses.replace(event, occurred_at=event.occurred_at - timedelta(seconds=30))
+    db = Names(settings.deployment, "identity").tenant_database(slug)
+    visited = value(scrape(system, "identity-worker"), VISITED)
+    with Clusters(settings).admin_connect("main", db) as conn:
+        outbox.add(conn, event)
+
+    priv = privacy_pb2_grpc.DataSubjectServiceStub(channels["privacy"])
+    subject = eventually(
+        lambda: priv.GetDataSubject(
+            privacy_pb2.GetDataSubjectRequest(user_id=user_id), metadata=md(slug), timeout=5
+        ),
+        timeout=30,
+    )
+    assert subject.email == "orphan@example.com"
+    assert value(scrape(system, "identity-worker"), VISITED) > visited
+    with Clusters(settings).admin_connect("main", db) as conn:
+        assert outbox.backlog(conn) == 0  # published and marked sent by the sweep
