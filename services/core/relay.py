@@ -43,6 +43,7 @@ class _Item:
     events: list[Event]
     done: threading.Event
     submitted: float
+    urgent: bool = False
 
 
 class Relay:
@@ -56,6 +57,7 @@ class Relay:
         self._pending = 0
         self._idle = threading.Condition(self._lock)
         self._gathering = threading.Lock()  # one relay thread gathers while others publish
+        self._urgent = threading.Event()  # a unit waits for its publish: end the gather now
         # Confirmed, not yet marked sent: database key -> (conninfo, event ids).
         self._confirmed: dict[str, tuple[Callable[[], str], list[str]]] = {}
         self._marking = 0  # events taken by a mark in progress
@@ -72,16 +74,24 @@ class Relay:
         return len(self._unsent)
 
     def submit(
-        self, key: str, label: str, conninfo: Callable[[], str], events: list[Event]
+        self,
+        key: str,
+        label: str,
+        conninfo: Callable[[], str],
+        events: list[Event],
+        urgent: bool = False,
     ) -> threading.Event:
         """Publish `events` (whose rows in database `key` just committed) soon; the returned
-        event is set once the broker has confirmed them (or the attempt failed)."""
+        event is set once the broker has confirmed them (or the attempt failed). `urgent`:
+        the caller waits for that, so the batch being gathered goes out at once."""
         done = threading.Event()
         with self._lock:
             if not self._threads:
                 self._start()
             self._pending += 1
-        self._queue.put(_Item(key, label, conninfo, events, done, time.monotonic()))
+        self._queue.put(_Item(key, label, conninfo, events, done, time.monotonic(), urgent))
+        if urgent:
+            self._urgent.set()
         return done
 
     def _start(self) -> None:
@@ -101,8 +111,9 @@ class Relay:
         after it (none is held longer than that after its commit)."""
         batch = [self._queue.get()]
         wait = batch[0].submitted + GATHER_SECONDS - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
+        if wait > 0 and not batch[0].urgent:
+            self._urgent.wait(wait)  # cut short by an urgent unit
+        self._urgent.clear()  # any urgent unit submitted so far goes in this batch
         while len(batch) < MAX_BATCH:
             try:
                 batch.append(self._queue.get_nowait())

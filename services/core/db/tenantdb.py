@@ -142,7 +142,7 @@ class TenantDatabases:
             except psycopg.OperationalError as exc:
                 raise Unavailable("database unavailable; retry later") from exc
             if uow.events and self.relay is not None:
-                done = self.relay.submit(key, label, conninfo, uow.events)
+                done = self.relay.submit(key, label, conninfo, uow.events, urgent=uow.await_publish)
                 if uow.await_publish:
                     done.wait(AWAIT_PUBLISH_SECONDS)
 
