@@ -5,10 +5,13 @@ event handlers in the workers consume what this module publishes.
 
 Events published together with one routing key share a message (a pack: its body is the
 list of their envelopes). A handler that fails on an event is retried with exponential
-backoff: that event alone is re-published to "<queue>.retry", whose dead-letter target is
-the handler's own queue, with a per-message expiry. After `max_attempts` it is parked in
-the dead-letter queue "ontrack.dlq" with the queue it came from and the last error, so the
-DLQ holds one event per message; `ontrack dlq list|replay` works on that queue.
+backoff: that event alone is re-published to "<queue>.retry.<delay ms>", a queue whose
+messages all live that long (x-message-ttl) and then dead-letter to the handler's own
+queue. One queue per delay keeps each in expiry order: in a single queue with
+per-message expiry, a long delay at its head held back the shorter ones behind it. After
+`max_attempts` it is parked in the dead-letter queue "ontrack.dlq" with the queue it came
+from and the last error, so the DLQ holds one event per message; `ontrack dlq
+list|replay` works on that queue.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ H_QUEUE = "x-ontrack-queue"
 H_ERROR = "x-ontrack-error"
 H_EVENTS = "x-ontrack-events"  # on a pack: how many envelopes its body holds
 MAX_PACK = 100  # events in one message
+RETRY_QUEUE_EXPIRES_MS = 600_000  # > the longest backoff (60 s), so no message dies with it
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
 
 
@@ -163,26 +167,17 @@ class Publisher:
 
         self._with_retry(send)
 
-    def send_raw(
-        self, body: Any, *, queue: str, headers: dict[str, Any], expiration_ms: int | None = None
-    ) -> None:
+    def send_raw(self, body: Any, *, queue: str, headers: dict[str, Any]) -> None:
         """Publish to a queue by name (default exchange): retries, replays, parking."""
-        kw: dict[str, Any] = {}
-        if expiration_ms is not None:
-            kw["expiration"] = expiration_ms / 1000.0
         self._with_retry(
-            lambda producer: [
-                self._send(body, exchange="", routing_key=queue, headers=headers, **kw)
-            ]
+            lambda producer: [self._send(body, exchange="", routing_key=queue, headers=headers)]
         )
 
-    def declare_retry_queues(self, queue: str) -> None:
-        """The retry queue of `queue`, and the dead-letter queue."""
+    def declare(self, queue: Queue) -> None:
+        """Declare `queue` (idempotent), e.g. a retry queue or the dead-letter queue."""
         with self._lock:
             try:
-                channel = self._ensure().channel
-                retry_queue(queue)(channel).declare()
-                Queue(DLQ, durable=True)(channel).declare()
+                queue(self._ensure().channel).declare()
             except Exception:
                 self._reset()
                 raise
@@ -205,13 +200,21 @@ def packs(events: list[Event]) -> list[tuple[tuple[str, str], list[Event]]]:
     ]
 
 
-def retry_queue(queue: str) -> Queue:
+def dead_letter_queue() -> Queue:
+    return Queue(DLQ, durable=True)
+
+
+def retry_queue(queue: str, delay_ms: int) -> Queue:
+    """Where a failed message of `queue` waits `delay_ms` before going back to `queue`. An
+    idle one is deleted after ten minutes (long after its last message has left it)."""
     return Queue(
-        f"{queue}.retry",
+        f"{queue}.retry.{delay_ms}",
         durable=True,
         queue_arguments={
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": queue,
+            "x-message-ttl": delay_ms,
+            "x-expires": RETRY_QUEUE_EXPIRES_MS,
         },
     )
 
@@ -266,7 +269,7 @@ def dlq_list(amqp_url: str, limit: int = 1000) -> list[Parked]:
     """What is parked in the dead-letter queue; nothing is removed."""
     with connect(amqp_url) as conn:
         channel = conn.channel()
-        queue = Queue(DLQ, durable=True)(channel)
+        queue = dead_letter_queue()(channel)
         queue.declare()
         found = []
         for _ in range(limit):
@@ -283,7 +286,7 @@ def dlq_replay(amqp_url: str, event_ids: set[str] | None = None) -> list[Parked]
     replayed = []
     with connect(amqp_url) as conn:
         channel = conn.channel()
-        queue = Queue(DLQ, durable=True)(channel)
+        queue = dead_letter_queue()(channel)
         queue.declare()
         producer = kombu.Producer(channel)
         while True:

@@ -262,13 +262,14 @@ def retry_or_park(publisher, settings, queue: str, envelope, headers, exc: BaseE
     attempt = int(headers.get(bus.H_ATTEMPT, 0) or 0) + 1
     error = f"{type(exc).__name__}: {exc}"[:500]
     headers.update({bus.H_ATTEMPT: attempt, bus.H_QUEUE: queue, bus.H_ERROR: error})
-    publisher.declare_retry_queues(queue)
     if isinstance(exc, ev.InvalidEvent) or attempt >= settings.event_max_attempts:
         log.error("parking an event from %s after %d attempt(s): %s", queue, attempt, error)
-        publisher.send_raw(envelope, queue=bus.DLQ, headers=headers)
+        target = bus.dead_letter_queue()
     else:
         delay = bus.backoff_ms(settings.event_retry_base_ms, attempt)
         log.warning(
             "retrying an event from %s in %d ms (attempt %d): %s", queue, delay, attempt, error
         )
-        publisher.send_raw(envelope, queue=f"{queue}.retry", headers=headers, expiration_ms=delay)
+        target = bus.retry_queue(queue, delay)
+    publisher.declare(target)
+    publisher.send_raw(envelope, queue=target.name, headers=headers)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import uuid
 
+import kombu
 import pytest
 
 from ontrackio.core import events as ev
@@ -239,3 +241,33 @@ def test_a_pack_for_per_message_handlers_parks_its_bad_event_alone(
         queue = f"evt-identity-tenant_created--{service}.handle_tenant_created"
         eventually(lambda q=queue: unsettled(settings, q) == 0)
     assert parked(again.id) == []
+
+
+def test_a_short_retry_is_not_held_behind_a_long_one(system, settings, publisher):
+    """Retries wait in one queue per delay: a 100 ms retry sent after a 3 s one comes back
+    first (one queue with per-message expiry released them only in order)."""
+    from ontrackio.core import bus
+
+    url = settings.amqp_url.get_secret_value()
+    target = kombu.Queue(f"test.retry-order.{uuid.uuid4().hex[:8]}", auto_delete=False)
+    with bus.connect(url) as conn:
+        target(conn.channel()).declare()
+        try:
+            for delay, name in ((3000, "slow"), (100, "fast")):
+                retry = bus.retry_queue(target.name, delay)
+                publisher.declare(retry)
+                publisher.send_raw({"name": name}, queue=retry.name, headers={})
+            arrived = []
+            channel = conn.channel()
+            deadline = time.monotonic() + 10
+            while len(arrived) < 2 and time.monotonic() < deadline:
+                message = target(channel).get(no_ack=True)
+                if message is None:
+                    time.sleep(0.05)
+                    continue
+                arrived.append((message.decode()["name"], time.monotonic()))
+            assert [name for name, _ in arrived] == ["fast", "slow"]
+        finally:
+            target(conn.channel()).delete()
+            for delay in (3000, 100):
+                bus.retry_queue(target.name, delay)(conn.channel()).delete()

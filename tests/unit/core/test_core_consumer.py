@@ -131,12 +131,14 @@ def test_a_pack_goes_back_to_its_queue_if_a_failed_event_cannot_be_retried():
 class FakePublisher:
     def __init__(self):
         self.sent = []
+        self.declared = {}
 
-    def declare_retry_queues(self, queue):
-        pass
+    def declare(self, queue):
+        self.declared[queue.name] = queue
 
-    def send_raw(self, body, *, queue, headers, expiration_ms=None):
-        self.sent.append((body, queue, headers, expiration_ms))
+    def send_raw(self, body, *, queue, headers):
+        assert queue in self.declared  # declared before anything is sent to it
+        self.sent.append((body, queue, headers, self.declared[queue].queue_arguments))
 
 
 class Settings:
@@ -149,13 +151,14 @@ def test_a_failed_event_of_a_pack_is_retried_alone_then_parked():
     envelope = {"id": "e1"}
     headers = {bus.H_EVENTS: 5, "other": "kept"}
     consumer.retry_or_park(p, Settings, "q", envelope, headers, RuntimeError("later"))
-    body, queue, sent_headers, expiry = p.sent[-1]
-    assert (body, queue, expiry) == (envelope, "q.retry", 100)
+    body, queue, sent_headers, args = p.sent[-1]
+    assert (body, queue) == (envelope, "q.retry.100")
+    assert args["x-message-ttl"] == 100 and args["x-dead-letter-routing-key"] == "q"
     assert bus.H_EVENTS not in sent_headers and sent_headers["other"] == "kept"
     assert sent_headers[bus.H_ATTEMPT] == 1 and "RuntimeError: later" in sent_headers[bus.H_ERROR]
     assert headers == {bus.H_EVENTS: 5, "other": "kept"}  # the message's own are untouched
     consumer.retry_or_park(p, Settings, "q", envelope, sent_headers, RuntimeError("later"))
-    assert p.sent[-1][1] == "q.retry" and p.sent[-1][3] == 200
+    assert p.sent[-1][1] == "q.retry.200" and p.sent[-1][3]["x-message-ttl"] == 200
     consumer.retry_or_park(p, Settings, "q", envelope, p.sent[-1][2], RuntimeError("later"))
     assert p.sent[-1][1] == bus.DLQ and p.sent[-1][2][bus.H_ATTEMPT] == 3
 
