@@ -70,9 +70,11 @@ def request_bytes(
     lines = [method.encode() + b" " + t + b" HTTP/1.1"]
     if host is not None:
         lines.append(b"Host: " + host.encode("latin-1"))
+    framed = False  # the caller set the body's framing itself (e.g. a lying length)
     for k, v in headers:
         lines.append(f"{k}: {v}".encode("latin-1"))
-    if body or method in ("POST", "PUT"):
+        framed |= k.lower() in ("content-length", "transfer-encoding")
+    if not framed and (body or method in ("POST", "PUT")):
         lines.append(f"Content-Length: {len(body)}".encode())
     if close:
         lines.append(b"Connection: close")
