@@ -300,9 +300,8 @@ class ServiceWorker:
                     if info is None or info.placement != placement:
                         continue
                     done, unsent = rt.dbs.sweep(info)
-                except Exception as exc:  # noqa: BLE001 - next sweep tries again
+                except Exception as exc:  # noqa: BLE001 - still due: the next sweep tries again
                     log.warning("outbox sweep of %s failed: %s", slug, type(exc).__name__)
-                    plan.swept(key, None, 1)
                     continue
                 visited.inc()
                 sent += done
