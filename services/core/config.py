@@ -26,6 +26,13 @@ from pydantic_settings import (
 
 PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,11}\Z")
 
+# Secrets whose defaults exist only so that `make run` works out of the box. Outside
+# development mode a process refuses to start while any of them still has its default.
+DEVELOPMENT_DEFAULTS = {
+    "tenant_role_secret": "dev-only-tenant-role-secret",
+    "token_hash_key": "dev-only-token-hash-key",
+}
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message is one line, safe to print."""
@@ -54,6 +61,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ONTRACK_", extra="ignore", frozen=True)
 
+    # Development mode (`make run`): development defaults and conveniences (gRPC reflection,
+    # the local key provider) are allowed. Off unless said explicitly.
+    development: bool = False
+
     # Names every database, role and queue this deployment creates, so that several
     # deployments (make run, each test session) share one server without touching each other.
     deployment: str = "ot"
@@ -66,10 +77,10 @@ class Settings(BaseSettings):
     # Cluster of the control database and default placement of new tenants.
     pg_control_cluster: str = "main"
     # Keys the password of each per-tenant login role (HMAC), so none is stored.
-    tenant_role_secret: SecretStr = SecretStr("dev-only-tenant-role-secret")
+    tenant_role_secret: SecretStr = SecretStr(DEVELOPMENT_DEFAULTS["tenant_role_secret"])
 
     # Keys the hash under which API tokens are stored (identity writes, the gateway checks).
-    token_hash_key: SecretStr = SecretStr("dev-only-token-hash-key")
+    token_hash_key: SecretStr = SecretStr(DEVELOPMENT_DEFAULTS["token_hash_key"])
 
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
 
@@ -158,6 +169,13 @@ class Settings(BaseSettings):
             )
         if self.region not in self.allowed_regions:
             raise ValueError(f"region: {self.region!r} is not an allowed region")
+        if not self.development:
+            for name, default in DEVELOPMENT_DEFAULTS.items():
+                if getattr(self, name).get_secret_value() == default:
+                    raise ValueError(
+                        f"{name}: the development default is refused outside development "
+                        "mode; set a secret (or ONTRACK_DEVELOPMENT=true on a developer machine)"
+                    )
         return self
 
     def pg_dsn(self, cluster: str) -> str:

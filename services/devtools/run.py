@@ -135,6 +135,9 @@ def demo_token() -> str | None:
 
 
 def main() -> None:
+    # `make run` is the developer's machine: its defaults and conveniences are allowed here
+    # (and in every process it starts), nowhere else.
+    os.environ.setdefault("ONTRACK_DEVELOPMENT", "true")
     settings = config.settings_or_exit()
     ensure_infra(settings)
     ready_dir = ROOT / ".run" / settings.deployment
@@ -179,7 +182,7 @@ def main() -> None:
         f"  gRPC:    identity {settings.grpc_target('identity')}, inventory "
         f"{settings.grpc_target('inventory')}, privacy {settings.grpc_target('privacy')}, "
         f"evidence {settings.grpc_target('evidence')}",
-        f"  CLI:     .venv/bin/ontrack tenant show {DEMO}",
+        f"  CLI:     ONTRACK_DEVELOPMENT=true .venv/bin/ontrack tenant show {DEMO}",
     ]
     if token:
         lines += [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -89,6 +90,13 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Secrets of this deployment: fresh per stack, so nothing runs on the development defaults.
+    secrets: dict[str, str] = field(
+        default_factory=lambda: {
+            "ONTRACK_TENANT_ROLE_SECRET": secrets.token_urlsafe(32),
+            "ONTRACK_TOKEN_HASH_KEY": secrets.token_urlsafe(32),
+        }
+    )
 
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +115,7 @@ class Stack:
                 "ONTRACK_AMQP_URL": self.amqp_url,
                 "ONTRACK_READY_DIR": str(self.run_dir),
                 "PYTHONUNBUFFERED": "1",
+                **self.secrets,
                 **{f"ONTRACK_{s.upper()}_GRPC_PORT": str(self.ports[s]) for s in SERVICES},
                 "ONTRACK_GATEWAY_PORT": str(self.ports["gateway"]),
                 "ONTRACK_METRICS_PORTS": json.dumps(

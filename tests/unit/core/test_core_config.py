@@ -15,10 +15,12 @@ SECRET = "s3cr3t-value-never-shown"
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    """No ONTRACK_* variable of the caller's shell leaks into a test; the cache starts empty."""
+    """No ONTRACK_* variable of the caller's shell leaks into a test; the cache starts empty.
+    Tests run in development mode (the default secrets allowed) unless they say otherwise."""
     for name in list(os.environ):
         if name.startswith("ONTRACK_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("ONTRACK_DEVELOPMENT", "true")
     config.settings.cache_clear()
     yield
     config.settings.cache_clear()
@@ -288,3 +290,34 @@ def test_settings_or_exit_exits_2_with_one_line_on_stderr(monkeypatch, capsys):
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("configuration error: ONTRACK_DEPLOYMENT:")
     assert SECRET not in err
+
+
+# -- development defaults --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(config.DEVELOPMENT_DEFAULTS))
+def test_development_default_secret_refused_outside_development_mode(monkeypatch, name):
+    monkeypatch.delenv("ONTRACK_DEVELOPMENT")
+    for other in config.DEVELOPMENT_DEFAULTS:
+        if other != name:
+            monkeypatch.setenv(f"ONTRACK_{other.upper()}", SECRET)
+    message = error_for(monkeypatch)
+    assert message.startswith(f"ONTRACK_{name.upper()}: the development default is refused")
+    assert config.DEVELOPMENT_DEFAULTS[name] not in message
+
+
+def test_real_secrets_start_outside_development_mode(monkeypatch):
+    monkeypatch.delenv("ONTRACK_DEVELOPMENT")
+    for name in config.DEVELOPMENT_DEFAULTS:
+        monkeypatch.setenv(f"ONTRACK_{name.upper()}", SECRET + name)
+    s = config.load()
+    assert not s.development
+    assert s.token_hash_key.get_secret_value() == SECRET + "token_hash_key"
+
+
+def test_development_mode_allows_the_defaults():
+    s = config.load()
+    assert s.development
+    assert s.tenant_role_secret.get_secret_value() == config.DEVELOPMENT_DEFAULTS[
+        "tenant_role_secret"
+    ]
