@@ -1,55 +1,64 @@
-"""Domain errors shared by every service, and the one table mapping them to gRPC codes.
+"""Domain errors shared by every service, each carrying the kind of failure it is.
 
-Each service's own errors.py subclasses these; entrypoints never choose status codes.
+Each service's own errors.py subclasses these; domain code raises them and knows nothing of
+transports. The gRPC layer turns a kind into a status code (``core/grpcstatus.py``), the
+gateway turns that into an HTTP status: entrypoints never choose codes.
 """
 
 from __future__ import annotations
 
-import grpc
+import enum
+
+
+class Kind(enum.Enum):
+    """What the caller should make of a failure (named after the gRPC codes they become)."""
+
+    INTERNAL = "internal"
+    INVALID_ARGUMENT = "invalid_argument"
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    FAILED_PRECONDITION = "failed_precondition"
+    PERMISSION_DENIED = "permission_denied"
+    UNAUTHENTICATED = "unauthenticated"
+    UNAVAILABLE = "unavailable"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
 
 
 class DomainError(Exception):
     """A failure the caller can act on; its message is safe to show to the caller."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    kind: Kind = Kind.INTERNAL
 
 
 class InvalidArgument(DomainError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    kind = Kind.INVALID_ARGUMENT
 
 
 class NotFound(DomainError):
-    code = grpc.StatusCode.NOT_FOUND
+    kind = Kind.NOT_FOUND
 
 
 class AlreadyExists(DomainError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    kind = Kind.ALREADY_EXISTS
 
 
 class FailedPrecondition(DomainError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    kind = Kind.FAILED_PRECONDITION
 
 
 class PermissionDenied(DomainError):
-    code = grpc.StatusCode.PERMISSION_DENIED
+    kind = Kind.PERMISSION_DENIED
 
 
 class Unauthenticated(DomainError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+    kind = Kind.UNAUTHENTICATED
 
 
 class Unavailable(DomainError):
     """Transient: the caller may retry (a database or the broker is unreachable)."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    kind = Kind.UNAVAILABLE
 
 
 class ResourceExhausted(DomainError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The gRPC status and safe detail for an exception raised by a handler."""
-    if isinstance(exc, DomainError):
-        return exc.code, str(exc)
-    return grpc.StatusCode.INTERNAL, "internal error"
+    kind = Kind.RESOURCE_EXHAUSTED

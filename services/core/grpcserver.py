@@ -3,7 +3,7 @@
 The interceptor, per call: continues the caller's trace, resolves the tenant of
 tenant-scoped methods from the `x-ontrack-tenant` metadata (missing → UNAUTHENTICATED,
 malformed → INVALID_ARGUMENT, unknown → NOT_FOUND, not active → FAILED_PRECONDITION), and
-maps domain errors to status codes through errors.status_for. Never run this in an
+maps domain errors to status codes through grpcstatus.status_for. Never run this in an
 eventlet-patched process.
 """
 
@@ -27,7 +27,8 @@ from opentelemetry import trace
 
 from ontrackio.core import metrics, telemetry
 from ontrackio.core.directory import TenantDirectory, TenantInfo
-from ontrackio.core.errors import DomainError, status_for
+from ontrackio.core.errors import DomainError
+from ontrackio.core.grpcstatus import status_for
 from ontrackio.core.tenancy import SLUG_RE
 from ontrackio.core.v1 import core_pb2, core_pb2_grpc
 
