@@ -42,7 +42,7 @@ def test_document_covers_every_route(gateway, tenant_a):
     assert r.status == 200
     doc = r.json()
     assert doc["openapi"].startswith("3.")
-    from ontrackio.gateway.routes import OPERATIONS
+    from ontrackio.gateway.api.catalogue import OPERATIONS
 
     for op in OPERATIONS:
         item = doc["paths"][op.path][op.method.lower()]
