@@ -3,7 +3,7 @@ router, with small real authenticators (a dict of tokens, a dict of sessions).""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import ip_network
 from typing import Any
 
@@ -80,7 +80,7 @@ def checks(*, sessions=None, max_json_depth: int = 32, burst: int = 10_000) -> C
     )
 
 
-class _TenantAndAddress:
+class TenantAndAddress:
     """What the edge would leave in the scope, without the edge (so nothing before routing
     checks admin paths: only the route-level check can refuse)."""
 
@@ -100,14 +100,17 @@ def tiny_app(
     services: Any = None,
     edge: bool = False,
     max_body_bytes: int = 10_000,
+    around_router: Callable[[Starlette], ASGIApp] | None = None,
     **check_options: Any,
 ) -> ASGIApp:
     """The operations behind the real router and endpoint wrapper; with ``edge`` behind the
-    whole real edge too (tenant ``acme.localhost``, allowlist ``OFFICE``)."""
-    app = Starlette(routes=routes_for(operations, checks(**check_options), services))
-    install_problem_handlers(app)
+    whole real edge too (tenant ``acme.localhost``, allowlist ``OFFICE``). ``around_router``
+    may wrap the Starlette app (to watch what reaches the router)."""
+    starlette = Starlette(routes=routes_for(operations, checks(**check_options), services))
+    install_problem_handlers(starlette)
+    app: ASGIApp = around_router(starlette) if around_router else starlette
     if not edge:
-        return ProblemGuardMiddleware(_TenantAndAddress(app))
+        return ProblemGuardMiddleware(TenantAndAddress(app))
 
     async def by_slug(slug):
         return ACME if slug == "acme" else None

@@ -189,6 +189,7 @@ def bodies(draw) -> bytes:
 @example(b'["\\u0000"]')
 @example(b'"[[[[[[[[[["')
 @example(b"9" * 5000)
+@example(b"[1e999]")
 def test_limited_parser_agrees_with_json_loads(body):
     expected, value = reference(body)
     try:
