@@ -1,6 +1,8 @@
 """Per-tenant admin IP allowlist.
 
-CIDR parsing, the lock-out check and the middleware guarding /admin.
+CIDR parsing, the lock-out check, ``admin_refusal`` (the check itself, which the endpoint of
+every admin operation applies after routing) and the conservative edge middleware that applies
+it, before routing, to every path that could normalise to /admin.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ontrackio.gateway.client_ip import IPAddress, IPNetwork, unmap
 from ontrackio.gateway.paths import scope_is_admin
-from ontrackio.gateway.problems import problem
+from ontrackio.gateway.problems import ProblemResponse, problem
 
 ADMIN_DENIED = Counter(
     "ontrack_gateway_admin_denied",
@@ -92,8 +94,27 @@ def tier_label(tenant: Any) -> str:
     return tier if isinstance(tier, str) and _TIER.match(tier) else "other"
 
 
+ADMIN_DENIED_DETAIL = "Your address is not allowed to use the admin area."
+
+
+async def admin_refusal(
+    tenant: Any, client_ip: IPAddress | None, get_allowlist: GetAllowlist
+) -> ProblemResponse | None:
+    """The 403 to answer when ``client_ip`` is outside ``tenant``'s allowlist, else None.
+
+    No tenant: refused (fail closed). Errors from ``get_allowlist`` propagate (the guard
+    answers them, so an admin request is never let through on a failed look-up).
+    """
+    if tenant is not None and is_allowed(client_ip, await get_allowlist(tenant)):
+        return None
+    ADMIN_DENIED.labels(tenant_tier=tier_label(tenant)).inc()
+    return problem(403, detail=ADMIN_DENIED_DETAIL)
+
+
 class AdminAllowlistMiddleware:
-    """403 problem for admin paths when the client IP is outside the tenant's allowlist.
+    """Before routing: 403 problem for any path that could normalise to /admin (paths.py) when
+    the client IP is outside the tenant's allowlist. Admin operations check again after routing
+    (api/endpoint.py), so this layer is belt to their braces and may over-approximate.
 
     Needs ``state["tenant"]`` and ``state["client_ip"]`` from the earlier edge layers; without a
     tenant it refuses (fail closed). Errors from ``get_allowlist`` propagate (the guard answers).
@@ -106,14 +127,10 @@ class AdminAllowlistMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope_is_admin(scope):
             state = scope.setdefault("state", {})
-            tenant = state.get("tenant")
-            allowed = tenant is not None and is_allowed(
-                state.get("client_ip"), await self.get_allowlist(tenant)
+            refusal = await admin_refusal(
+                state.get("tenant"), state.get("client_ip"), self.get_allowlist
             )
-            if not allowed:
-                ADMIN_DENIED.labels(tenant_tier=tier_label(tenant)).inc()
-                await problem(403, detail="Your address is not allowed to use the admin area.")(
-                    scope, receive, send
-                )
+            if refusal is not None:
+                await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)

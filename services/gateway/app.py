@@ -9,17 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,20 +24,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ontrackio.core import config
 from ontrackio.core import events as ev
 from ontrackio.gateway.allowlists import Allowlists
-from ontrackio.gateway.auth import Authenticator, Failure, forbidden_scope, refusal
+from ontrackio.gateway.api.catalogue import OPERATIONS
+from ontrackio.gateway.api.endpoint import Checks
+from ontrackio.gateway.api.operation import PUBLIC, Operation
+from ontrackio.gateway.api.router import routes_for
+from ontrackio.gateway.api.services import Services
+from ontrackio.gateway.auth import Authenticator
 from ontrackio.gateway.client_ip import is_trusted, parse_ip
-from ontrackio.gateway.edge import build_edge, client_ip_of, tenant_of, token_limiter
+from ontrackio.gateway.edge import build_edge, token_limiter
 from ontrackio.gateway.headers import SecurityHeadersMiddleware
 from ontrackio.gateway.invalidation import InvalidationListener
-from ontrackio.gateway.openapi import Invalid, Operation, document, validate
-from ontrackio.gateway.problems import (
-    ProblemGuardMiddleware,
-    install_problem_handlers,
-    problem,
-    problem_from_rpc_error,
-)
-from ontrackio.gateway.ratelimit import TokenBucketLimiter, too_many_requests
-from ontrackio.gateway.routes import OPERATIONS, Call
+from ontrackio.gateway.openapi import document
+from ontrackio.gateway.problems import ProblemGuardMiddleware, install_problem_handlers, problem
+from ontrackio.gateway.ratelimit import TokenBucketLimiter
+from ontrackio.gateway.sessions import SessionAuthenticator
 from ontrackio.gateway.settings import GatewaySettings, load_settings
 from ontrackio.gateway.tenants import TenantRouter
 from ontrackio.gateway.ttlcache import TTLCache
@@ -49,15 +46,16 @@ from ontrackio.gateway.upstream import Upstream
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
-_INTEGER = re.compile(r"-?[0-9]{1,10}\Z")
-_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 # Opaque per-process id shown by /healthz: tests and operators can tell workers apart.
 WORKER_ID = secrets.token_hex(4)
 
 
 @dataclass
 class Gateway:
-    """Everything one worker process holds; built by ``build_gateway``."""
+    """Everything one worker process holds; built by ``build_gateway``.
+
+    ``sessions`` stays None until sessions exist: session operations then answer 401.
+    """
 
     settings: GatewaySettings
     core: config.Settings
@@ -66,7 +64,24 @@ class Gateway:
     auth: Authenticator
     allowlists: Allowlists
     token_limiter: TokenBucketLimiter
+    sessions: SessionAuthenticator | None = None
     listener: InvalidationListener | None = None
+
+    @property
+    def services(self) -> Services:
+        """What operation handlers are given."""
+        return Services(self.upstream, self.auth, self.allowlists)
+
+    @property
+    def checks(self) -> Checks:
+        """What the endpoint wrapper admits requests with."""
+        return Checks(
+            tokens=self.auth,
+            principal_limiter=self.token_limiter,
+            get_allowlist=self.allowlists.for_tenant,
+            sessions=self.sessions,
+            max_json_depth=self.settings.max_json_depth,
+        )
 
     # -- invalidation (runs on the worker's event loop) -------------------------------------
 
@@ -145,98 +160,6 @@ def build_gateway(settings: GatewaySettings, core: config.Settings) -> Gateway:
     )
 
 
-# -- endpoints --------------------------------------------------------------------------------
-
-
-def _query(op: Operation, request: Request) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for p in op.params:
-        if p.where == "path":
-            params[p.name] = validate(request.path_params[p.name], p.schema, p.name)
-            continue
-        values = request.query_params.getlist(p.name)
-        if not values:
-            continue
-        if len(values) > 1:
-            raise Invalid(f"{p.name} may be given once")
-        raw: Any = values[0]
-        kind = p.schema.get("type")
-        if kind == "integer":
-            if not _INTEGER.match(raw):
-                raise Invalid(f"{p.name} must be an integer")
-            raw = int(raw)
-        elif kind == "boolean":
-            if raw.lower() not in _BOOLEANS:
-                raise Invalid(f"{p.name} must be true or false")
-            raw = _BOOLEANS[raw.lower()]
-        params[p.name] = validate(raw, p.schema, p.name)
-    return params
-
-
-_NO_BODY = object()
-
-
-def _body(op: Operation, request: Request) -> Any:
-    if op.body is None:
-        return None
-    data = request.scope.get("state", {}).get("json", _NO_BODY)
-    if data is _NO_BODY:
-        return _NO_BODY
-    return validate(data, op.body, "body")
-
-
-def endpoint(op: Operation, gw: Gateway):
-    async def run(request: Request) -> Response:
-        tenant = tenant_of(request).slug
-        client_ip = client_ip_of(request)
-        actor = None
-        if op.scope is not None:
-            authorization = request.headers.getlist("authorization")
-            result = (
-                Failure.MALFORMED
-                if len(authorization) > 1
-                else await gw.auth.authenticate(
-                    authorization[0] if authorization else None, tenant, client_ip
-                )
-            )
-            if isinstance(result, Failure):
-                return refusal(result)
-            if op.scope not in result.scopes:
-                return forbidden_scope(op.scope)
-            decision = gw.token_limiter.hit(f"token:{result.token_id}")
-            if not decision.allowed:
-                return too_many_requests(decision.retry_after)
-            actor = result.actor
-        try:
-            params = _query(op, request)
-            body = _body(op, request)
-        except Invalid as exc:
-            return problem(400, detail=str(exc))
-        if body is _NO_BODY:
-            return problem(415, detail="A JSON body (Content-Type: application/json) is required.")
-        call = Call(
-            gw.upstream,
-            tenant,
-            actor,
-            client_ip,
-            params,
-            body,
-            on_token_revoked=gw.auth.forget,
-            on_allowlist_changed=gw.allowlists.forget,
-        )
-        try:
-            result = await op.handler(call)
-        except grpc.aio.AioRpcError as exc:
-            return problem_from_rpc_error(exc)
-        if isinstance(result, Response):
-            return result
-        data, headers = result if isinstance(result, tuple) else (result, {})
-        return JSONResponse(data, status_code=op.status, headers=headers)
-
-    run.__name__ = op.operation_id
-    return run
-
-
 # -- probes and metrics (before the edge: no tenant host needed) ------------------------------
 
 
@@ -305,9 +228,9 @@ def openapi_document() -> dict[str, Any]:
             "healthz",
             "The worker process is up (any Host).",
             healthz,
-            None,
+            PUBLIC,
             {"type": "object"},
-            errors=(),
+            error_codes=(),
         ),
         Operation(
             "GET",
@@ -315,9 +238,9 @@ def openapi_document() -> dict[str, Any]:
             "readyz",
             "Identity is reachable (any Host).",
             readyz,
-            None,
+            PUBLIC,
             {"type": "object"},
-            errors=(503,),
+            error_codes=(503,),
         ),
         Operation(
             "GET",
@@ -325,9 +248,9 @@ def openapi_document() -> dict[str, Any]:
             "openapi",
             "This document.",
             healthz,
-            None,
+            PUBLIC,
             {"type": "object"},
-            errors=(),
+            error_codes=(),
         ),
     ]
     return document(OPERATIONS + probes, title="OnTrackio API", version=API_VERSION)
@@ -335,18 +258,8 @@ def openapi_document() -> dict[str, Any]:
 
 def build_app(gw: Gateway) -> ASGIApp:
     spec = openapi_document()
-    by_path: dict[str, list[Operation]] = {}
-    for op in OPERATIONS:
-        by_path.setdefault(op.path, []).append(op)
     routes = [Route("/openapi.json", lambda request: JSONResponse(spec), methods=["GET"])]
-    for path, ops in by_path.items():
-        handlers = {op.method: endpoint(op, gw) for op in ops}
-
-        async def dispatch(request: Request, handlers=handlers) -> Response:
-            method = "GET" if request.method == "HEAD" else request.method
-            return await handlers[method](request)
-
-        routes.append(Route(path, dispatch, methods=list(handlers)))
+    routes += routes_for(OPERATIONS, gw.checks, gw.services)
 
     @asynccontextmanager
     async def lifespan(app):

@@ -12,7 +12,7 @@ from ontrackio.gateway.allowlist import AdminAllowlistMiddleware
 from ontrackio.gateway.client_ip import ClientIPMiddleware, IPAddress, IPNetwork
 from ontrackio.gateway.headers import SecurityHeadersMiddleware
 from ontrackio.gateway.hosts import ResolveTenant, TenantHostMiddleware, TenantInfo
-from ontrackio.gateway.limits import BodyLimitMiddleware, JSONLimitMiddleware
+from ontrackio.gateway.limits import BodyLimitMiddleware
 from ontrackio.gateway.problems import ProblemGuardMiddleware
 from ontrackio.gateway.ratelimit import RateLimitMiddleware, TokenBucketLimiter, client_ip_key
 from ontrackio.gateway.securitytxt import SecurityTxtMiddleware
@@ -41,15 +41,14 @@ def build_edge(
     """Wrap ``app`` in the edge, outermost first:
 
     problem guard -> security headers -> websocket refusal -> client IP -> per-IP rate limit ->
-    security.txt -> tenant by Host -> admin allowlist -> body size -> JSON depth -> app.
+    security.txt -> tenant by Host -> admin allowlist (conservative, before routing) -> body
+    size -> app. Bodies are parsed by each operation per its declared kind (api/bodies.py).
 
     The rate limit comes before the tenant look-up so floods never reach identity. Routes read
-    ``request.state.tenant`` (TenantInfo), ``.client_ip`` (IPv4Address | IPv6Address | None),
-    ``.host`` and, for JSON bodies, ``.json`` (already parsed); see ``tenant_of`` and
-    ``client_ip_of``.
+    ``request.state.tenant`` (TenantInfo), ``.client_ip`` (IPv4Address | IPv6Address | None)
+    and ``.host``; see ``tenant_of`` and ``client_ip_of``.
     """
-    inner: ASGIApp = JSONLimitMiddleware(app, max_depth=settings.max_json_depth)
-    inner = BodyLimitMiddleware(inner, max_bytes=settings.max_body_bytes)
+    inner: ASGIApp = BodyLimitMiddleware(app, max_bytes=settings.max_body_bytes)
     inner = AdminAllowlistMiddleware(inner, get_allowlist=get_allowlist)
     inner = TenantHostMiddleware(
         inner, base_domain=settings.base_domain, resolve_tenant=resolve_tenant

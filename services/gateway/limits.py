@@ -1,12 +1,14 @@
-"""Request body size limit (413) and JSON nesting-depth limit (400).
+"""Request body size limit (413, at the edge) and the JSON parser with its limits (400).
 
-Both are enforced before any route parses.
+The size limit applies to every request before routing; JSON is parsed per operation (the
+operation's body kind decides whether and how, see api/bodies.py) with ``loads_limited``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from typing import Any
 
@@ -14,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ontrackio.gateway.problems import response_from_http_exception
+from ontrackio.gateway.text import UnsafeText, check_tree
 
 DEFAULT_MAX_JSON_DEPTH = 32
 
@@ -84,14 +87,33 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 would become inf, which no JSON can carry back
+        raise ValueError("number out of range")
+    return value
+
+
 def loads_limited(body: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
-    """Parse strict JSON (no NaN/Infinity); raise JSONTooDeep or InvalidJSON (both HTTP 400)."""
+    """Parse strict JSON; raise JSONTooDeep or InvalidJSON (both HTTP 400).
+
+    Accepts exactly the UTF-8 texts ``json.loads`` accepts, minus NaN/Infinity (also as an
+    overflowing number such as ``1e999``), minus values
+    nested deeper than ``max_depth`` containers, minus any string (object keys included)
+    holding NUL or a lone surrogate (text.py); the message then says where.
+    """
     if json_depth_exceeds(body, max_depth):
         raise JSONTooDeep(max_depth)
     try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        value = json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+        )
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise InvalidJSON() from exc
+    try:
+        return check_tree(value)
+    except UnsafeText as exc:
+        raise InvalidJSON(f"The JSON body is refused: {exc}.") from exc
 
 
 def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -205,62 +227,3 @@ def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
         name.lower() == b"expect" and value.strip().lower() == b"100-continue"
         for name, value in headers
     )
-
-
-def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if name.lower() == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or (
-                media.startswith(b"application/") and media.endswith(b"+json")
-            )
-    return False
-
-
-class JSONLimitMiddleware:
-    """For JSON request bodies: 400 when invalid or too deep.
-
-    The parsed value lands in ``state["json"]``.
-
-    The body is buffered (the body limit sits outside this layer, so buffering is bounded) and
-    replayed to the app unchanged.
-    """
-
-    def __init__(self, app: ASGIApp, *, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> None:
-        self.app = app
-        self.max_depth = max_depth
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_json(scope["headers"]):
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay(message, receive), send)  # client went away
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        if body:
-            try:
-                scope.setdefault("state", {})["json"] = loads_limited(body, self.max_depth)
-            except InvalidJSON as exc:
-                await response_from_http_exception(exc)(scope, receive, send)
-                return
-        await self.app(
-            scope,
-            _replay({"type": "http.request", "body": body, "more_body": False}, receive),
-            send,
-        )
-
-
-def _replay(first: Message, receive: Receive) -> Receive:
-    pending = [first]
-
-    async def replay() -> Message:
-        return pending.pop() if pending else await receive()
-
-    return replay

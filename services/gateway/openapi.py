@@ -1,16 +1,16 @@
-"""Route declarations: one ``Operation`` per method and path, the source of both the Starlette
-routes and the OpenAPI 3.1 document, so the document covers every route by construction.
+"""The OpenAPI 3.1 document, built from the operation declarations (api/operation.py), so it
+covers every route by construction; and ``validate``, the JSON Schema subset they use.
 
-Request bodies and query parameters are checked against the same schemas the document
-publishes (``validate``: the small JSON Schema subset the declarations use).
+Request bodies and parameters are checked against the same schemas the document publishes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from ontrackio.gateway.api.operation import AuthKind, BodyKind, ErrorFormat, Operation
+from ontrackio.gateway.sessions import SESSION_COOKIE
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -26,11 +26,12 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 ERROR_TEXT = {
     400: "The request is malformed (body, JSON depth, parameters).",
-    401: "A valid API token is required.",
+    401: "A valid API token (or session) is required.",
     403: "The token lacks the scope, or the address is not on the admin allowlist.",
     404: "No such resource (or no such tenant host).",
     409: "The change conflicts with the current state.",
     413: "The request body is too large.",
+    415: "The body is not of a media type this operation takes.",
     429: "Too many requests; see Retry-After.",
     502: "A service behind the gateway failed.",
     503: "A service behind the gateway is unavailable; retry later.",
@@ -38,34 +39,76 @@ ERROR_TEXT = {
 }
 
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    where: str  # "path" | "query"
-    schema: dict[str, Any]
-    description: str = ""
-    required: bool = False
+SCIM_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 7644 3.12 SCIM error.",
+    "properties": {
+        "schemas": {"type": "array", "items": {"type": "string"}},
+        "status": {"type": "string"},
+        "scimType": {"type": "string"},
+        "detail": {"type": "string"},
+    },
+    "required": ["schemas", "status"],
+}
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "otk_<id>_<secret>",
+        "description": "API token; scopes: api:read, api:write, admin, scim.",
+    },
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": SESSION_COOKIE,
+        "description": "A signed-in user's session.",
+    },
+}
 
 
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    operation_id: str
-    summary: str
-    handler: Callable[..., Awaitable[Any]]
-    scope: str | None  # required token scope; None: no authentication
-    response: dict[str, Any]
-    status: int = 200
-    body: dict[str, Any] | None = None
-    params: tuple[Param, ...] = ()
-    errors: tuple[int, ...] = (400, 401, 403, 404, 429, 502, 503, 504)
-    tags: tuple[str, ...] = field(default=())
+def _security(op: Operation) -> list[dict[str, list[str]]]:
+    if op.auth.kind is AuthKind.BEARER:
+        return [{"bearer": list(op.auth.scopes)}]
+    if op.auth.kind is AuthKind.SESSION:
+        return [{"session": []}]
+    return []
+
+
+def _request_body(op: Operation) -> dict[str, Any] | None:
+    body = op.body
+    if body.kind is BodyKind.NONE:
+        return None
+    if body.kind is BodyKind.UPLOAD:
+        content = {
+            m: {"schema": {"type": "string", "contentMediaType": m}} for m in body.media_types
+        }
+    else:
+        content = {m: {"schema": body.schema or {}} for m in body.media_types}
+    return {"required": True, "content": content}
+
+
+def _error_response(op: Operation, code: int) -> dict[str, Any]:
+    if op.errors is ErrorFormat.PROBLEM:
+        return {"$ref": f"#/components/responses/E{code}"}
+    return {
+        "description": ERROR_TEXT.get(code, "Error."),
+        "content": {
+            op.errors.value: {"schema": {"$ref": "#/components/schemas/ScimError"}},
+        },
+    }
 
 
 def document(operations: list[Operation], *, title: str, version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document: per operation its parameters, request media types and
+    schemas, security (bearer scopes or the session cookie), success and error responses in
+    the operation's error format."""
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
+        codes = set(op.error_codes) | {400, 413, 429, 502}
+        if op.body.kind is not BodyKind.NONE:
+            codes.add(415)
+        if op.auth.kind is not AuthKind.PUBLIC:
+            codes.add(401)
         item: dict[str, Any] = {
             "operationId": op.operation_id,
             "summary": op.summary,
@@ -83,40 +126,30 @@ def document(operations: list[Operation], *, title: str, version: str) -> dict[s
             "responses": {
                 str(op.status): {
                     "description": "Success.",
-                    "content": {"application/json": {"schema": op.response}},
+                    "content": {op.response_media_type: {"schema": op.response}},
                 },
-                **{
-                    str(code): {"$ref": f"#/components/responses/E{code}"}
-                    for code in sorted(set(op.errors) | {400, 413, 429, 502})
-                },
+                **{str(code): _error_response(op, code) for code in sorted(codes)},
             },
-            "security": [{"bearer": [op.scope]}] if op.scope else [],
+            "security": _security(op),
         }
-        if op.body is not None:
-            item["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": op.body}},
-            }
-            item["responses"].setdefault("413", {"$ref": "#/components/responses/E413"})
+        if op.admin:
+            item["x-admin"] = True
+        request_body = _request_body(op)
+        if request_body is not None:
+            item["requestBody"] = request_body
         paths.setdefault(op.path, {})[op.method.lower()] = item
     return {
         "openapi": "3.1.0",
         "info": {
             "title": title,
             "version": version,
-            "description": "The OnTrackio API. Every error is application/problem+json.",
+            "description": "The OnTrackio API. Errors are application/problem+json, except "
+            "on SCIM operations (application/scim+json, RFC 7644).",
         },
         "paths": paths,
         "components": {
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "bearerFormat": "otk_<id>_<secret>",
-                    "description": "API token; scopes: api:read, api:write, admin, scim.",
-                }
-            },
-            "schemas": {"Problem": PROBLEM_SCHEMA},
+            "securitySchemes": SECURITY_SCHEMES,
+            "schemas": {"Problem": PROBLEM_SCHEMA, "ScimError": SCIM_ERROR_SCHEMA},
             "responses": {
                 f"E{code}": {
                     "description": text,

@@ -172,10 +172,15 @@ def install_problem_handlers(app: Starlette) -> None:
     app.add_exception_handler(Exception, _handle_unexpected)
 
 
-def _is_problem(headers: list[tuple[bytes, bytes]]) -> bool:
+# Error bodies the guard leaves alone: problems, and SCIM's own error messages (RFC 7644 3.12),
+# which SCIM operations must answer in (api/formats.py).
+KEPT_ERROR_MEDIA_TYPES = frozenset({PROBLEM_MEDIA_TYPE.encode(), b"application/scim+json"})
+
+
+def _is_kept_error(headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name.lower() == b"content-type":
-            return value.split(b";")[0].strip().lower() == PROBLEM_MEDIA_TYPE.encode()
+            return value.split(b";")[0].strip().lower() in KEPT_ERROR_MEDIA_TYPES
     return False
 
 
@@ -188,9 +193,10 @@ class ProblemGuardMiddleware:
     """Outermost edge layer: exceptions and non-problem error bodies become problem+json.
 
     Catches what escapes everything else (a bug in a middleware is a 500, an unhandled gRPC error
-    is mapped through GRPC_TO_HTTP) and rewrites any >=400 response whose body is not a problem,
-    keeping its other headers (Allow, Retry-After, WWW-Authenticate). If the response had already
-    started, the exception is re-raised for the server to log and close the connection.
+    is mapped through GRPC_TO_HTTP) and rewrites any >=400 response whose body is neither a
+    problem nor a SCIM error (``KEPT_ERROR_MEDIA_TYPES``), keeping its other headers (Allow,
+    Retry-After, WWW-Authenticate). If the response had already started, the exception is
+    re-raised for the server to log and close the connection.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -208,7 +214,7 @@ class ProblemGuardMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                if status >= 400 and not _is_problem(message.get("headers", [])):
+                if status >= 400 and not _is_kept_error(message.get("headers", [])):
                     kept = [
                         (k, v)
                         for k, v in message.get("headers", [])

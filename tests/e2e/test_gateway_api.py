@@ -17,6 +17,8 @@ from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     gateway_fixture,
     make_token,
     new_source,
+    raw,
+    request_bytes,
     tenant_a_fixture,
     tenant_b_fixture,
 )
@@ -312,3 +314,101 @@ def test_cli_tokens_and_allowlist(system, gateway, tenant_b):
     assert ontrack(system, "allowlist", "set", "--tenant", tenant_b, "--clear").returncode == 0
     unknown = ontrack(system, "token", "list", "--tenant", "nosuchtenant")
     assert unknown.returncode == 2
+
+
+def _create_asset_calls(gateway) -> float:
+    return gateway.metric("ontrack_gateway_upstream_calls", service="asset", method="CreateAsset")
+
+
+def test_nul_and_lone_surrogates_are_400_and_never_reach_a_service(gateway, tenant_a, full):
+    _, token = full
+    name = unique("nul")
+    before = _create_asset_calls(gateway)
+    cases = [
+        (rb'{"name": "%s\u0000b", "kind": "hardware"}' % name.encode(), "NUL"),
+        (rb'{"name": "\ud800", "kind": "hardware"}', "surrogate"),
+        (rb'{"name": "x", "kind": "hardware", "\udfff": 1}', "surrogate"),
+        (rb'{"name": "a\udc00b\u0000", "kind": "saas"}', "surrogate"),
+    ]
+    for body, words in cases:
+        r = gateway.call("POST", "/api/v1/assets", tenant_a, token, body)
+        assert r.status == 400, (body, r)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert words in r.json()["detail"]
+    assert _create_asset_calls(gateway) == before  # refused at the gateway: no service, no SQL
+    listed = gateway.call("GET", "/api/v1/assets?page_size=500", tenant_a, token)
+    assert name not in listed.body.decode()
+    # a paired surrogate is an ordinary character, stored and returned as such
+    ok = gateway.call(
+        "POST", "/api/v1/assets", tenant_a, token, rb'{"name": "\ud83d\ude00", "kind": "saas"}'
+    )
+    assert ok.status == 201 and ok.json()["name"] == "\U0001f600"
+
+
+def test_nul_in_query_and_path_parameters_is_400(gateway, tenant_a, full):
+    _, token = full
+    for target in (
+        "/api/v1/assets?page_token=a%00b",
+        "/api/v1/users?page_token=%00",
+        "/api/v1/assets/00000000-0000-4000-8000-00000000000%00",
+        "/admin/api/v1/tokens?include_revoked=%00",
+    ):
+        r = gateway.call("GET", target, tenant_a, token)
+        assert r.status == 400, (target, r)
+        assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_body_media_types(gateway, tenant_a, full):
+    _, token = full
+    host = gateway.host(tenant_a)
+    auth = ("Authorization", f"Bearer {token}")
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+        r = raw(
+            gateway.port,
+            request_bytes(
+                "POST",
+                "/api/v1/assets",
+                host,
+                [auth, ("Content-Type", content_type)],
+                b'{"name": "x", "kind": "saas"}',
+                close=True,
+            ),
+        )
+        assert r.status == 415, (content_type, r)
+        assert r.headers["content-type"] == "application/problem+json"
+    empty = raw(
+        gateway.port,
+        request_bytes(
+            "POST", "/api/v1/assets", host, [auth, ("Content-Type", "application/json")], close=True
+        ),
+    )
+    assert empty.status == 400 and "empty" in empty.json()["detail"]
+
+
+def test_admin_operations_refuse_outsiders_however_the_path_is_spelled(gateway, channels):
+    slug = unique("gr")
+    create_tenant(channels, slug)
+    _, admin = make_token(channels, slug, "admin")
+    inside, outside = "127.0.79.5", "127.0.80.5"
+    ok = gateway.call(
+        "PUT", "/admin/api/v1/allowlist", slug, admin, {"cidrs": ["127.0.79.0/24"]}, source=inside
+    )
+    assert ok.status == 200, ok
+    spellings = [
+        "/admin/api/v1/tokens",
+        "/admin/api/v1/tokens/",
+        "//admin/api/v1/tokens",
+        "/%61dmin/api/v1/tokens",
+        "/ADMIN/api/v1/tokens",
+        "/api/../admin/api/v1/tokens",
+        "/admin/api/v1/tokens/0123456789abcdef01234567",
+        "/admin/api/v1/allowlist",
+        "/admin%2fapi/v1/tokens",
+    ]
+    for target in spellings:
+        refused = gateway.call("GET", target, slug, admin, source=outside)
+        assert refused.status == 403, (target, refused)
+        assert refused.headers["content-type"] == "application/problem+json"
+    assert gateway.call("GET", "/admin/api/v1/tokens", slug, admin, source=inside).status == 200
+    # Refused before the token is even looked at: no token, same 403.
+    assert gateway.call("GET", "/admin/api/v1/tokens", slug, source=outside).status == 403

@@ -42,14 +42,23 @@ def test_document_covers_every_route(gateway, tenant_a):
     assert r.status == 200
     doc = r.json()
     assert doc["openapi"].startswith("3.")
-    from ontrackio.gateway.routes import OPERATIONS
+    from ontrackio.gateway.api.catalogue import OPERATIONS
+    from ontrackio.gateway.api.operation import AuthKind, BodyKind
 
     for op in OPERATIONS:
         item = doc["paths"][op.path][op.method.lower()]
         assert item["responses"], op.operation_id
         assert "400" in item["responses"] and "429" in item["responses"]
-        if op.body:
-            assert item["requestBody"]["content"]["application/json"]["schema"]
+        if op.body.kind is not BodyKind.NONE:
+            content = item["requestBody"]["content"]
+            assert set(content) == set(op.body.media_types)
+            assert all(c["schema"] for c in content.values())
+            assert "415" in item["responses"]
+        else:
+            assert "requestBody" not in item
+        if op.auth.kind is AuthKind.BEARER:
+            assert item["security"] == [{"bearer": list(op.auth.scopes)}]
+        assert item.get("x-admin", False) is op.admin
     for probe in ("/healthz", "/readyz", "/openapi.json"):
         assert probe in doc["paths"]
 

@@ -51,10 +51,13 @@ def call(
     client: tuple[str, int] | None = ("203.0.113.7", 50000),
     scheme: str = "http",
     body: Sequence[bytes] = (b"",),
+    query: str = "",
+    decoded_path: str | None = None,
 ) -> Result:
     """Send one request.
 
-    ``path`` is the raw path (bytes or ASCII str), ``body`` the chunks as streamed.
+    ``path`` is the raw path (bytes or ASCII str), ``body`` the chunks as streamed, ``query``
+    the raw query string; ``decoded_path`` overrides the server-decoded ``scope["path"]``.
     """
     raw_path = path if isinstance(path, bytes) else path.encode("latin-1")
     from urllib.parse import unquote
@@ -68,9 +71,9 @@ def call(
         "http_version": "1.1",
         "method": method,
         "scheme": scheme,
-        "path": unquote(raw_path.decode("latin-1")),
+        "path": unquote(raw_path.decode("latin-1")) if decoded_path is None else decoded_path,
         "raw_path": raw_path,
-        "query_string": b"",
+        "query_string": query.encode("latin-1"),
         "root_path": "",
         "headers": all_headers,
         "client": client,

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
+from ontrackio.gateway.api.catalogue import OPERATIONS
 from ontrackio.gateway.auth import Authenticator, Failure, Principal
 from ontrackio.gateway.openapi import Invalid, validate
 from ontrackio.gateway.ratelimit import TokenBucketLimiter
-from ontrackio.gateway.routes import OPERATIONS
 from ontrackio.gateway.ttlcache import TTLCache
 from ontrackio.identity import access_tokens as tokens
 from ontrackio.identity.v1 import access_pb2 as apb
@@ -209,7 +209,7 @@ def test_lookups_per_address_are_budgeted():
 
 
 def test_request_schemas_are_enforced():
-    body = next(op for op in OPERATIONS if op.operation_id == "createAsset").body
+    body = next(op for op in OPERATIONS if op.operation_id == "createAsset").body.schema
     validate({"name": "laptop", "kind": "hardware"}, body)
     for bad in (
         {"name": "x"},

@@ -1,0 +1,13 @@
+"""The whole API: every resource module's operations, in one list (routes and OpenAPI)."""
+
+from __future__ import annotations
+
+from ontrackio.gateway.api import allowlist, assets, tokens, users
+from ontrackio.gateway.api.operation import Operation
+
+OPERATIONS: list[Operation] = [
+    *assets.OPERATIONS,
+    *users.OPERATIONS,
+    *allowlist.OPERATIONS,
+    *tokens.OPERATIONS,
+]

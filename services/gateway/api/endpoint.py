@@ -1,0 +1,159 @@
+"""The endpoint wrapper: runs one declared operation for one request.
+
+Order: admin allowlist (admin operations, on the route the router matched) → authentication
+per declaration (bearer token and scopes, or session cookie) → per-principal rate limit →
+path and query parameters → body per kind → handler → errors in the declared format.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ontrackio.gateway.allowlist import GetAllowlist, admin_refusal
+from ontrackio.gateway.api.bodies import read_body
+from ontrackio.gateway.api.formats import render
+from ontrackio.gateway.api.operation import AuthKind, Call, Operation, Principal
+from ontrackio.gateway.auth import Failure, forbidden_scope, refusal
+from ontrackio.gateway.client_ip import IPAddress
+from ontrackio.gateway.limits import DEFAULT_MAX_JSON_DEPTH
+from ontrackio.gateway.openapi import Invalid, validate
+from ontrackio.gateway.problems import problem, problem_from_rpc_error, response_from_http_exception
+from ontrackio.gateway.ratelimit import TokenBucketLimiter, too_many_requests
+from ontrackio.gateway.sessions import SessionAuthenticator, session_cookie, sign_in_required
+from ontrackio.gateway.text import UnsafeText, check_text
+
+_INTEGER = re.compile(r"-?[0-9]{1,10}\Z")
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+
+
+class BearerAuthenticator(Protocol):
+    async def authenticate(
+        self, authorization: str | None, tenant: str, client_ip: IPAddress | None
+    ) -> Any: ...  # a Principal with ``scopes`` and ``actor``, or an auth.Failure
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What the wrapper needs to admit a request; built once per worker (app.py).
+
+    ``sessions`` None: no session authenticator configured, every session operation is 401.
+    """
+
+    tokens: BearerAuthenticator
+    principal_limiter: TokenBucketLimiter
+    get_allowlist: GetAllowlist
+    sessions: SessionAuthenticator | None = None
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+
+
+def parse_params(op: Operation, request: Request) -> dict[str, Any]:
+    """Path and query parameters checked against their schemas; raise Invalid or UnsafeText.
+
+    A query parameter may be given once; integers and booleans are parsed strictly.
+    """
+    params: dict[str, Any] = {}
+    for p in op.params:
+        if p.where == "path":
+            value = check_text(request.path_params[p.name], p.name)
+            params[p.name] = validate(value, p.schema, p.name)
+            continue
+        values = request.query_params.getlist(p.name)
+        if not values:
+            continue
+        if len(values) > 1:
+            raise Invalid(f"{p.name} may be given once")
+        raw: Any = check_text(values[0], p.name)
+        kind = p.schema.get("type")
+        if kind == "integer":
+            if not _INTEGER.match(raw):
+                raise Invalid(f"{p.name} must be an integer")
+            raw = int(raw)
+        elif kind == "boolean":
+            if raw.lower() not in _BOOLEANS:
+                raise Invalid(f"{p.name} must be true or false")
+            raw = _BOOLEANS[raw.lower()]
+        params[p.name] = validate(raw, p.schema, p.name)
+    return params
+
+
+async def _authenticate(
+    op: Operation, checks: Checks, request: Request, tenant: str, client_ip: IPAddress | None
+) -> Principal | Response | None:
+    """The principal, None for public operations, or the refusal to answer."""
+    if op.auth.kind is AuthKind.PUBLIC:
+        return None
+    if op.auth.kind is AuthKind.SESSION:
+        session_id = session_cookie(request.headers.getlist("cookie"))
+        if session_id is None or checks.sessions is None:
+            return sign_in_required()
+        user = await checks.sessions.authenticate(session_id, tenant, client_ip)
+        return user if user is not None else sign_in_required()
+    authorization = request.headers.getlist("authorization")
+    result = (
+        Failure.MALFORMED
+        if len(authorization) > 1
+        else await checks.tokens.authenticate(
+            authorization[0] if authorization else None, tenant, client_ip
+        )
+    )
+    if isinstance(result, Failure):
+        return refusal(result)
+    for scope in op.auth.scopes:
+        if scope not in result.scopes:
+            return forbidden_scope(scope)
+    principal: Principal = result
+    return principal
+
+
+async def _serve(op: Operation, checks: Checks, services: Any, request: Request) -> Response:
+    tenant_info = getattr(request.state, "tenant", None)
+    client_ip: IPAddress | None = getattr(request.state, "client_ip", None)
+    if op.admin:
+        denied = await admin_refusal(tenant_info, client_ip, checks.get_allowlist)
+        if denied is not None:
+            return denied
+    if tenant_info is None:  # behind the edge every request has one; fail closed regardless
+        return problem(404)
+    tenant: str = tenant_info.slug
+    principal = await _authenticate(op, checks, request, tenant, client_ip)
+    if isinstance(principal, Response):
+        return principal
+    if principal is not None:
+        decision = checks.principal_limiter.hit(principal.actor)
+        if not decision.allowed:
+            return too_many_requests(decision.retry_after)
+    try:
+        params = parse_params(op, request)
+    except (Invalid, UnsafeText) as exc:
+        return problem(400, detail=str(exc))
+    body = await read_body(op.body, request, max_json_depth=checks.max_json_depth)
+    result = await op.handler(Call(tenant, principal, client_ip, params, body), services)
+    if isinstance(result, Response):
+        return result
+    data, headers = result if isinstance(result, tuple) else (result, {})
+    return JSONResponse(
+        data, status_code=op.status, headers=headers, media_type=op.response_media_type
+    )
+
+
+def endpoint(op: Operation, checks: Checks, services: Any):
+    """The Starlette endpoint for ``op``; ``services`` is handed to its handler as is."""
+
+    async def run(request: Request) -> Response:
+        try:
+            response = await _serve(op, checks, services, request)
+        except HTTPException as exc:  # body refusals, and 413 raised while streaming
+            response = response_from_http_exception(exc)
+        except grpc.aio.AioRpcError as exc:
+            response = problem_from_rpc_error(exc)
+        return render(op.errors, response)
+
+    run.__name__ = op.operation_id
+    return run

@@ -1,0 +1,23 @@
+"""The Gateway's services as handlers receive them: the upstream stubs and the caches a
+handler must update after a change it made (a revoked token, a new allowlist)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ontrackio.gateway.allowlists import Allowlists
+from ontrackio.gateway.api.operation import Call
+from ontrackio.gateway.auth import Authenticator
+from ontrackio.gateway.upstream import Upstream
+
+
+@dataclass(frozen=True)
+class Services:
+    upstream: Upstream
+    tokens: Authenticator
+    allowlists: Allowlists
+
+    async def rpc(self, call: Call, method: Any, request: Any) -> Any:
+        """``method(request)`` for the call's tenant and actor; raises grpc.aio.AioRpcError."""
+        return await self.upstream.call(method, request, tenant=call.tenant, actor=call.actor)
