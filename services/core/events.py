@@ -144,7 +144,7 @@ class EventTypes:
                 payload=dict(body["payload"]),
                 trace={str(k): str(v) for k, v in dict(body.get("trace") or {}).items()},
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise InvalidEvent(f"malformed envelope: {type(exc).__name__}: {exc}") from None
         if event.type not in self._types:
             raise InvalidEvent(f"unknown event type {event.type!r}")

@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ontrackio.catalogue import DEPLOYMENT, SERVICES
 from ontrackio.core import events
@@ -214,3 +216,66 @@ def test_packs_group_by_routing_key_in_order_and_cap_their_size():
     ]
     assert out[0][1] == c[: bus.MAX_PACK] and out[1][1] == c[bus.MAX_PACK :]
     assert out[2][1] == r
+
+
+# -- hostile bodies from the bus -----------------------------------------------------------
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()  # json.loads accepts NaN and Infinity
+    | st.text(alphabet=st.characters(codec=None)),  # surrogates, NUL, full-width forms
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+KEYS = ("id", "tenant", "type", "schema_version", "occurred_at", "trace", "payload")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    changes=st.dictionaries(st.sampled_from(KEYS), JSON, max_size=len(KEYS)),
+    dropped=st.sets(st.sampled_from(KEYS)),
+)
+def test_any_envelope_is_an_event_or_an_invalid_event(changes, dropped):
+    body = wire(**changes)
+    for key in dropped:
+        body.pop(key, None)
+    try:
+        event = REGISTRY.from_wire(body)
+    except InvalidEvent:
+        return
+    try:
+        event.message()
+    except InvalidEvent:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=JSON)
+def test_any_body_is_an_event_or_an_invalid_event(body):
+    with pytest.raises(InvalidEvent):
+        REGISTRY.from_wire(body)
+
+
+@pytest.mark.parametrize("version", [float("inf"), float("-inf"), float("nan"), 10**400])
+def test_a_schema_version_beyond_integers_is_an_invalid_event(version):
+    if isinstance(version, int):  # an enormous integer is still an integer
+        assert REGISTRY.from_wire(wire(schema_version=version)).schema_version == version
+        return
+    with pytest.raises(InvalidEvent, match="malformed envelope"):
+        REGISTRY.from_wire(wire(schema_version=version))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=st.dictionaries(
+        st.sampled_from(["slug", "name", "tier", "region", "placement", "other"]), JSON
+    )
+)
+def test_any_payload_parses_or_is_an_invalid_event(payload):
+    event = REGISTRY.from_wire(wire(payload=payload))
+    try:
+        event.message()
+    except InvalidEvent as exc:
+        assert "bad payload" in str(exc)
