@@ -35,6 +35,7 @@ from kombu import Exchange
 from psycopg.conninfo import make_conninfo
 
 from bench.common import ROOT, failed, figure, log, percentile, wait_until
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import bus, config
 from ontrackio.core import relay as relay_mod
 from ontrackio.core.bus import Publisher
@@ -241,6 +242,7 @@ class _Writer:
             directory=TenantDirectory(lambda s: None, 0),
             publisher=None,
             relay=self.relay,
+            events=DEPLOYMENT.events,
         )
 
     def close(self) -> None:

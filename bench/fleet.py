@@ -19,10 +19,11 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from bench.common import figure, log, percentile
+from ontrackio.catalogue import SERVICES
 from ontrackio.core import fleet
 from ontrackio.core.config import Settings
 from ontrackio.core.db.migrations import Migration
-from ontrackio.core.tenancy import SERVICES, Names
+from ontrackio.core.tenancy import Names
 
 GOAL_S = 60.0
 EXTRA = Migration(
@@ -63,7 +64,7 @@ def run(settings: Settings, admin_dsn: str, slugs: list[str]) -> list[dict]:
     log(f"fleet bare ALTER on {len(dbs)} databases, concurrency {concurrency}: {base:.1f} s")
     with mock.patch.object(fleet, "provisioners", _with_extra(fleet.provisioners)):
         t0 = time.perf_counter()
-        reports = fleet.migrate_fleet(settings, tenants, concurrency=concurrency)
+        reports = fleet.migrate_fleet(settings, tenants, services=SERVICES, concurrency=concurrency)
         took = time.perf_counter() - t0
         log(f"fleet migrate_fleet: {took:.1f} s")
         t0 = time.perf_counter()

@@ -11,11 +11,12 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from bench.common import figure, log, median, percentile, wait_until
+from ontrackio.catalogue import SERVICES
 from ontrackio.core.db import migrations as mig
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.db.provisioning import Provisioner
 from ontrackio.core.runtime import service_dir
-from ontrackio.core.tenancy import SERVICES, Names
+from ontrackio.core.tenancy import Names
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
 

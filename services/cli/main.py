@@ -15,6 +15,7 @@ import grpc
 from google.protobuf import json_format
 
 from ontrackio.core import config, grpcclient
+from ontrackio.core.vocabulary import TIERS
 
 BAD_INPUT = {
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -99,7 +100,7 @@ def _tenant_line(t: dict) -> str:
 @tenant.command("create")
 @click.argument("slug")
 @click.option("--name", required=True)
-@click.option("--tier", required=True, type=click.Choice(["business", "enterprise"]))
+@click.option("--tier", required=True, type=click.Choice(TIERS))
 @click.option("--domain", "domains", multiple=True, help="Verified custom domain (repeatable).")
 @click.option("--placement", default="", help="PostgreSQL cluster (default: configured).")
 @click.option("--wait", is_flag=True, help="Wait until the tenant is active.")
@@ -115,7 +116,7 @@ def tenant_create(c: Ctx, slug, name, tier, domains, placement, wait, timeout) -
         pb.CreateTenantRequest(
             slug=slug,
             name=name,
-            tier=pb.TIER_BUSINESS if tier == "business" else pb.TIER_ENTERPRISE,
+            tier=pb.Tier.Value(f"TIER_{tier.upper()}"),
             domains=list(domains),
             placement=placement,
         ),
@@ -185,15 +186,15 @@ def _registry(settings, slug: str | None) -> list[tuple[str, str]]:
     """(slug, placement) of live tenants, read from the control database."""
     from ontrackio.core.db.clusters import Clusters
     from ontrackio.core.tenancy import Names, validate_slug
+    from ontrackio.core.vocabulary import LIVE_STATUSES
 
     clusters = Clusters(settings)
     names = Names(settings.deployment, "identity")
     with clusters.admin_connect(settings.pg_control_cluster, names.control_database) as conn:
         rows = conn.execute(
-            "SELECT slug, placement FROM tenants WHERE status IN"
-            " ('provisioning', 'active', 'suspended') AND (%s::text IS NULL OR slug = %s)"
-            " ORDER BY slug",
-            (slug, slug),
+            "SELECT slug, placement FROM tenants WHERE status = ANY(%s)"
+            " AND (%s::text IS NULL OR slug = %s) ORDER BY slug",
+            (list(LIVE_STATUSES), slug, slug),
         ).fetchall()
     if slug and not rows:
         validate_slug(slug)
@@ -209,6 +210,7 @@ def migrate(c: Ctx, slug: str | None, concurrency: int | None) -> None:
     """Migrate the control database, the templates and every tenant database."""
     import psycopg
 
+    from ontrackio.catalogue import SERVICES
     from ontrackio.core.db.provisioning import Provisioner
     from ontrackio.core.errors import DomainError
     from ontrackio.core.fleet import migrate_fleet
@@ -225,7 +227,7 @@ def migrate(c: Ctx, slug: str | None, concurrency: int | None) -> None:
         ).ensure_database(
             s.pg_control_cluster, names.control_database, names.control_role, control_migrations()
         )
-        reports = migrate_fleet(s, _registry(s, slug), concurrency=concurrency)
+        reports = migrate_fleet(s, _registry(s, slug), services=SERVICES, concurrency=concurrency)
     except DomainError as exc:
         raise Failure(str(exc), 2) from None
     except psycopg.Error as exc:

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 
 from ontrackio.core.errors import FailedPrecondition, NotFound
 from ontrackio.core.tenancy import validate_slug
-
-ACTIVE = "active"
-LIVE_STATUSES = ("provisioning", "active", "suspended")
+from ontrackio.core.vocabulary import ACTIVE, LIVE_STATUSES
 
 
 @dataclass(frozen=True)

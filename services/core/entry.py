@@ -1,4 +1,8 @@
-"""Process entrypoints shared by the services: configuration, logging, wiring, serving."""
+"""Process entrypoints shared by the services: configuration, logging, wiring, serving.
+
+Each service's entry module hands in its `Deployment`: the contracts of the services the
+process knows (core/contract.py), from which the topology is declared and events typed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from ontrackio.core import bus, config, grpcserver, identity_client, logs, metrics, topology
+from ontrackio.core.contract import Deployment
 from ontrackio.core.runtime import Runtime, build
 
 
@@ -15,19 +20,21 @@ def setup(service: str, role: str):
     return settings
 
 
-def default_bootstrap(service: str, settings) -> Runtime:
+def default_bootstrap(service: str, settings, deployment: Deployment) -> Runtime:
     """A domain service's runtime: its tenant directory asks identity over gRPC."""
-    return build(service, settings, lambda rt: identity_client.lookup(settings))
+    return build(service, settings, lambda rt: identity_client.lookup(settings), deployment)
 
 
 def api_main(
     service: str,
     registrations: Callable[[Runtime], list[grpcserver.Registration]],
     bootstrap: Callable[..., Runtime] | None = None,
+    *,
+    deployment: Deployment,
 ) -> None:
     settings = setup(service, "api")
-    topology.declare(settings.amqp_url.get_secret_value())
-    rt = (bootstrap or default_bootstrap)(service, settings)
+    topology.declare(settings.amqp_url.get_secret_value(), deployment)
+    rt = (bootstrap or default_bootstrap)(service, settings, deployment)
     port_setting = getattr(settings, f"{service}_grpc_port")
     server, port = grpcserver.build_server(
         service,
@@ -46,13 +53,17 @@ def api_main(
 
 
 def worker_main(
-    service: str, worker_cls: type, bootstrap: Callable[..., Runtime] | None = None
+    service: str,
+    worker_cls: type,
+    bootstrap: Callable[..., Runtime] | None = None,
+    *,
+    deployment: Deployment,
 ) -> None:
     from ontrackio.core.worker import run_worker
 
     settings = setup(service, "worker")
-    topology.declare(settings.amqp_url.get_secret_value())
-    rt = (bootstrap or default_bootstrap)(service, settings)
+    topology.declare(settings.amqp_url.get_secret_value(), deployment)
+    rt = (bootstrap or default_bootstrap)(service, settings, deployment)
     amqp = settings.amqp_url.get_secret_value()
     metrics.serve(
         settings.metrics_port(f"{service}-worker"),

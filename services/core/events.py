@@ -7,11 +7,16 @@ envelope: id, tenant, type, schema_version, occurred_at, trace, payload (the JSO
 of the protobuf message registered for the type). Events published together with the same
 routing key travel as one message whose body is a list of envelopes (a pack, see
 core/bus.py): every consumer reads a body with `unpack`.
+
+The known types are an `EventTypes` value a process builds from the contracts of the
+services it knows (core/contract.py); this module names no service and no event.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,37 +26,10 @@ from google.protobuf.message import Message
 
 from ontrackio.core import telemetry
 from ontrackio.core.errors import InvalidArgument
-from ontrackio.core.tenancy import SERVICES
-from ontrackio.core.v1 import core_pb2
-from ontrackio.identity.v1 import access_pb2 as identity_access
-from ontrackio.identity.v1 import events_pb2 as identity_events
-from ontrackio.inventory.v1 import events_pb2 as inventory_events
 
 
 class InvalidEvent(InvalidArgument):
     """A message on the bus is not a well-formed event of a known type."""
-
-
-# type -> (payload message class, current schema version)
-REGISTRY: dict[str, tuple[type[Message], int]] = {
-    "identity.tenant_created": (identity_events.TenantCreated, 1),
-    "identity.tenant_activated": (identity_events.TenantActivated, 1),
-    "identity.tenant_deleted": (identity_events.TenantDeleted, 1),
-    "identity.user_created": (identity_events.UserCreated, 1),
-    "identity.user_deactivated": (identity_events.UserDeactivated, 1),
-    "identity.token_revoked": (identity_access.TokenRevoked, 1),
-    "identity.allowlist_changed": (identity_access.AllowlistChanged, 1),
-    "inventory.asset_created": (inventory_events.AssetCreated, 1),
-}
-for _svc in SERVICES:
-    REGISTRY[f"{_svc}.tenant_ready"] = (core_pb2.TenantReady, 1)
-    REGISTRY[f"{_svc}.tenant_provisioning_failed"] = (core_pb2.TenantProvisioningFailed, 1)
-    REGISTRY[f"{_svc}.tenant_dropped"] = (core_pb2.TenantDropped, 1)
-
-
-def register(event_type: str, message: type[Message], schema_version: int = 1) -> None:
-    """Add an event type (later issues register their own)."""
-    REGISTRY[event_type] = (message, schema_version)
 
 
 @dataclass(frozen=True)
@@ -63,6 +41,8 @@ class Event:
     occurred_at: datetime
     payload: dict[str, Any]
     trace: dict[str, str] = field(default_factory=dict)
+    # The payload's registered message class (set by EventTypes; not part of the wire form).
+    payload_class: type[Message] | None = field(default=None, compare=False, repr=False)
 
     @property
     def source(self) -> str:
@@ -75,9 +55,12 @@ class Event:
 
     def message(self) -> Message:
         """The payload parsed into its registered protobuf message."""
-        cls, _ = REGISTRY[self.type]
+        if self.payload_class is None:
+            raise InvalidEvent(f"{self.type}: not built or parsed by EventTypes")
         try:
-            return json_format.ParseDict(self.payload, cls(), ignore_unknown_fields=True)
+            return json_format.ParseDict(
+                self.payload, self.payload_class(), ignore_unknown_fields=True
+            )
         except json_format.ParseError as exc:
             raise InvalidEvent(f"{self.type}: bad payload: {exc}") from None
 
@@ -93,25 +76,6 @@ class Event:
         }
 
 
-def new(event_type: str, tenant: str, message: Message) -> Event:
-    """A new event carrying the current trace context."""
-    try:
-        cls, version = REGISTRY[event_type]
-    except KeyError:
-        raise InvalidEvent(f"unknown event type {event_type!r}") from None
-    if not isinstance(message, cls):
-        raise InvalidEvent(f"{event_type} carries {cls.__name__}, not {type(message).__name__}")
-    return Event(
-        id=str(uuid.uuid4()),
-        tenant=tenant,
-        type=event_type,
-        schema_version=version,
-        occurred_at=datetime.now(UTC),
-        payload=json_format.MessageToDict(message, preserving_proto_field_name=True),
-        trace=telemetry.inject(),
-    )
-
-
 def unpack(body: Any) -> list[Any]:
     """The envelopes a message body carries: a pack (a non-empty list) holds several; any
     other body is one, which `from_wire` validates (an empty list is refused there)."""
@@ -120,22 +84,68 @@ def unpack(body: Any) -> list[Any]:
     return [body]
 
 
-def from_wire(body: Any) -> Event:
-    """Parse and validate an envelope received from the bus."""
-    if not isinstance(body, dict):
-        raise InvalidEvent("event body is not an object")
-    try:
-        event = Event(
-            id=str(uuid.UUID(body["id"])),
-            tenant=str(body["tenant"]),
-            type=str(body["type"]),
-            schema_version=int(body["schema_version"]),
-            occurred_at=datetime.fromisoformat(body["occurred_at"]),
-            payload=dict(body["payload"]),
-            trace={str(k): str(v) for k, v in dict(body.get("trace") or {}).items()},
+class EventTypes:
+    """The event types a process knows: type -> (payload message class, schema version).
+
+    Immutable; built from the services' contracts (core/contract.py). It makes new events
+    and validates the ones that arrive from the bus.
+    """
+
+    def __init__(self, types: Mapping[str, tuple[type[Message], int]]) -> None:
+        self._types = dict(types)
+
+    def __contains__(self, event_type: object) -> bool:
+        return event_type in self._types
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._types)
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def __getitem__(self, event_type: str) -> tuple[type[Message], int]:
+        return self._types[event_type]
+
+    def items(self):
+        return self._types.items()
+
+    def new(self, event_type: str, tenant: str, message: Message) -> Event:
+        """A new event carrying the current trace context; InvalidEvent for an unknown type
+        or a message of another class than the type's."""
+        try:
+            cls, version = self._types[event_type]
+        except KeyError:
+            raise InvalidEvent(f"unknown event type {event_type!r}") from None
+        if not isinstance(message, cls):
+            raise InvalidEvent(f"{event_type} carries {cls.__name__}, not {type(message).__name__}")
+        return Event(
+            id=str(uuid.uuid4()),
+            tenant=tenant,
+            type=event_type,
+            schema_version=version,
+            occurred_at=datetime.now(UTC),
+            payload=json_format.MessageToDict(message, preserving_proto_field_name=True),
+            trace=telemetry.inject(),
+            payload_class=cls,
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InvalidEvent(f"malformed envelope: {type(exc).__name__}: {exc}") from None
-    if event.type not in REGISTRY:
-        raise InvalidEvent(f"unknown event type {event.type!r}")
-    return event
+
+    def from_wire(self, body: Any) -> Event:
+        """Parse and validate an envelope received from the bus; InvalidEvent if it is
+        malformed or of an unknown type."""
+        if not isinstance(body, dict):
+            raise InvalidEvent("event body is not an object")
+        try:
+            event = Event(
+                id=str(uuid.UUID(body["id"])),
+                tenant=str(body["tenant"]),
+                type=str(body["type"]),
+                schema_version=int(body["schema_version"]),
+                occurred_at=datetime.fromisoformat(body["occurred_at"]),
+                payload=dict(body["payload"]),
+                trace={str(k): str(v) for k, v in dict(body.get("trace") or {}).items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise InvalidEvent(f"malformed envelope: {type(exc).__name__}: {exc}") from None
+        if event.type not in self._types:
+            raise InvalidEvent(f"unknown event type {event.type!r}")
+        return dataclasses.replace(event, payload_class=self._types[event.type][0])

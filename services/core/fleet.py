@@ -17,7 +17,7 @@ from ontrackio.core.db import migrations as mig
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.db.provisioning import Provisioner
 from ontrackio.core.runtime import service_dir
-from ontrackio.core.tenancy import SERVICES, Names
+from ontrackio.core.tenancy import Names
 
 
 @dataclass
@@ -33,7 +33,7 @@ class JobReport:
         return asdict(self)
 
 
-def provisioners(settings: Settings, services: Iterable[str] = SERVICES) -> dict[str, Provisioner]:
+def provisioners(settings: Settings, services: Iterable[str]) -> dict[str, Provisioner]:
     clusters = Clusters(settings)
     return {
         s: Provisioner(
@@ -76,7 +76,7 @@ def migrate_fleet(
     settings: Settings,
     tenants: list[tuple[str, str]],
     *,
-    services: Iterable[str] = SERVICES,
+    services: Iterable[str],
     concurrency: int | None = None,
     templates: bool = True,
 ) -> list[JobReport]:

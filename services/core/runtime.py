@@ -13,12 +13,14 @@ from pathlib import Path
 from ontrackio.core import telemetry
 from ontrackio.core.bus import Publisher
 from ontrackio.core.config import Settings
+from ontrackio.core.contract import Deployment
 from ontrackio.core.db import migrations
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.db.pools import PoolManager
 from ontrackio.core.db.provisioning import Provisioner
 from ontrackio.core.db.tenantdb import TenantDatabases
 from ontrackio.core.directory import TenantDirectory, TenantInfo
+from ontrackio.core.events import EventTypes
 from ontrackio.core.relay import Relay
 
 
@@ -35,8 +37,14 @@ class Runtime:
     publisher: Publisher
     relay: Relay
     provisioner: Provisioner
+    deployment: Deployment  # the contracts of the services this process knows
     directory: TenantDirectory = field(init=False)
     dbs: TenantDatabases = field(init=False)
+
+    @property
+    def events(self) -> EventTypes:
+        """The event types of the deployment (from its contracts)."""
+        return self.deployment.events
 
     def close(self) -> None:
         self.relay.close()
@@ -48,8 +56,12 @@ def build(
     service: str,
     settings: Settings,
     lookup: Callable[[Runtime], Callable[[str], TenantInfo | None]],
+    deployment: Deployment,
+    kind: type[Runtime] = Runtime,
 ) -> Runtime:
-    """Wire a service's infrastructure; `lookup(rt)` gives its tenant-directory source."""
+    """Wire a service's infrastructure; `lookup(rt)` gives its tenant-directory source,
+    `deployment` the contracts of the services the process knows, `kind` the Runtime
+    class (a service may add its own parts to it)."""
     telemetry.setup(service, settings.otel_exporter)
     clusters = Clusters(settings)
     pools = PoolManager(
@@ -59,7 +71,7 @@ def build(
         acquire_timeout=settings.pool_acquire_timeout,
     )
     amqp = settings.amqp_url.get_secret_value()
-    rt = Runtime(
+    rt = kind(
         service,
         settings,
         clusters,
@@ -73,6 +85,7 @@ def build(
             settings.deployment,
             settings.tenant_role_secret.get_secret_value(),
         ),
+        deployment,
     )
     source = lookup(rt)  # may use rt's clusters and pools, not its directory
     rt.directory = TenantDirectory(source, settings.tenant_cache_seconds)
@@ -84,5 +97,6 @@ def build(
         directory=rt.directory,
         publisher=rt.publisher,
         relay=rt.relay,
+        events=deployment.events,
     )
     return rt

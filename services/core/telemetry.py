@@ -1,7 +1,8 @@
 """OpenTelemetry set-up and W3C trace-context propagation (gRPC metadata, events).
 
 One trace follows a request from the gateway through gRPC, into the outbox row it wrote,
-over RabbitMQ and into the consumer that applied the event.
+over RabbitMQ and into the consumer that applied the event. The process's tracer provider
+is OpenTelemetry's own (one per process); this module keeps no state of its own.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
-_configured = False
-_recording = False  # an SDK provider is installed: spans are recorded and exported
 TRACEPARENT = "traceparent"
 
 
@@ -55,14 +54,13 @@ class JsonLinesExporter(SpanExporter):
 
 
 def setup(service_name: str, exporter: str) -> None:
-    """Install the process's tracer provider once; `exporter` is none|console|file:PATH.
+    """Install the process's tracer provider; `exporter` is none|console|file:PATH.
 
     With "none" no SDK provider is installed: nothing is recorded, no new trace ids are
-    made, but incoming trace context is still propagated."""
-    global _configured, _recording
-    if _configured:
+    made, but incoming trace context is still propagated. Once a provider is installed,
+    later calls change nothing (OpenTelemetry allows one per process)."""
+    if recording():
         return
-    _configured = True
     if exporter == "none":
         # No spans are recorded: the API's no-op tracer costs next to nothing per call, and
         # a caller's trace context still flows into the events a request emits.
@@ -73,12 +71,11 @@ def setup(service_name: str, exporter: str) -> None:
     elif exporter.startswith("file:"):
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(exporter[5:])))
     trace.set_tracer_provider(provider)
-    _recording = True
 
 
 def recording() -> bool:
-    """Whether spans are recorded in this process (an exporter is configured)."""
-    return _recording
+    """Whether spans are recorded in this process: an SDK provider (an exporter) is set."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
 
 
 def tracer(name: str = "ontrackio") -> trace.Tracer:

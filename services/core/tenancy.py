@@ -16,8 +16,6 @@ from ontrackio.core.errors import InvalidArgument
 
 # A DNS label (it becomes <slug>.<base domain>): 2 to 31 characters, no trailing hyphen.
 SLUG_RE = re.compile(r"[a-z][a-z0-9-]{0,29}[a-z0-9]\Z")
-SERVICES: tuple[str, ...] = ("identity", "inventory", "privacy", "evidence")
-TIERS: tuple[str, ...] = ("business", "enterprise")
 MAX_IDENTIFIER = 63
 
 current_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar(

@@ -2,8 +2,9 @@
 
 nameko declares a handler's queue only when its worker starts; an event published before
 then would reach no queue and be lost (say, the first tenant created while a worker is
-still starting). So every process declares the whole table first. A unit test checks the
-table against the handlers the worker classes really have.
+still starting). So every process declares the queues of every subscription of its
+deployment (core/contract.py) first. A unit test checks the subscriptions against the
+handlers the bound worker classes really have.
 """
 
 from __future__ import annotations
@@ -11,22 +12,7 @@ from __future__ import annotations
 from kombu import Queue
 
 from ontrackio.core.bus import DLQ, connect, events_exchange
-from ontrackio.core.tenancy import SERVICES
-
-# (consumer service, handler method, source service, event name)
-SUBSCRIPTIONS: list[tuple[str, str, str, str]] = [
-    *[(s, "handle_tenant_created", "identity", "tenant_created") for s in SERVICES],
-    *[(s, "handle_tenant_deleted", "identity", "tenant_deleted") for s in SERVICES],
-    *[
-        ("identity", f"handle_{s}_{e}", s, e)
-        for s in SERVICES
-        for e in ("tenant_ready", "tenant_provisioning_failed", "tenant_dropped")
-    ],
-    ("inventory", "handle_user_created", "identity", "user_created"),
-    ("inventory", "handle_user_deactivated", "identity", "user_deactivated"),
-    ("privacy", "handle_user_created", "identity", "user_created"),
-    ("evidence", "handle_asset_created", "inventory", "asset_created"),
-]
+from ontrackio.core.contract import Deployment, Subscription
 
 
 def queue_name(consumer: str, method: str, source: str, event: str) -> str:
@@ -34,24 +20,26 @@ def queue_name(consumer: str, method: str, source: str, event: str) -> str:
     return f"evt-{source}-{event}--{consumer}.{method}"
 
 
-def queues() -> list[Queue]:
-    return [
-        Queue(
-            queue_name(*sub),
-            exchange=events_exchange(sub[2]),
-            routing_key=sub[3],
-            durable=True,
-            auto_delete=False,
-        )
-        for sub in SUBSCRIPTIONS
-    ]
+def queue(sub: Subscription) -> Queue:
+    """The durable queue of one subscription, bound to its source's events exchange."""
+    return Queue(
+        queue_name(sub.consumer, sub.handler, sub.source, sub.event),
+        exchange=events_exchange(sub.source),
+        routing_key=sub.event,
+        durable=True,
+        auto_delete=False,
+    )
 
 
-def declare(amqp_url: str) -> None:
+def queues(deployment: Deployment) -> list[Queue]:
+    return [queue(sub) for sub in deployment.subscriptions]
+
+
+def declare(amqp_url: str, deployment: Deployment) -> None:
     """Declare every events exchange, handler queue and the dead-letter queue (idempotent)."""
     with connect(amqp_url) as conn:
         channel = conn.channel()
-        for q in queues():
+        for q in queues(deployment):
             q(channel).declare()
         Queue(DLQ, durable=True)(channel).declare()
         channel.close()

@@ -1,9 +1,12 @@
 """The worker process: a nameko service that consumes events, relays the outbox and runs
 timers. Import `ontrackio.core.greening` first in the process's entry module.
 
-`@on(source, name)` declares an event handler: the envelope is validated, the sender's
-trace continued, and a failure retried with backoff, then parked in the dead-letter queue.
-Every domain worker inherits the tenant-lifecycle handlers of `ServiceWorker`.
+`@on` marks an event handler: the envelope is validated, the sender's trace continued,
+and a failure retried with backoff, then parked in the dead-letter queue; `@applies` marks
+an effect on the tenant's database. Which events a handler receives is the service's
+contract's to say: `run_worker` binds the marked methods to their queues (core/binding.py).
+Every domain worker inherits the tenant-lifecycle handlers of `ServiceWorker`. The state a
+worker process shares among its nameko workers lives on its `WorkerProcess`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from opentelemetry import trace
 
 from ontrackio.core import events as ev
 from ontrackio.core import metrics, outbox, telemetry
+from ontrackio.core.binding import bind, handles
 from ontrackio.core.consumer import (
     GATHER_CONFIG_KEY,
     PREFETCH_CONFIG_KEY,
@@ -40,32 +44,30 @@ from ontrackio.core.runtime import Runtime
 from ontrackio.core.v1 import core_pb2
 
 log = logging.getLogger(__name__)
-_runtime: Runtime | None = None
+# nameko config key under which run_worker hands every container its WorkerProcess.
+PROCESS_CONFIG_KEY = "ONTRACK_WORKER_PROCESS"
 
 
-_group: GroupCommitter | None = None
-_provision_slots: threading.BoundedSemaphore | None = None
+class WorkerProcess:
+    """What one worker process shares among its nameko workers (built by run_worker):
+    its runtime, the bound on databases created or dropped at once, the group committer
+    of its effects and the outbox sweep's plan."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.provisioning = threading.BoundedSemaphore(rt.settings.provision_concurrency)
+        self.committer = GroupCommitter(rt.dbs)
+        self.sweep_plan = outbox.SweepPlan()
+        self.last_full_sweep = 0.0
+
+    def failure(self, queue: str, envelope, headers, exc: BaseException) -> None:
+        """Retry a failed event with backoff, or park it in the dead-letter queue."""
+        retry_or_park(self.rt.publisher, self.rt.settings, queue, envelope, headers, exc)
 
 
-def _provisioning(rt: Runtime) -> threading.BoundedSemaphore:
-    """Bounds the databases this worker creates or drops at once."""
-    global _provision_slots
-    if _provision_slots is None:
-        _provision_slots = threading.BoundedSemaphore(rt.settings.provision_concurrency)
-    return _provision_slots
-
-
-def _committer(rt: Runtime) -> GroupCommitter:
-    global _group
-    if _group is None:
-        _group = GroupCommitter(rt.dbs)
-    return _group
-
-
-def runtime() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("worker runtime not built; use run_worker()")
-    return _runtime
+def _process(extension) -> WorkerProcess:
+    """The WorkerProcess of a nameko extension's container."""
+    return extension.container.config[PROCESS_CONFIG_KEY]
 
 
 class ReliableEventHandler(EventHandler):
@@ -78,51 +80,53 @@ class ReliableEventHandler(EventHandler):
         if exc_info is not None:  # the handler failed as a whole: every event with it
             result = [(envelope, exc_info[1]) for envelope in ev.unpack(message.payload)]
         delivery = Delivery(message, len(result))
-        failure = functools.partial(_failure, self.queue.name)
+        failure = functools.partial(_process(self).failure, self.queue.name)
         for envelope, outcome in result:
             settle(self.queue_consumer, delivery, envelope, outcome, failure)
         return result, exc_info
 
 
-def _failure(queue: str, envelope, headers, exc: BaseException) -> None:
-    rt = runtime()
-    retry_or_park(rt.publisher, rt.settings, queue, envelope, headers, exc)
+class ReliableBatchHandler(BatchEventHandler):
+    """A batch handler (core/consumer.py) whose failures go to its process's retry or DLQ."""
+
+    def setup(self):
+        self._failure = _process(self).failure
+        super().setup()
 
 
-def on(source: str, name: str):
-    """Handle events "<source>.<name>" one at a time; the method receives a validated
-    `Event`. For effects on the tenant's database use `applies`."""
+def on(fn):
+    """Handle events one at a time; the method receives a validated `Event`. The contract
+    says which events (core/contract.py). For effects on the tenant's database use
+    `applies`."""
 
-    def decorate(fn):
-        def one(self, body) -> bool | BaseException:
+    def one(self, body) -> bool | BaseException:
+        rt = self.platform
+        try:
+            event = rt.events.from_wire(body)
+        except ev.InvalidEvent as exc:
+            return exc
+        service = rt.service
+        with trace.use_span(_consumer_span(event), end_on_exit=True) as span:
+            _observe_lag(service, event)
             try:
-                event = ev.from_wire(body)
-            except ev.InvalidEvent as exc:
-                return exc
-            service = runtime().service
-            with trace.use_span(_consumer_span(event), end_on_exit=True) as span:
-                _observe_lag(service, event)
-                try:
-                    result = fn(self, event) is not False
-                except Exception as exc:  # noqa: BLE001 - retried or parked by handle_result
-                    log.warning("%s failed on %s", fn.__qualname__, event.type, exc_info=True)
-                    span.record_exception(exc)
-                    span.set_status(trace.StatusCode.ERROR)
-                    result = exc
-                _count(service, event.type, result)
-                return result
+                result = fn(self, event) is not False
+            except Exception as exc:  # noqa: BLE001 - retried or parked by handle_result
+                log.warning("%s failed on %s", fn.__qualname__, event.type, exc_info=True)
+                span.record_exception(exc)
+                span.set_status(trace.StatusCode.ERROR)
+                result = exc
+            _count(service, event.type, result)
+            return result
 
-        @functools.wraps(fn)
-        def handler(self, body) -> list[tuple[object, bool | BaseException]]:
-            return [(envelope, one(self, envelope)) for envelope in ev.unpack(body)]
+    @functools.wraps(fn)
+    def handler(self, body) -> list[tuple[object, bool | BaseException]]:
+        return [(envelope, one(self, envelope)) for envelope in ev.unpack(body)]
 
-        return ReliableEventHandler.decorator(source, name)(handler)
-
-    return decorate
+    return handles(ReliableEventHandler.decorator)(handler)
 
 
-def applies(source: str, name: str):
-    """Apply events "<source>.<name>" to their tenant's database, once each.
+def applies(effect):
+    """Apply events to their tenant's database, once each (the contract says which).
 
     The method is the effect: `method(self, uow, payloads)` gets the parsed payloads of
     events not applied before, in delivery order, and applies them all (one statement,
@@ -134,14 +138,11 @@ def applies(source: str, name: str):
     trace.
     """
 
-    def decorate(effect):
-        @functools.wraps(effect)
-        def handler(self, bodies: list) -> list[bool | BaseException]:
-            return apply_batch(self.platform, bodies, functools.partial(effect, self))
+    @functools.wraps(effect)
+    def handler(self, bodies: list) -> list[bool | BaseException]:
+        return apply_batch(self.process, bodies, functools.partial(effect, self))
 
-        return BatchEventHandler.decorator(source, name, failure=_failure)(handler)
-
-    return decorate
+    return handles(ReliableBatchHandler.decorator)(handler)
 
 
 def _consumer_span(event: ev.Event) -> trace.Span:
@@ -168,15 +169,16 @@ def _observe_lag(service: str, event: ev.Event) -> None:
     )
 
 
-def apply_batch(rt: Runtime, bodies: list, effect) -> list[bool | BaseException]:
+def apply_batch(process: WorkerProcess, bodies: list, effect) -> list[bool | BaseException]:
     """Apply each message body's event with `effect` (see `applies`); one outcome per body:
     True (applied now), False (applied before) or the exception it raised."""
+    rt = process.rt
     outcomes: list[bool | BaseException | None] = [None] * len(bodies)
     by_tenant: dict[str, list[tuple[int, Work]]] = {}
     spans = []
     for i, body in enumerate(bodies):
         try:
-            event = ev.from_wire(body)
+            event = rt.events.from_wire(body)
             message = event.message()
         except ev.InvalidEvent as exc:
             outcomes[i] = exc
@@ -192,7 +194,7 @@ def apply_batch(rt: Runtime, bodies: list, effect) -> list[bool | BaseException]
         except Exception as exc:  # noqa: BLE001 - each of its events fails with it
             results = [exc] * len(items)
         else:
-            results = _committer(rt).apply(info, [w for _, w in items])
+            results = process.committer.apply(info, [w for _, w in items])
         for (i, _), result in zip(items, results, strict=True):
             outcomes[i] = result
     for i, span in spans:
@@ -202,7 +204,7 @@ def apply_batch(rt: Runtime, bodies: list, effect) -> list[bool | BaseException]
         span.end()
     for body, outcome in zip(bodies, outcomes, strict=True):
         event_type = body.get("type") if isinstance(body, dict) else None
-        _count(rt.service, event_type if event_type in ev.REGISTRY else "unknown", outcome)
+        _count(rt.service, event_type if event_type in rt.events else "unknown", outcome)
     return outcomes
 
 
@@ -210,22 +212,29 @@ class Platform(DependencyProvider):
     """Hands each worker the process's runtime."""
 
     def get_dependency(self, worker_ctx):
-        return runtime()
+        return _process(self).rt
+
+
+class Process(DependencyProvider):
+    """Hands each worker the process's shared state."""
+
+    def get_dependency(self, worker_ctx):
+        return _process(self)
 
 
 class ServiceWorker:
-    """Tenant lifecycle and outbox relay, shared by every domain worker."""
+    """Tenant lifecycle and outbox relay, shared by every domain worker. The lifecycle
+    handlers receive the tenant registry's events (core/contract.py)."""
 
     platform = Platform()
-    _last_full_sweep = 0.0
-    _sweep_plan = outbox.SweepPlan()  # per process (nameko makes an instance per worker)
+    process = Process()
 
-    @on("identity", "tenant_created")
+    @on
     def handle_tenant_created(self, event: ev.Event) -> None:
         msg = event.message()
         rt = self.platform
         try:
-            with _provisioning(rt):
+            with self.process.provisioning:
                 done = rt.provisioner.provision(msg.slug, msg.placement)
         except Exception as exc:
             failed = core_pb2.TenantProvisioningFailed(
@@ -233,7 +242,7 @@ class ServiceWorker:
             )
             try:
                 rt.publisher.publish(
-                    [ev.new(f"{rt.service}.tenant_provisioning_failed", msg.slug, failed)]
+                    [rt.events.new(f"{rt.service}.tenant_provisioning_failed", msg.slug, failed)]
                 )
             except Exception:  # noqa: BLE001 - the retry will report again
                 log.warning("could not report the provisioning failure of %s", msg.slug)
@@ -249,33 +258,33 @@ class ServiceWorker:
             slug=msg.slug, service=rt.service, schema_version=done.schema_version
         )
         # Provisioning is idempotent, so a lost "ready" is re-sent by the retried handler.
-        rt.publisher.publish([ev.new(f"{rt.service}.tenant_ready", msg.slug, ready)])
+        rt.publisher.publish([rt.events.new(f"{rt.service}.tenant_ready", msg.slug, ready)])
 
-    @on("identity", "tenant_deleted")
+    @on
     def handle_tenant_deleted(self, event: ev.Event) -> None:
         msg = event.message()
         rt = self.platform
         rt.directory.forget(msg.slug)
         rt.pools.drop(f"{msg.placement}/{rt.provisioner.names.tenant_database(msg.slug)}")
-        with _provisioning(rt):
+        with self.process.provisioning:
             rt.provisioner.drop(msg.slug, msg.placement)
         dropped = core_pb2.TenantDropped(slug=msg.slug, service=rt.service)
-        rt.publisher.publish([ev.new(f"{rt.service}.tenant_dropped", msg.slug, dropped)])
+        rt.publisher.publish([rt.events.new(f"{rt.service}.tenant_dropped", msg.slug, dropped)])
 
     @timer(interval=1)
     def relay_outbox(self) -> None:
         """Every sweep interval: publish what crashed writers left in any outbox."""
-        rt = self.platform
+        rt, process = self.platform, self.process
         now = time.monotonic()
-        if now - ServiceWorker._last_full_sweep < rt.settings.outbox_sweep_seconds:
+        if now - process.last_full_sweep < rt.settings.outbox_sweep_seconds:
             return
-        ServiceWorker._last_full_sweep = now
+        process.last_full_sweep = now
         self.sweep_all(rt)
 
     def sweep_all(self, rt: Runtime) -> int:
         """Sweep the outbox of every tenant database that may hold unsent events (see
         outbox.SweepPlan); returns the events sent."""
-        plan, sent = ServiceWorker._sweep_plan, 0
+        plan, sent = self.process.sweep_plan, 0
         present: set[tuple[str, str]] = set()
         unreachable: set[str] = set()
         visited = metrics.OUTBOX_SWEEP_DATABASES.labels(rt.service, "visited")
@@ -311,9 +320,8 @@ class ServiceWorker:
 
 
 def run_worker(service_cls: type, rt: Runtime) -> None:
-    """Run the nameko service until SIGTERM/SIGINT."""
-    global _runtime
-    _runtime = rt
+    """Run the nameko service, bound to its contract, until SIGTERM/SIGINT."""
+    service_cls = bind(service_cls, rt.deployment)  # a worker unlike its contract stops here
     for placement in rt.clusters.names:
         try:  # a cluster that is down must not keep the worker from serving the others
             rt.provisioner.ensure_template(placement)
@@ -326,6 +334,7 @@ def run_worker(service_cls: type, rt: Runtime) -> None:
         GATHER_CONFIG_KEY: rt.settings.event_gather_ms,
         "serializer": "json",
         "HEARTBEAT": 30,
+        PROCESS_CONFIG_KEY: WorkerProcess(rt),
     }
     runner = ServiceRunner(config)
     runner.add_service(service_cls)

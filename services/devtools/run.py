@@ -63,7 +63,7 @@ def ensure_infra(settings) -> None:
 
 
 def wait_ready(settings, ready_dir: Path, honcho: subprocess.Popen, timeout: float = 90) -> None:
-    from ontrackio.core.tenancy import SERVICES
+    from ontrackio.catalogue import SERVICES
 
     deadline = time.monotonic() + timeout
     pending = [f"{s}-api" for s in SERVICES] + [f"{s}-worker" for s in SERVICES]

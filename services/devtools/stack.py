@@ -20,7 +20,7 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
-from ontrackio.core.tenancy import SERVICES
+from ontrackio.catalogue import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 

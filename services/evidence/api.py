@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import entry
 from ontrackio.core.grpcserver import Registration, current_tenant
 from ontrackio.core.runtime import Runtime
@@ -33,7 +34,7 @@ def registrations(rt: Runtime) -> list[Registration]:
 
 
 def main() -> None:
-    entry.api_main("evidence", registrations)
+    entry.api_main("evidence", registrations, deployment=DEPLOYMENT)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,13 @@ from kombu import Consumer, Queue
 
 from ontrackio.core import events as ev
 from ontrackio.core.bus import events_exchange
+from ontrackio.core.contract import Deployment
+from ontrackio.identity.contract import CONTRACT as IDENTITY
 
 log = logging.getLogger(__name__)
 
 ROUTING_KEYS = ("token_revoked", "allowlist_changed")
+EVENTS = Deployment([IDENTITY]).events  # identity's event types (its contract)
 
 
 def queue_for_worker() -> Queue:
@@ -69,7 +72,7 @@ class InvalidationListener:
     def _handle(self, body, message) -> None:
         for envelope in ev.unpack(body):  # one event, or a pack of them
             try:
-                event = ev.from_wire(envelope)
+                event = EVENTS.from_wire(envelope)
             except ev.InvalidEvent as exc:
                 log.warning("ignoring malformed event: %s", exc)
             else:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import grpc
 
+from ontrackio.core.vocabulary import TIERS
 from ontrackio.gateway.hosts import ResolveTenant, TenantInfo, tenant_resolver
 from ontrackio.gateway.ttlcache import TTLCache
 from ontrackio.gateway.upstream import Upstream
 from ontrackio.identity.v1 import identity_pb2 as ipb
 
-_TIERS = {ipb.TIER_BUSINESS: "business", ipb.TIER_ENTERPRISE: "enterprise"}
+_TIERS = {ipb.Tier.Value(f"TIER_{t.upper()}"): t for t in TIERS}
 # Not found, or not a well-formed slug/domain: the host belongs to no tenant.
 _ABSENT = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
 

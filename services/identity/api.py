@@ -5,10 +5,14 @@ Entrypoints only decode, call the domain, encode; errors map through core.errors
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import entry
 from ontrackio.core.grpcserver import Registration, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime, build
+from ontrackio.core.vocabulary import TIERS
 from ontrackio.identity import users
 from ontrackio.identity.access_api import AccessServicer
 from ontrackio.identity.control import Control
@@ -18,7 +22,7 @@ from ontrackio.identity.v1 import access_pb2_grpc
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
-TIER_TO_PB = {"business": pb.TIER_BUSINESS, "enterprise": pb.TIER_ENTERPRISE}
+TIER_TO_PB = {t: pb.Tier.Value(f"TIER_{t.upper()}") for t in TIERS}
 TIER_FROM_PB = {v: k for k, v in TIER_TO_PB.items()}
 STATUS_TO_PB = {s: getattr(pb, f"TENANT_STATUS_{s.upper()}") for s in rules.STATUSES}
 
@@ -67,7 +71,7 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
 
     def CreateTenant(self, request, context):
         if request.tier not in TIER_FROM_PB:
-            raise InvalidTenant("tier must be business or enterprise")
+            raise InvalidTenant(f"tier must be one of {', '.join(TIERS)}")
         placements = self.rt.clusters.names
         new = rules.new_tenant(
             request.slug,
@@ -132,24 +136,32 @@ class UserServicer(pb_grpc.UserServiceServicer):
             return user_pb(users.deactivate(u, request.id))
 
 
-def bootstrap(service: str, settings) -> Runtime:
+@dataclass
+class IdentityRuntime(Runtime):
+    """Identity's runtime: the shared parts and the tenant registry (one per process)."""
+
+    control: Control = field(init=False)
+
+
+def bootstrap(service: str, settings, deployment) -> IdentityRuntime:
     """Identity's runtime: its directory reads the control database directly."""
-    global control
-    holder: dict[str, Control] = {}
-    rt = build(service, settings, lambda rt: lambda slug: holder["control"].lookup(slug))
-    holder["control"] = control = Control(rt)
-    control.ensure()
+    rt = build(
+        service,
+        settings,
+        lambda rt: lambda slug: rt.control.lookup(slug),
+        deployment,
+        kind=IdentityRuntime,
+    )
+    rt.control = Control(rt)
+    rt.control.ensure()
     return rt
 
 
-control: Control | None = None  # set by bootstrap(); one per process
-
-
-def registrations(rt: Runtime) -> list[Registration]:
+def registrations(rt: IdentityRuntime) -> list[Registration]:
     return [
         Registration(
             pb_grpc.add_TenantServiceServicer_to_server,
-            TenantServicer(rt, control),
+            TenantServicer(rt, rt.control),
             "ontrackio.identity.v1.TenantService",
             tenant_scoped=False,
         ),
@@ -167,7 +179,7 @@ def registrations(rt: Runtime) -> list[Registration]:
 
 
 def main() -> None:
-    entry.api_main("identity", registrations, bootstrap)
+    entry.api_main("identity", registrations, bootstrap, deployment=DEPLOYMENT)
 
 
 if __name__ == "__main__":

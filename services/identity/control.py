@@ -11,11 +11,12 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from ontrackio.catalogue import SERVICES
 from ontrackio.core.db import migrations as mig
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.directory import TenantInfo
 from ontrackio.core.runtime import Runtime
-from ontrackio.core.tenancy import SERVICES, Names
+from ontrackio.core.tenancy import Names
 from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import DomainTaken, TenantExists, TenantNotFound
 from ontrackio.identity.v1 import events_pb2

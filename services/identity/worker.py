@@ -1,5 +1,5 @@
 """Identity's worker process: drives the tenant saga (readiness, deletion) and relays
-the control database's outbox."""
+the control database's outbox. Which events it handles is its contract's (contract.py)."""
 
 import ontrackio.core.greening  # noqa: F401,I001 - must patch before anything else
 
@@ -7,54 +7,53 @@ import logging
 
 from nameko.timer import timer
 
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import entry, outbox
 from ontrackio.core import events as ev
-from ontrackio.core.tenancy import SERVICES
 from ontrackio.core.worker import ServiceWorker, on
 from ontrackio.identity import api
 
 log = logging.getLogger(__name__)
 
 
-def _saga_handler(state: str):
-    def handle(self, event: ev.Event) -> None:
+class IdentityWorker(ServiceWorker):
+    name = "identity"
+
+    def _record(self, event: ev.Event, state: str) -> None:
+        """Apply one service's saga report (of every service: see the contract)."""
         msg = event.message()
-        api.control.record_service(
+        self.platform.control.record_service(
             event,
             state,
             error=getattr(msg, "error", ""),
             schema_version=getattr(msg, "schema_version", 0),
         )
 
-    return handle
+    @on
+    def handle_tenant_ready(self, event: ev.Event) -> None:
+        self._record(event, "ready")
 
+    @on
+    def handle_tenant_provisioning_failed(self, event: ev.Event) -> None:
+        self._record(event, "failed")
 
-class IdentityWorker(ServiceWorker):
-    name = "identity"
-
-    for _svc in SERVICES:
-        locals()[f"handle_{_svc}_tenant_ready"] = on(_svc, "tenant_ready")(_saga_handler("ready"))
-        locals()[f"handle_{_svc}_tenant_provisioning_failed"] = on(
-            _svc, "tenant_provisioning_failed"
-        )(_saga_handler("failed"))
-        locals()[f"handle_{_svc}_tenant_dropped"] = on(_svc, "tenant_dropped")(
-            _saga_handler("dropped")
-        )
-    del _svc
+    @on
+    def handle_tenant_dropped(self, event: ev.Event) -> None:
+        self._record(event, "dropped")
 
     @timer(interval=1)
     def start_due_deletions(self) -> None:
-        for slug in api.control.start_due_deletions():
+        for slug in self.platform.control.start_due_deletions():
             log.info("tenant %s: grace period over, dropping its databases", slug)
 
     def sweep_all(self, rt) -> int:
-        with api.control.uow() as u:
+        with rt.control.uow() as u:
             sent = outbox.sweep(u.conn, rt.publisher, min_age=5.0)
         return sent + super().sweep_all(rt)
 
 
 def main() -> None:
-    entry.worker_main("identity", IdentityWorker, api.bootstrap)
+    entry.worker_main("identity", IdentityWorker, api.bootstrap, deployment=DEPLOYMENT)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import entry
 from ontrackio.core.grpcserver import Registration, current_tenant
 from ontrackio.core.protoconv import ts
@@ -52,7 +53,7 @@ def registrations(rt: Runtime) -> list[Registration]:
 
 
 def main() -> None:
-    entry.api_main("inventory", registrations)
+    entry.api_main("inventory", registrations, deployment=DEPLOYMENT)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ from typing import Any
 
 from ontrackio.core import paging
 from ontrackio.core.db.tenantdb import UnitOfWork
+from ontrackio.core.vocabulary import ASSET_KINDS
 from ontrackio.inventory.errors import AssetNotFound, InvalidAsset
 from ontrackio.inventory.v1 import events_pb2
 
-KINDS = ("hardware", "software", "saas", "cloud")
+KINDS = ASSET_KINDS
 SELECT = """SELECT a.id, a.name, a.kind, a.owner_user_id, a.created_at,
     coalesce(o.email, '') AS owner_email, coalesce(o.active, false) AS owner_active
     FROM assets a LEFT JOIN owners o ON o.user_id = a.owner_user_id"""

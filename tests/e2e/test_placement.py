@@ -8,8 +8,9 @@ import json
 import grpc
 import pytest
 
+from ontrackio.catalogue import SERVICES
 from ontrackio.core.db.clusters import Clusters
-from ontrackio.core.tenancy import SERVICES, Names
+from ontrackio.core.tenancy import Names
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
 from ontrackio.inventory.v1 import inventory_pb2 as apb

@@ -8,10 +8,11 @@ import json
 import psycopg
 import pytest
 
+from ontrackio.catalogue import SERVICES
 from ontrackio.core.db import migrations as mig
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.runtime import service_dir
-from ontrackio.core.tenancy import SERVICES, Names
+from ontrackio.core.tenancy import Names
 from ontrackio.evidence.v1 import evidence_pb2, evidence_pb2_grpc
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc

@@ -12,7 +12,7 @@ import uuid
 import kombu
 import pytest
 
-from ontrackio.core import events as ev
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core.bus import Publisher
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.tenancy import Names
@@ -42,7 +42,7 @@ def test_a_redelivered_event_is_applied_once(system, channels, settings, publish
     slug = unique("r")
     create_tenant(channels, slug)
     user_id = str(uuid.uuid4())
-    event = ev.new(
+    event = DEPLOYMENT.events.new(
         "identity.user_created",
         slug,
         events_pb2.UserCreated(user_id=user_id, email="dup@example.com"),
@@ -62,7 +62,7 @@ def test_a_redelivered_event_is_applied_once(system, channels, settings, publish
 def test_poison_event_is_parked_listed_and_replayed(system, channels, settings, publisher):
     slug = unique("p")  # no such tenant yet: the privacy worker cannot apply the event
     user_id = str(uuid.uuid4())
-    event = ev.new(
+    event = DEPLOYMENT.events.new(
         "identity.user_created",
         slug,
         events_pb2.UserCreated(user_id=user_id, email="late@example.com"),
@@ -138,14 +138,14 @@ def test_a_burst_with_bad_events_applies_the_rest_once_and_acks_everything(
     slug = unique("b")
     create_tenant(channels, slug)
     good = [
-        ev.new(
+        DEPLOYMENT.events.new(
             "identity.user_created",
             slug,
             events_pb2.UserCreated(user_id=str(uuid.uuid4()), email=f"u{i}@{slug}.example"),
         )
         for i in range(120)
     ]
-    stranger = ev.new(
+    stranger = DEPLOYMENT.events.new(
         "identity.user_created",
         unique("nobody"),
         events_pb2.UserCreated(user_id=str(uuid.uuid4()), email="x@example.com"),
@@ -193,7 +193,7 @@ def test_a_blocked_tenant_does_not_stall_the_others(system, channels, settings, 
 
     def user_created(slug, i):
         msg = events_pb2.UserCreated(user_id=str(uuid.uuid4()), email=f"u{i}@{slug}.example")
-        return ev.new("identity.user_created", slug, msg)
+        return DEPLOYMENT.events.new("identity.user_created", slug, msg)
 
     db = Names(settings.deployment, "privacy").tenant_database(stuck)
     many = settings.event_prefetch + 200
@@ -216,7 +216,7 @@ def test_a_pack_for_per_message_handlers_parks_its_bad_event_alone(
         pytest.fail("this test needs rabbitmqctl to read the queue's unacknowledged count")
     slug = unique("k")
     create_tenant(channels, slug)
-    again = ev.new(
+    again = DEPLOYMENT.events.new(
         "identity.tenant_created",
         slug,
         events_pb2.TenantCreated(

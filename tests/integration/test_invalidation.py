@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import events as ev
 from ontrackio.core.bus import Publisher
 from ontrackio.gateway.invalidation import InvalidationListener
@@ -43,11 +44,13 @@ def test_a_pack_of_invalidations_reaches_the_gateway_event_by_event(system, sett
         assert listener.bound.wait(10)
         tenant = f"inv{uuid.uuid4().hex[:8]}"
         revoked = [
-            ev.new("identity.token_revoked", tenant, access_pb2.TokenRevoked(token_id=str(i)))
+            DEPLOYMENT.events.new(
+                "identity.token_revoked", tenant, access_pb2.TokenRevoked(token_id=str(i))
+            )
             for i in range(2)
         ]
         bad = dataclasses.replace(revoked[0], id="not-a-uuid")
-        changed = ev.new(
+        changed = DEPLOYMENT.events.new(
             "identity.allowlist_changed", tenant, access_pb2.AllowlistChanged(cidrs=["10.0.0.0/8"])
         )
         publisher = Publisher(url)

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ontrackio.catalogue import SERVICES
 from ontrackio.core import fleet
 from ontrackio.core.db import migrations as mig
 from ontrackio.core.db.clusters import Clusters
@@ -113,26 +114,28 @@ def test_fleet_migration_skips_current_and_resumes(system, channels, settings, m
     extra = mig.Migration("fleettest", 1, "note", "ALTER TABLE outbox ADD COLUMN fleet_note text;")
     real = fleet.provisioners
 
-    def with_extra(s, services=fleet.SERVICES):
+    def with_extra(s, services=SERVICES):
         provs = real(s, services)
         for p in provs.values():
             p.migrations = [*p.migrations, extra]
         return provs
 
-    first = fleet.migrate_fleet(settings, [(slugs[0], "main")], templates=False)
+    first = fleet.migrate_fleet(settings, [(slugs[0], "main")], services=SERVICES, templates=False)
     assert {r.status for r in first} == {"current"}
 
     monkeypatch.setattr(fleet, "provisioners", with_extra)
     # "Interrupted": only the first tenant got the new migration.
-    partial = fleet.migrate_fleet(settings, [(slugs[0], "main")], templates=False)
+    partial = fleet.migrate_fleet(
+        settings, [(slugs[0], "main")], services=SERVICES, templates=False
+    )
     assert {(r.status, tuple(r.applied)) for r in partial} == {
         ("migrated", ("fleettest:0001_note",))
     }
     full = fleet.migrate_fleet(
-        settings, [(s, "main") for s in slugs], templates=False, concurrency=3
+        settings, [(s, "main") for s in slugs], services=SERVICES, templates=False, concurrency=3
     )
     by_tenant = {(r.tenant, r.service): r.status for r in full}
     assert len(full) == 12
-    assert all(by_tenant[(slugs[0], s)] == "current" for s in fleet.SERVICES)
-    assert all(by_tenant[(t, s)] == "migrated" for t in slugs[1:] for s in fleet.SERVICES)
+    assert all(by_tenant[(slugs[0], s)] == "current" for s in SERVICES)
+    assert all(by_tenant[(t, s)] == "migrated" for t in slugs[1:] for s in SERVICES)
     assert all(r.error == "" for r in full)

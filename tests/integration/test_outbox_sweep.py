@@ -8,7 +8,7 @@ import dataclasses
 import uuid
 from datetime import timedelta
 
-from ontrackio.core import events as ev
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import outbox
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.tenancy import Names
@@ -33,7 +33,7 @@ def test_the_sweep_publishes_what_a_crashed_writer_left_and_skips_idle_databases
 
     # A writer committed a user_created event and died before its relay published it.
     user_id = str(uuid.uuid4())
-    event = ev.new(
+    event = DEPLOYMENT.events.new(
         "identity.user_created",
         slug,
         events_pb2.UserCreated(user_id=user_id, email="orphan@example.com"),

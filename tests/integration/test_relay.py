@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core.bus import Publisher
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.db.pools import PoolManager
@@ -30,6 +31,7 @@ def test_flush_leaves_every_committed_event_published_and_marked(channels, setti
         directory=TenantDirectory(lambda s: None, 0),
         publisher=None,
         relay=relay,
+        events=DEPLOYMENT.events,
     )
     info = TenantInfo(slug, "active", "main", "business")
     try:

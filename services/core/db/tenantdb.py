@@ -27,9 +27,10 @@ AWAIT_PUBLISH_SECONDS = 2.0
 class UnitOfWork:
     """One transaction on one tenant database; collects the events it emits."""
 
-    def __init__(self, conn: psycopg.Connection, tenant: str):
+    def __init__(self, conn: psycopg.Connection, tenant: str, types: ev.EventTypes | None = None):
         self.conn = conn
         self.tenant = tenant
+        self.types = types  # the event types it may emit (None: it emits none)
         self.events: list[ev.Event] = []
         self.await_publish = False
         # While an event consumer's effect runs: each payload's trace context (see emit).
@@ -45,7 +46,7 @@ class UnitOfWork:
         cause: Message | None = None,
     ) -> ev.Event:
         """Record an event in the outbox, in this transaction (about `tenant`, by default
-        this unit's).
+        this unit's). InvalidEvent for a type the unit does not know.
 
         `cause`: in an event consumer's effect, the payload this event follows from; the new
         event then continues that payload's trace (an effect receives several payloads at
@@ -58,9 +59,11 @@ class UnitOfWork:
             context = self.causes.get(id(cause))
         else:
             context = next(iter(self.causes.values())) if len(self.causes) == 1 else None
+        if self.types is None:
+            raise ev.InvalidEvent(f"this unit of work emits no events, not {event_type!r}")
         token = otel_context.attach(context) if context is not None else None
         try:
-            event = ev.new(event_type, self.tenant if tenant is None else tenant, message)
+            event = self.types.new(event_type, self.tenant if tenant is None else tenant, message)
         finally:
             if token is not None:
                 otel_context.detach(token)
@@ -97,6 +100,7 @@ class TenantDatabases:
         directory: TenantDirectory,
         publisher: Publisher | None,
         relay: Relay | None = None,
+        events: ev.EventTypes | None = None,
     ):
         self.service = service
         self.names = Names(deployment, service)
@@ -105,6 +109,7 @@ class TenantDatabases:
         self.directory = directory
         self.publisher = publisher
         self.relay = relay
+        self.events = events  # the event types its units of work may emit
 
     @contextmanager
     def connection(self, info: TenantInfo) -> Iterator[psycopg.Connection]:
@@ -135,7 +140,7 @@ class TenantDatabases:
     def unit_of_work_at(self, key: str, label: str, conninfo) -> Iterator[UnitOfWork]:
         """As unit_of_work, for any database with an outbox (e.g. a control database)."""
         with self.pools.connection(key, conninfo) as conn:
-            uow = UnitOfWork(conn, label)
+            uow = UnitOfWork(conn, label, self.events)
             try:
                 with conn.transaction():
                     yield uow

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ontrackio.core.tenancy import SERVICES, TIERS, validate_slug
+from ontrackio.catalogue import SERVICES
+from ontrackio.core.tenancy import validate_slug
+from ontrackio.core.vocabulary import TENANT_STATUSES, TIERS
 from ontrackio.identity.errors import BadTransition, InvalidTenant
 
 DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-STATUSES = ("provisioning", "active", "suspended", "deleting", "deleted")
+STATUSES = TENANT_STATUSES
 
 # status -> statuses it may move to by an operator's command
 TRANSITIONS = {

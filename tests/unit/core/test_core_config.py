@@ -318,6 +318,6 @@ def test_real_secrets_start_outside_development_mode(monkeypatch):
 def test_development_mode_allows_the_defaults():
     s = config.load()
     assert s.development
-    assert s.tenant_role_secret.get_secret_value() == config.DEVELOPMENT_DEFAULTS[
-        "tenant_role_secret"
-    ]
+    assert (
+        s.tenant_role_secret.get_secret_value() == config.DEVELOPMENT_DEFAULTS["tenant_role_secret"]
+    )

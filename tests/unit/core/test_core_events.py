@@ -7,20 +7,24 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ontrackio.catalogue import DEPLOYMENT, SERVICES
 from ontrackio.core import events
 from ontrackio.core.errors import InvalidArgument
-from ontrackio.core.events import REGISTRY, InvalidEvent
-from ontrackio.core.tenancy import SERVICES
+from ontrackio.core.events import InvalidEvent
 from ontrackio.core.v1 import core_pb2
 from ontrackio.identity.v1 import events_pb2 as identity_events
+
+REGISTRY = DEPLOYMENT.events
 
 
 def created() -> events.Event:
     msg = identity_events.TenantCreated(
         slug="acme", name="Acme", tier="business", region="eu-central-1", placement="main"
     )
-    return events.new("identity.tenant_created", "acme", msg)
+    return REGISTRY.new("identity.tenant_created", "acme", msg)
 
 
 def wire(**changes) -> dict:
@@ -45,7 +49,7 @@ def test_new_events_get_distinct_ids():
 
 def test_wire_round_trip_preserves_the_event():
     event = created()
-    assert events.from_wire(event.to_wire()) == event
+    assert REGISTRY.from_wire(event.to_wire()) == event
 
 
 def test_wire_form_is_plain_json_types():
@@ -64,35 +68,35 @@ def test_wire_form_is_plain_json_types():
 
 
 def test_message_parses_payload_into_registered_class():
-    msg = events.from_wire(created().to_wire()).message()
+    msg = REGISTRY.from_wire(created().to_wire()).message()
     assert isinstance(msg, identity_events.TenantCreated)
     assert (msg.slug, msg.tier, msg.placement) == ("acme", "business", "main")
 
 
 def test_message_ignores_unknown_payload_fields():
-    msg = events.from_wire(wire(payload={"slug": "acme", "added_later": 1})).message()
+    msg = REGISTRY.from_wire(wire(payload={"slug": "acme", "added_later": 1})).message()
     assert msg.slug == "acme"
 
 
 def test_message_with_badly_typed_payload_is_invalid_event():
     with pytest.raises(InvalidEvent, match="bad payload"):
-        events.from_wire(wire(payload={"slug": {"nested": True}})).message()
+        REGISTRY.from_wire(wire(payload={"slug": {"nested": True}})).message()
 
 
 def test_integer_payload_field_survives_round_trip():
     ready = core_pb2.TenantReady(slug="acme", service="privacy", schema_version=3)
-    event = events.new("privacy.tenant_ready", "acme", ready)
-    assert events.from_wire(event.to_wire()).message() == ready
+    event = REGISTRY.new("privacy.tenant_ready", "acme", ready)
+    assert REGISTRY.from_wire(event.to_wire()).message() == ready
 
 
 def test_new_refuses_unknown_type():
     with pytest.raises(InvalidEvent, match="unknown event type"):
-        events.new("identity.tenant_exploded", "acme", identity_events.TenantCreated())
+        REGISTRY.new("identity.tenant_exploded", "acme", identity_events.TenantCreated())
 
 
 def test_new_refuses_wrong_message_class():
     with pytest.raises(InvalidEvent, match="TenantCreated"):
-        events.new("identity.tenant_created", "acme", identity_events.TenantDeleted(slug="acme"))
+        REGISTRY.new("identity.tenant_created", "acme", identity_events.TenantDeleted(slug="acme"))
 
 
 def test_invalid_event_is_an_invalid_argument():
@@ -106,13 +110,13 @@ def test_envelope_missing_a_key_is_refused(key):
     body = wire()
     del body[key]
     with pytest.raises(InvalidEvent, match="malformed envelope"):
-        events.from_wire(body)
+        REGISTRY.from_wire(body)
 
 
 def test_envelope_without_trace_is_accepted():
     body = wire()
     del body["trace"]
-    assert events.from_wire(body).trace == {}
+    assert REGISTRY.from_wire(body).trace == {}
 
 
 @pytest.mark.parametrize(
@@ -131,24 +135,24 @@ def test_envelope_without_trace_is_accepted():
 )
 def test_malformed_envelope_is_refused(changes):
     with pytest.raises(InvalidEvent):
-        events.from_wire(wire(**changes))
+        REGISTRY.from_wire(wire(**changes))
 
 
 @pytest.mark.parametrize("bad_id", [12345, ["x"]])
 def test_non_string_id_is_refused(bad_id):
     with pytest.raises(InvalidEvent):
-        events.from_wire(wire(id=bad_id))
+        REGISTRY.from_wire(wire(id=bad_id))
 
 
 @pytest.mark.parametrize("body", [None, [], "{}", 42, b"{}"])
 def test_non_object_body_is_refused(body):
     with pytest.raises(InvalidEvent, match="not an object"):
-        events.from_wire(body)
+        REGISTRY.from_wire(body)
 
 
 def test_unknown_type_on_the_wire_is_refused():
     with pytest.raises(InvalidEvent, match="unknown event type"):
-        events.from_wire(wire(type="identity.tenant_exploded"))
+        REGISTRY.from_wire(wire(type="identity.tenant_exploded"))
 
 
 # -- registry naming ---------------------------------------------------------------------
@@ -194,7 +198,7 @@ def test_a_pack_unpacks_into_its_envelopes_and_anything_else_is_one():
     assert events.unpack(a) == [a]
     assert events.unpack("junk") == ["junk"]
     with pytest.raises(InvalidEvent):  # an empty pack is refused, not silently accepted
-        events.from_wire(*events.unpack([]))
+        REGISTRY.from_wire(*events.unpack([]))
 
 
 def test_packs_group_by_routing_key_in_order_and_cap_their_size():
@@ -202,7 +206,7 @@ def test_packs_group_by_routing_key_in_order_and_cap_their_size():
 
     ready = core_pb2.TenantReady(slug="acme", service="privacy", schema_version=1)
     c = [created() for _ in range(bus.MAX_PACK + 3)]
-    r = [events.new("privacy.tenant_ready", "acme", ready) for _ in range(2)]
+    r = [REGISTRY.new("privacy.tenant_ready", "acme", ready) for _ in range(2)]
     mixed = [c[0], r[0], *c[1:], r[1]]
     out = bus.packs(mixed)
     assert [key for key, _ in out] == [
@@ -212,3 +216,66 @@ def test_packs_group_by_routing_key_in_order_and_cap_their_size():
     ]
     assert out[0][1] == c[: bus.MAX_PACK] and out[1][1] == c[bus.MAX_PACK :]
     assert out[2][1] == r
+
+
+# -- hostile bodies from the bus -----------------------------------------------------------
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()  # json.loads accepts NaN and Infinity
+    | st.text(alphabet=st.characters(codec=None)),  # surrogates, NUL, full-width forms
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+KEYS = ("id", "tenant", "type", "schema_version", "occurred_at", "trace", "payload")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    changes=st.dictionaries(st.sampled_from(KEYS), JSON, max_size=len(KEYS)),
+    dropped=st.sets(st.sampled_from(KEYS)),
+)
+def test_any_envelope_is_an_event_or_an_invalid_event(changes, dropped):
+    body = wire(**changes)
+    for key in dropped:
+        body.pop(key, None)
+    try:
+        event = REGISTRY.from_wire(body)
+    except InvalidEvent:
+        return
+    try:
+        event.message()
+    except InvalidEvent:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=JSON)
+def test_any_body_is_an_event_or_an_invalid_event(body):
+    with pytest.raises(InvalidEvent):
+        REGISTRY.from_wire(body)
+
+
+@pytest.mark.parametrize("version", [float("inf"), float("-inf"), float("nan"), 10**400])
+def test_a_schema_version_beyond_integers_is_an_invalid_event(version):
+    if isinstance(version, int):  # an enormous integer is still an integer
+        assert REGISTRY.from_wire(wire(schema_version=version)).schema_version == version
+        return
+    with pytest.raises(InvalidEvent, match="malformed envelope"):
+        REGISTRY.from_wire(wire(schema_version=version))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=st.dictionaries(
+        st.sampled_from(["slug", "name", "tier", "region", "placement", "other"]), JSON
+    )
+)
+def test_any_payload_parses_or_is_an_invalid_event(payload):
+    event = REGISTRY.from_wire(wire(payload=payload))
+    try:
+        event.message()
+    except InvalidEvent as exc:
+        assert "bad payload" in str(exc)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ontrackio.catalogue import SERVICES
 from ontrackio.core import tenancy
 from ontrackio.core.errors import InvalidArgument
-from ontrackio.core.tenancy import MAX_IDENTIFIER, SERVICES, InvalidSlug, Names, role_password
+from ontrackio.core.tenancy import MAX_IDENTIFIER, InvalidSlug, Names, role_password
 
 LONGEST_SLUG = "a" + "9" * 30
 LONGEST_DEPLOYMENT = "d" * 12  # config.PREFIX_RE allows 12 characters

@@ -1,4 +1,5 @@
-"""The declared broker topology matches the handlers the worker classes really have.
+"""The declared broker topology matches the handlers the worker classes really have,
+once bound to their contracts (core/binding.py) as run_worker binds them.
 
 Importing a worker module monkey-patches the interpreter with eventlet, so the handlers
 are listed by a separate Python process.
@@ -13,7 +14,8 @@ import textwrap
 
 import pytest
 
-from ontrackio.core import events, topology
+from ontrackio.catalogue import DEPLOYMENT
+from ontrackio.core import topology
 
 LIST_HANDLERS = textwrap.dedent(
     """
@@ -21,12 +23,15 @@ LIST_HANDLERS = textwrap.dedent(
     modules = [importlib.import_module(f"ontrackio.{s}.worker")
                for s in ("identity", "inventory", "privacy", "evidence")]
     from nameko.events import EventHandler  # after the workers' greening
+    from ontrackio.catalogue import DEPLOYMENT
+    from ontrackio.core.binding import bind
 
     found = []
     for module in modules:
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ != module.__name__:
                 continue
+            cls = bind(cls, DEPLOYMENT)
             for attr in dir(cls):
                 for ep in getattr(getattr(cls, attr), "nameko_entrypoints", set()):
                     if isinstance(ep, EventHandler):
@@ -59,24 +64,46 @@ def test_workers_declare_event_handlers(declared_handlers):
     }
 
 
+SUBSCRIPTIONS = [(s.consumer, s.handler, s.source, s.event) for s in DEPLOYMENT.subscriptions]
+
+
 def test_subscriptions_are_exactly_the_declared_handlers(declared_handlers):
-    table = set(topology.SUBSCRIPTIONS)
-    assert table - declared_handlers == set(), "in SUBSCRIPTIONS but no worker handles it"
-    assert declared_handlers - table == set(), "handled by a worker but missing in SUBSCRIPTIONS"
+    table = set(SUBSCRIPTIONS)
+    assert table - declared_handlers == set(), "in a contract but no worker handles it"
+    assert declared_handlers - table == set(), "handled by a worker but in no contract"
 
 
 def test_subscriptions_have_no_duplicates():
-    assert len(set(topology.SUBSCRIPTIONS)) == len(topology.SUBSCRIPTIONS)
+    assert len(set(SUBSCRIPTIONS)) == len(SUBSCRIPTIONS)
 
 
-@pytest.mark.parametrize("sub", topology.SUBSCRIPTIONS, ids=lambda s: topology.queue_name(*s))
+def test_the_queues_are_those_of_the_last_central_table():
+    """The queue names the contracts give are the ones deployed brokers already have."""
+    services = ("identity", "inventory", "privacy", "evidence")
+    before = {
+        *[(s, "handle_tenant_created", "identity", "tenant_created") for s in services],
+        *[(s, "handle_tenant_deleted", "identity", "tenant_deleted") for s in services],
+        *[
+            ("identity", f"handle_{s}_{e}", s, e)
+            for s in services
+            for e in ("tenant_ready", "tenant_provisioning_failed", "tenant_dropped")
+        ],
+        ("inventory", "handle_user_created", "identity", "user_created"),
+        ("inventory", "handle_user_deactivated", "identity", "user_deactivated"),
+        ("privacy", "handle_user_created", "identity", "user_created"),
+        ("evidence", "handle_asset_created", "inventory", "asset_created"),
+    }
+    assert set(SUBSCRIPTIONS) == before
+
+
+@pytest.mark.parametrize("sub", SUBSCRIPTIONS, ids=lambda s: topology.queue_name(*s))
 def test_subscribed_event_type_is_registered(sub):
     _, _, source, event = sub
-    assert f"{source}.{event}" in events.REGISTRY
+    assert f"{source}.{event}" in DEPLOYMENT.events
 
 
 def test_queue_names_are_unique_and_follow_nameko():
-    names = [topology.queue_name(*sub) for sub in topology.SUBSCRIPTIONS]
+    names = [topology.queue_name(*sub) for sub in SUBSCRIPTIONS]
     assert len(set(names)) == len(names)
     assert topology.queue_name("privacy", "handle_user_created", "identity", "user_created") == (
         "evt-identity-user_created--privacy.handle_user_created"
@@ -84,7 +111,7 @@ def test_queue_names_are_unique_and_follow_nameko():
 
 
 def test_queues_bind_to_the_source_exchange_with_the_event_name():
-    for sub, queue in zip(topology.SUBSCRIPTIONS, topology.queues(), strict=True):
+    for sub, queue in zip(SUBSCRIPTIONS, topology.queues(DEPLOYMENT), strict=True):
         assert queue.exchange.name == f"{sub[2]}.events"
         assert queue.routing_key == sub[3]
         assert queue.durable and not queue.auto_delete

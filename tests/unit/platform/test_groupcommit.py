@@ -12,8 +12,8 @@ from unittest.mock import patch
 
 from opentelemetry import context as otel_context
 
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core.directory import TenantInfo
-from ontrackio.core.events import new
 from ontrackio.core.groupcommit import GroupCommitter, Work
 from ontrackio.identity.v1 import events_pb2
 
@@ -49,7 +49,9 @@ class FakeDatabases:
 
 
 def event(n: int):
-    return new("identity.user_deactivated", "acme", events_pb2.UserDeactivated(user_id=str(n)))
+    return DEPLOYMENT.events.new(
+        "identity.user_deactivated", "acme", events_pb2.UserDeactivated(user_id=str(n))
+    )
 
 
 def work(ev, effect) -> Work:
@@ -184,7 +186,7 @@ def test_events_an_effect_emits_continue_their_causes_trace():
     class Unit(FakeUnit, UnitOfWork):
         def __init__(self, db):
             FakeUnit.__init__(self, db)
-            UnitOfWork.__init__(self, conn=None, tenant="acme")
+            UnitOfWork.__init__(self, conn=None, tenant="acme", types=DEPLOYMENT.events)
 
     class Databases(FakeDatabases):
         @contextmanager

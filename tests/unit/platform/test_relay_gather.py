@@ -7,6 +7,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import events as ev
 from ontrackio.core import relay as relay_mod
 from ontrackio.core.relay import Relay
@@ -14,7 +15,9 @@ from ontrackio.identity.v1 import access_pb2
 
 
 def revoked(token_id: str) -> ev.Event:
-    return ev.new("identity.token_revoked", "acme", access_pb2.TokenRevoked(token_id=token_id))
+    return DEPLOYMENT.events.new(
+        "identity.token_revoked", "acme", access_pb2.TokenRevoked(token_id=token_id)
+    )
 
 
 class FakePublisher:

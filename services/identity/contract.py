@@ -1,0 +1,28 @@
+"""Identity's contract: the tenant registry's and users' events, and the saga it drives.
+
+Identity is the tenant registry: every service (identity included) follows its
+tenant_created and tenant_deleted, and identity hears every service's lifecycle reports.
+"""
+
+from ontrackio.core.contract import Contract
+from ontrackio.identity.v1 import access_pb2 as access
+from ontrackio.identity.v1 import events_pb2 as events
+
+CONTRACT = Contract(
+    service="identity",
+    publishes={
+        "tenant_created": (events.TenantCreated, 1),
+        "tenant_activated": (events.TenantActivated, 1),
+        "tenant_deleted": (events.TenantDeleted, 1),
+        "user_created": (events.UserCreated, 1),
+        "user_deactivated": (events.UserDeactivated, 1),
+        "token_revoked": (access.TokenRevoked, 1),
+        "allowlist_changed": (access.AllowlistChanged, 1),
+    },
+    tenants_from="identity",
+    from_every_service={
+        "tenant_ready": "handle_tenant_ready",
+        "tenant_provisioning_failed": "handle_tenant_provisioning_failed",
+        "tenant_dropped": "handle_tenant_dropped",
+    },
+)
