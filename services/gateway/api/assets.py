@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ontrackio.core import vocabulary
 from ontrackio.gateway.api.operation import Call, Operation, bearer, json_body
 from ontrackio.gateway.api.schemas import (
     PAGING,
@@ -17,7 +18,7 @@ from ontrackio.gateway.api.schemas import (
 from ontrackio.gateway.api.services import Services
 from ontrackio.inventory.v1 import inventory_pb2 as vpb
 
-KINDS = ["hardware", "software", "saas", "cloud"]
+KINDS = list(vocabulary.ASSET_KINDS)
 ASSET = {
     "type": "object",
     "properties": {
