@@ -30,6 +30,11 @@ class FailedPrecondition(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class EventRefused(FailedPrecondition):
+    """An event its handler must not act on (the registry contradicts it): never retried,
+    parked in the dead-letter queue at once, where an operator can inspect or replay it."""
+
+
 class PermissionDenied(DomainError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
