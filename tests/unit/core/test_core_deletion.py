@@ -49,3 +49,14 @@ def test_another_placement_than_the_registry_s_is_refused():
 def test_an_event_naming_another_tenant_than_its_envelope_is_refused():
     due = info("deleting", NOW - timedelta(days=1))
     assert "names tenant 'acme'" in refusal("globex", "acme", "main", due, NOW)
+
+
+def test_the_directory_s_fresh_answer_skips_and_refreshes_its_cache():
+    from ontrackio.core.directory import TenantDirectory
+
+    answers = iter([info("active"), info("deleting", NOW)])
+    directory = TenantDirectory(lambda slug: next(answers), ttl=3600)
+    assert directory.get("acme").status == "active"
+    assert directory.get("acme").status == "active"  # cached
+    assert directory.fresh("acme").status == "deleting"  # asked again despite the ttl
+    assert directory.get("acme").status == "deleting"  # and the cache holds it
