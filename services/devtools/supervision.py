@@ -161,19 +161,22 @@ class Supervisor:
         self.write_config()
         self.socket.unlink(missing_ok=True)
         supervisord = Path(sys.executable).parent / "supervisord"
-        self._proc = subprocess.Popen(
-            [str(supervisord), "-c", str(self.config)],
-            env=self.env,
-            cwd=self.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        stderr = self.dir / "supervisord.stderr"  # a file: a pipe nobody reads could fill
+        with open(stderr, "wb") as err_file:
+            self._proc = subprocess.Popen(
+                [str(supervisord), "-c", str(self.config)],
+                env=self.env,
+                cwd=self.dir,  # it changes to `cwd` itself (and says so if it cannot)
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err_file,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace").strip()
+                said = stderr.read_text(errors="replace").splitlines()
+                err = " ".join(ln.strip() for ln in said if ln.strip() and "For help" not in ln)
                 raise SupervisionError(
                     f"supervisord exited with {self._proc.returncode}: {err or 'no message'} "
                     f"(its log: {self.log_path(SUPERVISOR)})"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ontrackio.devtools.stack import ROOT
-from ontrackio.devtools.supervision import Supervisor
+from ontrackio.devtools.supervision import SupervisionError, Supervisor
 from tests.helpers import eventually
 
 SLEEPER = "import time; print('sleeper up', flush=True); time.sleep(600)"
@@ -130,3 +130,14 @@ def test_stop_leaves_nothing_running(supervised):
     for pgid in pids.values():  # each program led its own process group: all gone
         assert not group_alive(pgid)
     assert "stopping every process" in console.text()
+
+
+def test_a_supervisord_that_cannot_start_is_reported_with_its_reason(tmp_path):
+    missing = tmp_path / "no-such-directory"
+    sup = Supervisor(
+        tmp_path, {"sleeper": [sys.executable, "-c", SLEEPER]}, cwd=missing, env=dict(os.environ)
+    )
+    with pytest.raises(SupervisionError, match="supervisord exited with") as info:
+        sup.start()
+    assert "no-such-directory" in str(info.value)
+    assert not sup.running()
