@@ -1,18 +1,20 @@
-"""The real process set under `make run`'s supervision (devtools/supervision.py, as
-devtools/run.py drives it): a SIGKILLed worker is restarted, says so on the console and
-serves again (a new tenant is provisioned by every worker); stopping leaves no process of
-the set, nor of its process groups, running."""
+"""The real process set (a deployment of its own) under `make run`'s supervision
+(devtools/supervision.py, as devtools/run.py drives it): a SIGKILLed worker is restarted,
+says so on the console and serves again (a new tenant is provisioned by every worker);
+stopping leaves no process of the set, nor of its process groups, running."""
 
 from __future__ import annotations
 
 import os
 import signal
+import uuid
 
 import pytest
 
-from ontrackio.devtools.stack import ROOT, health_ok, http_ok, processes
+from ontrackio.devtools import infra
+from ontrackio.devtools.stack import ROOT, Stack, health_ok, http_ok, processes
 from ontrackio.devtools.supervision import Supervisor
-from tests.conftest import unique
+from tests.conftest import TEST_ENV, unique
 from tests.helpers import create_tenant, eventually
 from tests.integration.test_supervision import Console, alive, group_alive
 
@@ -26,7 +28,27 @@ def ready(stack, name: str) -> bool:
 
 
 @pytest.fixture
-def supervised(stack, settings):
+def stack(infrastructure):
+    """A process set of its own (deployment, broker account, ports), so that it never meets
+    the session's running system; its databases and broker account are removed after."""
+    deployment = "t" + uuid.uuid4().hex[:8]
+    broker = infra.DeploymentBroker.create(infrastructure, deployment)
+    own = Stack(
+        deployment,
+        infrastructure.pg_dsn,
+        broker.url,
+        ROOT / ".run" / f"test-{deployment}",
+        extra_env=dict(TEST_ENV),
+    )
+    try:
+        yield own
+    finally:
+        own.drop_databases()
+        broker.delete()
+
+
+@pytest.fixture
+def supervised(stack):
     console = Console()
     table = processes(gateway=(ROOT / "services" / "gateway" / "main.py").exists())
     for name in table:
