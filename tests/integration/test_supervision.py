@@ -141,3 +141,29 @@ def test_a_supervisord_that_cannot_start_is_reported_with_its_reason(tmp_path):
         sup.start()
     assert "no-such-directory" in str(info.value)
     assert not sup.running()
+
+
+def test_a_program_that_keeps_crashing_after_starting_is_stopped_and_reported(tmp_path):
+    """supervisord restarts a program that ran past startsecs at once, forever; the
+    supervision stops it once it has crashed more than max_restarts times in the window."""
+    console = Console()
+    flaky = "import time; print('flaky up', flush=True); time.sleep(2.5); raise SystemExit(1)"
+    sup = Supervisor(
+        tmp_path,
+        {"flaky": [sys.executable, "-c", flaky], "sleeper": [sys.executable, "-c", SLEEPER]},
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        out=console,
+        startsecs=1,
+        max_restarts=2,
+        restart_window=60,
+    )
+    sup.start()
+    try:
+        text = eventually(lambda: "GAVE UP on flaky" in (t := console.text()) and t, timeout=30)
+        assert "it crashed 3 times in 60 s" in text
+        assert text.count("flaky crashed and was restarted as pid") == 3
+        eventually(lambda: sup.states()["flaky"] == "STOPPED")
+        assert sup.states()["sleeper"] == "RUNNING"
+    finally:
+        sup.stop()
