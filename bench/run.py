@@ -209,13 +209,8 @@ def bench(report: Report, args) -> None:
     deployment = "b" + uuid.uuid4().hex[:8]
     pool_deployment = deployment + "p"
     report.raw["deployment"] = deployment
-    vhost = None
-    if infra.can_manage_vhosts():
-        infra.create_vhost(deployment)
-        vhost = deployment
-        amqp = found.with_vhost(deployment)
-    else:  # a throwaway broker (testcontainers): its default vhost is ours
-        amqp = found.amqp_url
+    broker = infra.DeploymentBroker.create(found, deployment)  # its own vhost and user
+    vhost, amqp = broker.vhost, broker.url
     run_dir = ROOT / ".run" / f"bench-{deployment}"
     stack = Stack(deployment, found.pg_dsn, amqp, run_dir, extra_env=dict(BENCH_ENV))
     settings = _settings(deployment, found.pg_dsn)
@@ -401,8 +396,7 @@ def bench(report: Report, args) -> None:
                 stack.drop_databases()
                 drop_deployment(found.pg_dsn, pool_deployment)
             finally:
-                if vhost:
-                    infra.delete_vhost(vhost)
+                broker.delete()
                 found.close()
                 if ok:
                     shutil.rmtree(run_dir, ignore_errors=True)

@@ -54,12 +54,14 @@ def deployment() -> str:
 
 @pytest.fixture(scope="session")
 def amqp_url(infrastructure, deployment):
-    if infra.can_manage_vhosts():
-        infra.create_vhost(deployment)
-        yield infrastructure.with_vhost(deployment)
-        infra.delete_vhost(deployment)
-    else:  # a throwaway broker (testcontainers): its default vhost is ours
-        yield infrastructure.amqp_url
+    """The deployment's own broker account: a virtual host and a user named after it, with
+    a random password and rights on that virtual host only (removed at the end)."""
+    try:
+        broker = infra.DeploymentBroker.create(infrastructure, deployment)
+    except infra.BrokerSetupFailed as exc:
+        pytest.exit(str(exc), returncode=1)  # never a silent fallback to another vhost
+    yield broker.url
+    broker.delete()
 
 
 @pytest.fixture(scope="session")

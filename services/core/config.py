@@ -15,6 +15,7 @@ import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -32,6 +33,19 @@ DEVELOPMENT_DEFAULTS = {
     "tenant_role_secret": "dev-only-tenant-role-secret",
     "token_hash_key": "dev-only-token-hash-key",
 }
+
+
+def guest_broker_user(amqp_url: str) -> bool:
+    """Whether any broker URL in `amqp_url` (kombu takes several, `;`-separated) logs in as
+    RabbitMQ's `guest`: named so (percent-decoded), or no user named (kombu's default)."""
+    for url in amqp_url.split(";"):
+        try:
+            user = urlsplit(url.strip()).username
+        except ValueError:  # unparseable: kombu refuses it at connect
+            continue
+        if not user or unquote(user) == "guest":
+            return True
+    return False
 
 
 class ConfigError(Exception):
@@ -176,6 +190,11 @@ class Settings(BaseSettings):
                         f"{name}: the development default is refused outside development "
                         "mode; set a secret (or ONTRACK_DEVELOPMENT=true on a developer machine)"
                     )
+            if guest_broker_user(self.amqp_url.get_secret_value()):
+                raise ValueError(
+                    "amqp_url: the broker's guest user is refused outside development mode; "
+                    "connect as the deployment's own user"
+                )
         return self
 
     def pg_dsn(self, cluster: str) -> str:

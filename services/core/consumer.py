@@ -42,6 +42,7 @@ from nameko.messaging import QueueConsumer
 
 from ontrackio.core import bus
 from ontrackio.core import events as ev
+from ontrackio.core.errors import EventRefused
 
 log = logging.getLogger(__name__)
 
@@ -256,13 +257,14 @@ def groups(ready: list[tuple[object, object]]) -> list[list[tuple[object, object
 def retry_or_park(publisher, settings, queue: str, envelope, headers, exc: BaseException) -> None:
     """Send a failed event (its envelope, alone, with the headers of the message it came
     in) to its queue's retry queue with backoff, or park it in the dead-letter queue when
-    it can never succeed or has used up its attempts."""
+    it can never succeed (invalid, or refused: `EventRefused`) or has used up its attempts."""
     headers = dict(headers or {})
     headers.pop(bus.H_EVENTS, None)  # it travels alone from here on
     attempt = int(headers.get(bus.H_ATTEMPT, 0) or 0) + 1
     error = f"{type(exc).__name__}: {exc}"[:500]
     headers.update({bus.H_ATTEMPT: attempt, bus.H_QUEUE: queue, bus.H_ERROR: error})
-    if isinstance(exc, ev.InvalidEvent) or attempt >= settings.event_max_attempts:
+    never = isinstance(exc, (ev.InvalidEvent, EventRefused))
+    if never or attempt >= settings.event_max_attempts:
         log.error("parking an event from %s after %d attempt(s): %s", queue, attempt, error)
         target = bus.dead_letter_queue()
     else:

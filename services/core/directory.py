@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from ontrackio.core.errors import FailedPrecondition, NotFound
 from ontrackio.core.tenancy import validate_slug
@@ -21,6 +22,8 @@ class TenantInfo:
     status: str
     placement: str
     tier: str
+    # When a `deleting` tenant's databases may be dropped (aware); None for other statuses.
+    delete_after: datetime | None = None
 
 
 class TenantDirectory:
@@ -44,6 +47,15 @@ class TenantDirectory:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[slug] = (now, info)
+        return info
+
+    def fresh(self, slug: str) -> TenantInfo | None:
+        """The tenant as the source says now, past the cache (which then holds this answer):
+        for decisions that must not rest on an answer up to `ttl` old."""
+        validate_slug(slug)
+        info = self._lookup(slug)
+        with self._lock:
+            self._cache[slug] = (time.monotonic(), info)
         return info
 
     def forget(self, slug: str) -> None:

@@ -46,6 +46,11 @@ class FailedPrecondition(DomainError):
     kind = Kind.FAILED_PRECONDITION
 
 
+class EventRefused(FailedPrecondition):
+    """An event its handler must not act on (the registry contradicts it): never retried,
+    parked in the dead-letter queue at once, where an operator can inspect or replay it."""
+
+
 class PermissionDenied(DomainError):
     kind = Kind.PERMISSION_DENIED
 

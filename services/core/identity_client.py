@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 
 import grpc
 
@@ -38,7 +39,11 @@ def lookup(settings: Settings) -> Callable[[str], TenantInfo | None]:
                 return None
             raise Unavailable("tenant directory unavailable; retry later") from None
         return TenantInfo(
-            t.slug, _STATUS.get(t.status, "unknown"), t.placement, _TIER.get(t.tier, "")
+            t.slug,
+            _STATUS.get(t.status, "unknown"),
+            t.placement,
+            _TIER.get(t.tier, ""),
+            t.delete_after.ToDatetime(tzinfo=UTC) if t.HasField("delete_after") else None,
         )
 
     return call

@@ -32,6 +32,11 @@ OUTBOX_SWEEP_DATABASES = Counter(
     "sweep that left their outbox empty",
     ["service", "outcome"],
 )
+EVENTS_REFUSED = Counter(
+    "ontrack_events_refused",
+    "Events a handler refused to act on because the registry contradicts them (parked)",
+    ["service", "type"],
+)
 EVENT_LAG = Histogram(
     "ontrack_event_lag_seconds",
     "From an event's occurred_at to its handling",

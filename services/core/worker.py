@@ -28,8 +28,8 @@ from nameko.runners import ServiceRunner
 from nameko.timer import timer
 from opentelemetry import trace
 
+from ontrackio.core import deletion, metrics, outbox, telemetry
 from ontrackio.core import events as ev
-from ontrackio.core import metrics, outbox, telemetry
 from ontrackio.core.binding import bind, handles
 from ontrackio.core.consumer import (
     GATHER_CONFIG_KEY,
@@ -39,6 +39,7 @@ from ontrackio.core.consumer import (
     retry_or_park,
     settle,
 )
+from ontrackio.core.errors import EventRefused
 from ontrackio.core.groupcommit import GroupCommitter, Work
 from ontrackio.core.runtime import Runtime
 from ontrackio.core.v1 import core_pb2
@@ -262,8 +263,17 @@ class ServiceWorker:
 
     @on
     def handle_tenant_deleted(self, event: ev.Event) -> None:
+        """Drop the tenant's databases, once the registry confirms the deletion (see
+        core/deletion.py); a refused event is counted, logged and parked, nothing dropped."""
         msg = event.message()
         rt = self.platform
+        reason = deletion.refusal(
+            event.tenant, msg.slug, msg.placement, rt.directory.fresh(msg.slug), datetime.now(UTC)
+        )
+        if reason is not None:
+            metrics.EVENTS_REFUSED.labels(rt.service, event.type).inc()
+            log.error("refused %s %s: %s; nothing dropped", event.type, event.id, reason)
+            raise EventRefused(reason)
         rt.directory.forget(msg.slug)
         rt.pools.drop(f"{msg.placement}/{rt.provisioner.names.tenant_database(msg.slug)}")
         with self.process.provisioning:

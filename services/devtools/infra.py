@@ -1,18 +1,24 @@
-"""Find PostgreSQL and RabbitMQ for local runs and tests.
+"""Find PostgreSQL and RabbitMQ for local runs and tests, and give a deployment its broker.
 
 Order: URLs from the environment (ONTRACK_TEST_PG_DSN / ONTRACK_TEST_AMQP_URL), then the
 default local ports, then containers started by testcontainers where Docker runs, else a
 clear message naming what to install.
+
+A test or bench deployment gets a broker account of its own (`DeploymentBroker`): a virtual
+host and a user, both named after the deployment, the user with a random password and
+permissions on that virtual host only, both deleted at the end. The system under test runs
+outside development mode, where the `guest` user is refused.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -20,6 +26,11 @@ DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 class InfraMissing(Exception):
     """Neither a running server nor a way to start one; the message says what to install."""
+
+
+class BrokerSetupFailed(Exception):
+    """A deployment's virtual host or user could not be created; the message says why (it
+    never carries the password)."""
 
 
 def reachable(url: str, timeout: float = 1.0) -> bool:
@@ -43,9 +54,16 @@ class Infra:
     amqp_url: str  # the broker's root URL; deployments add their own virtual host
     containers: tuple = ()
 
-    def with_vhost(self, vhost: str) -> str:
+    def with_account(self, user: str, password: str, vhost: str) -> str:
+        """The broker's URL for `user` on `vhost`."""
         parts = urlsplit(self.amqp_url)
-        return urlunsplit((parts.scheme, parts.netloc, "/" + vhost.lstrip("/"), "", ""))
+        host = parts.hostname or "127.0.0.1"
+        if ":" in host:  # an IPv6 address
+            host = f"[{host}]"
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, "/" + quote(vhost, safe=""), "", ""))
 
     def close(self) -> None:
         for c in self.containers:
@@ -74,27 +92,77 @@ def _containers() -> Infra:  # pragma: no cover - only where Docker runs
     pg = PostgresContainer(
         "postgres:15", username="postgres", password="postgres", dbname="postgres"
     ).start()
-    mq = RabbitMqContainer("rabbitmq:3.13").start()
+    # A user of its own: the system under test refuses `guest` outside development mode.
+    user, password = "ontrack", secrets.token_urlsafe(24)
+    mq = RabbitMqContainer("rabbitmq:3.13", username=user, password=password).start()
     dsn = (
         f"postgresql://postgres:postgres@{pg.get_container_host_ip()}:"
         f"{pg.get_exposed_port(5432)}/postgres"
     )
-    amqp = f"amqp://guest:guest@{mq.get_container_host_ip()}:{mq.get_exposed_port(5672)}/"
+    amqp = f"amqp://{user}:{password}@{mq.get_container_host_ip()}:{mq.get_exposed_port(5672)}/"
     return Infra(dsn, amqp, (pg, mq))
 
 
-def rabbitmqctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+def rabbitmqctl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["rabbitmqctl", *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
 
 
 def can_manage_vhosts() -> bool:
     return shutil.which("rabbitmqctl") is not None and rabbitmqctl("list_vhosts").returncode == 0
 
 
-def create_vhost(vhost: str, user: str = "guest") -> None:
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+def _ctl(*args: str, stdin: str | None = None) -> None:
+    """Run rabbitmqctl; BrokerSetupFailed, naming the command and rabbitmqctl's own last
+    error line, if it fails (a secret is only ever passed on stdin, so never shown)."""
+    if shutil.which("rabbitmqctl") is None:
+        raise BrokerSetupFailed(
+            "rabbitmqctl not found: it is needed to give the deployment its own RabbitMQ "
+            "virtual host and user (install rabbitmq-server, or run the broker in Docker)"
+        )
+    try:
+        r = rabbitmqctl(*args, stdin=stdin)
+    except subprocess.TimeoutExpired:
+        raise BrokerSetupFailed(f"rabbitmqctl {args[0]} timed out after 60 s") from None
+    if r.returncode != 0:
+        lines = [line for line in (r.stderr or r.stdout).splitlines() if line.strip()]
+        why = lines[-1].strip() if lines else f"exit status {r.returncode}"
+        raise BrokerSetupFailed(f"rabbitmqctl {args[0]} failed: {why}")
 
 
-def delete_vhost(vhost: str) -> None:
-    rabbitmqctl("delete_vhost", vhost)
+@dataclass
+class DeploymentBroker:
+    """A deployment's own virtual host and user on the broker of `found`: `url` connects as
+    that user to that virtual host. On a throwaway broker (testcontainers, started with a
+    user of its own) the whole broker is the deployment's and nothing is created."""
+
+    url: str
+    vhost: str | None = None
+    user: str | None = None
+
+    @classmethod
+    def create(cls, found: Infra, deployment: str) -> DeploymentBroker:
+        """Create the virtual host and user; BrokerSetupFailed (after removing what was
+        created) if rabbitmqctl is missing or fails: never a fallback to another vhost."""
+        if found.containers:
+            return cls(found.amqp_url)
+        password = secrets.token_urlsafe(24)
+        made = cls(found.with_account(deployment, password, deployment))
+        try:  # each is recorded once created, so that only what this call made is removed
+            _ctl("add_vhost", deployment)
+            made.vhost = deployment
+            _ctl("add_user", deployment, stdin=password + "\n")
+            made.user = deployment
+            _ctl("set_permissions", "-p", deployment, deployment, ".*", ".*", ".*")
+        except BrokerSetupFailed:
+            made.delete()
+            raise
+        return made
+
+    def delete(self) -> None:
+        """Remove the user and the virtual host (with everything in it)."""
+        if self.user:
+            rabbitmqctl("delete_user", self.user)
+        if self.vhost:
+            rabbitmqctl("delete_vhost", self.vhost)

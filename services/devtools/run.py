@@ -2,18 +2,19 @@
 
 Uses PostgreSQL and RabbitMQ at the configured URLs when reachable; otherwise starts them
 (Docker compose from infra/ where Docker runs, else locally installed server binaries
-with data under .run/), else stops with a message naming what to install. Then starts
-every process under honcho (Procfile), waits until all are ready, creates the demo tenant
-and prints how to reach it.
+with data under .run/), else stops with a message naming what to install. Then runs
+every process under supervisord (devtools/supervision.py: a crashed process is restarted,
+one that keeps crashing is given up on, both said on the console), waits until all are
+ready, creates the demo tenant and prints how to reach it. Ctrl-C or SIGTERM stops it all.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import grpc
 
 from ontrackio.core import config
 from ontrackio.devtools import infra, localservers
-from ontrackio.devtools.stack import ROOT, health_ok
+from ontrackio.devtools.stack import ROOT, health_ok, processes
+from ontrackio.devtools.supervision import SupervisionError, Supervisor
 
 DEMO = "demo"
 
@@ -62,14 +64,20 @@ def ensure_infra(settings) -> None:
         time.sleep(0.5)
 
 
-def wait_ready(settings, ready_dir: Path, honcho: subprocess.Popen, timeout: float = 90) -> None:
+def wait_ready(
+    settings, ready_dir: Path, supervisor: Supervisor, stopping: threading.Event, timeout=90
+) -> None:
     from ontrackio.catalogue import SERVICES
 
     deadline = time.monotonic() + timeout
     pending = [f"{s}-api" for s in SERVICES] + [f"{s}-worker" for s in SERVICES]
     while pending:
-        if honcho.poll() is not None:
-            fail("a process exited during start-up; see the log above")
+        if stopping.is_set():
+            raise SystemExit(130)
+        if not supervisor.running():
+            fail("supervisord exited during start-up; see the log above")
+        if supervisor.given_up:
+            fail(f"gave up on {', '.join(sorted(supervisor.given_up))} during start-up")
         if time.monotonic() > deadline:
             fail(f"not ready after {timeout:g} s: {', '.join(pending)}")
         name = pending[0]
@@ -150,30 +158,24 @@ def main() -> None:
         PYTHONUNBUFFERED="1",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
-    honcho = subprocess.Popen(
-        [
-            shutil.which("honcho", path=env["PATH"]) or "honcho",
-            "start",
-            "-f",
-            str(ROOT / "Procfile"),
-            "-d",
-            str(ROOT),
-        ],
-        env=env,
-    )
+    supervisor = Supervisor(ready_dir, processes(gateway=True), cwd=ROOT, env=env)
+    stopping = threading.Event()
 
     def stop(*_):
-        honcho.send_signal(signal.SIGTERM)
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        wait_ready(settings, ready_dir, honcho)
+        supervisor.start()
+    except SupervisionError as exc:
+        fail(str(exc))
+    try:
+        wait_ready(settings, ready_dir, supervisor, stopping)
         create_demo(settings)
         token = demo_token()
-    except SystemExit:
-        stop()
-        honcho.wait()
+    except BaseException:
+        supervisor.stop()
         raise
     port = os.environ.get("ONTRACK_GATEWAY_PORT", "8080")
     lines = [
@@ -191,9 +193,14 @@ def main() -> None:
             f"  try:     curl -H 'Authorization: Bearer {token}' "
             f"http://{DEMO}.localhost:{port}/api/v1/assets",
         ]
-    lines.append("Stop with Ctrl-C.")
+    lines += [
+        f"  control: .venv/bin/supervisorctl -c {supervisor.config} status | restart NAME",
+        "Stop with Ctrl-C.",
+    ]
     print("\n".join(lines), flush=True)
-    sys.exit(honcho.wait())
+    while not stopping.wait(0.5) and supervisor.running():
+        pass
+    sys.exit(supervisor.stop())
 
 
 if __name__ == "__main__":

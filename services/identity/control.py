@@ -99,11 +99,11 @@ class Control:
         """The directory source for identity's own processes."""
         with self.uow() as u:
             row = u.conn.execute(
-                "SELECT status, placement, tier FROM tenants WHERE slug = %s"
+                "SELECT status, placement, tier, delete_after FROM tenants WHERE slug = %s"
                 " AND status <> 'deleted'",
                 (slug,),
             ).fetchone()
-        return TenantInfo(slug, row[0], row[1], row[2]) if row else None
+        return TenantInfo(slug, *row) if row else None
 
     # -- commands ---------------------------------------------------------------------------
 

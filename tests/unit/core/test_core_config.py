@@ -308,6 +308,7 @@ def test_development_default_secret_refused_outside_development_mode(monkeypatch
 
 def test_real_secrets_start_outside_development_mode(monkeypatch):
     monkeypatch.delenv("ONTRACK_DEVELOPMENT")
+    monkeypatch.setenv("ONTRACK_AMQP_URL", f"amqp://t1:{SECRET}@127.0.0.1/t1")  # not guest
     for name in config.DEVELOPMENT_DEFAULTS:
         monkeypatch.setenv(f"ONTRACK_{name.upper()}", SECRET + name)
     s = config.load()

@@ -9,6 +9,7 @@ import pytest
 from ontrackio.core import bus, consumer
 from ontrackio.core import events as ev
 from ontrackio.core.consumer import AckTracker, Delivery, groups, settle
+from ontrackio.core.errors import EventRefused
 
 
 def test_acks_wait_for_every_earlier_delivery():
@@ -167,3 +168,11 @@ def test_an_invalid_event_is_parked_at_once():
     p = FakePublisher()
     consumer.retry_or_park(p, Settings, "q", [], {}, ev.InvalidEvent("bad"))
     assert p.sent[-1][1] == bus.DLQ and p.sent[-1][2][bus.H_ATTEMPT] == 1
+
+
+def test_a_refused_event_is_parked_at_once_with_its_reason():
+    p = FakePublisher()
+    consumer.retry_or_park(p, Settings, "q", {"id": "e1"}, {}, EventRefused("tenant is active"))
+    body, queue, headers, _ = p.sent[-1]
+    assert queue == bus.DLQ and headers[bus.H_ATTEMPT] == 1
+    assert headers[bus.H_ERROR] == "EventRefused: tenant is active"

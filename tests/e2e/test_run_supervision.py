@@ -1,0 +1,91 @@
+"""The real process set (a deployment of its own) under `make run`'s supervision
+(devtools/supervision.py, as devtools/run.py drives it): a SIGKILLed worker is restarted,
+says so on the console and serves again (a new tenant is provisioned by every worker);
+stopping leaves no process of the set, nor of its process groups, running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+
+import pytest
+
+from ontrackio.devtools import infra
+from ontrackio.devtools.stack import ROOT, Stack, health_ok, http_ok, processes
+from ontrackio.devtools.supervision import Supervisor
+from tests.conftest import TEST_ENV, unique
+from tests.helpers import create_tenant, eventually
+from tests.integration.test_supervision import Console, alive, group_alive
+
+
+def ready(stack, name: str) -> bool:
+    if name.endswith("-api"):
+        return health_ok(stack.target(name[:-4]))
+    if name == "gateway":
+        return http_ok(stack.ports["gateway"], "/healthz")
+    return (stack.run_dir / f"{name}.ready").exists()
+
+
+@pytest.fixture
+def stack(infrastructure):
+    """A process set of its own (deployment, broker account, ports), so that it never meets
+    the session's running system; its databases and broker account are removed after."""
+    deployment = "t" + uuid.uuid4().hex[:8]
+    broker = infra.DeploymentBroker.create(infrastructure, deployment)
+    own = Stack(
+        deployment,
+        infrastructure.pg_dsn,
+        broker.url,
+        ROOT / ".run" / f"test-{deployment}",
+        extra_env=dict(TEST_ENV),
+    )
+    try:
+        yield own
+    finally:
+        own.drop_databases()
+        broker.delete()
+
+
+@pytest.fixture
+def supervised(stack):
+    console = Console()
+    table = processes(gateway=(ROOT / "services" / "gateway" / "main.py").exists())
+    for name in table:
+        (stack.run_dir / f"{name}.ready").unlink(missing_ok=True)
+    sup = Supervisor(stack.run_dir, table, cwd=ROOT, env=stack.env(), out=console)
+    sup.start()
+    try:
+        for name in table:
+            eventually(lambda name=name: ready(stack, name), timeout=90)
+        yield sup, console
+    finally:
+        sup.stop()
+
+
+def test_a_killed_worker_comes_back_and_stop_leaves_nothing(stack, supervised):
+    import grpc
+
+    sup, console = supervised
+    eventually(lambda: set(sup.states().values()) == {"RUNNING"}, timeout=30)
+    first = sup.pid("inventory-worker")
+    (stack.run_dir / "inventory-worker.ready").unlink()
+    os.kill(first, signal.SIGKILL)
+    second = eventually(lambda: (p := sup.pid("inventory-worker")) not in (0, first) and p)
+    eventually(lambda: (stack.run_dir / "inventory-worker.ready").exists(), timeout=60)
+    eventually(
+        lambda: f"inventory-worker crashed and was restarted as pid {second}" in console.text()
+    )
+    assert "exited: inventory-worker (terminated by SIGKILL; not expected)" in console.text()
+    assert "inventory-worker | " in console.text()  # its log lines, named
+
+    # The restarted worker serves: a new tenant needs every worker to provision it.
+    with grpc.insecure_channel(stack.target("identity")) as ch:
+        create_tenant({"identity": ch}, unique("sv"), timeout=60)
+
+    pids = {name: p["pid"] for name, p in sup.processes().items()}
+    assert all(pids.values())
+    assert sup.stop() == 0
+    for name, pid in pids.items():
+        eventually(lambda pid=pid: not alive(pid), timeout=5)
+        assert not group_alive(pid), name
