@@ -36,7 +36,7 @@ from psycopg.conninfo import make_conninfo
 
 from bench.common import ROOT, failed, figure, log, percentile, wait_until
 from ontrackio.catalogue import DEPLOYMENT
-from ontrackio.core import bus, config
+from ontrackio.core import bus
 from ontrackio.core import relay as relay_mod
 from ontrackio.core.bus import Publisher
 from ontrackio.core.db.clusters import Clusters
@@ -223,9 +223,7 @@ class _Writer:
     own PoolManager and the platform's Relay (ONTRACK_RELAY_PUBLISHERS publishers)."""
 
     def __init__(self, stack, max_total: int = 8):
-        settings = config.load(
-            deployment=stack.deployment, pg_clusters={"main": stack.pg_dsn}, amqp_url=stack.amqp_url
-        )
+        settings = stack.settings()
         self.publishers = settings.relay_publishers
         self.pools = PoolManager(
             max_total=max_total,

@@ -31,7 +31,6 @@ from psycopg import sql
 
 from bench import events, fleet, grpc_hop, pools, provisioning
 from bench.common import ROOT, cpu_seconds, failed, figure, log
-from ontrackio.core import config
 from ontrackio.devtools import infra
 from ontrackio.devtools.stack import Stack
 
@@ -57,10 +56,6 @@ BENCH_ENV = {
     "ONTRACK_DELETION_GRACE_SECONDS": "0",
     "ONTRACK_LOG_LEVEL": "WARNING",
 }
-
-
-def _settings(deployment: str, pg_dsn: str, **kw) -> config.Settings:
-    return config.load(deployment=deployment, pg_clusters={"main": pg_dsn}, **kw)
 
 
 def drop_deployment(admin_dsn: str, deployment: str, concurrency: int = 4) -> int:
@@ -213,8 +208,8 @@ def bench(report: Report, args) -> None:
     vhost, amqp = broker.vhost, broker.url
     run_dir = ROOT / ".run" / f"bench-{deployment}"
     stack = Stack(deployment, found.pg_dsn, amqp, run_dir, extra_env=dict(BENCH_ENV))
-    settings = _settings(deployment, found.pg_dsn)
-    pool_settings = _settings(pool_deployment, found.pg_dsn)
+    settings = stack.settings()
+    pool_settings = stack.settings(deployment=pool_deployment)
     log(f"deployment {deployment} (pools: {pool_deployment}), vhost {vhost}, run dir {run_dir}")
     ok = False
     try:

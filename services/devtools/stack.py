@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -21,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
 from ontrackio.catalogue import SERVICES
+from ontrackio.core import config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,6 +131,18 @@ class Stack:
         )
         env.update(self.extra_env)
         return env
+
+    def settings(self, **overrides: Any) -> config.Settings:
+        """Settings of this deployment for a process of the caller's own (bench, tests): the
+        stack's databases, broker user and secrets, with ``overrides`` on top."""
+        values: dict[str, Any] = {
+            "deployment": self.deployment,
+            "pg_clusters": {"main": self.pg_dsn},
+            "amqp_url": self.amqp_url,
+            "tenant_role_secret": self.secrets["ONTRACK_TENANT_ROLE_SECRET"],
+            "token_hash_key": self.secrets["ONTRACK_TOKEN_HASH_KEY"],
+        }
+        return config.load(**{**values, **overrides})
 
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
