@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 
 from ontrackio.core import bus, config, grpcserver, identity_client, logs, metrics, topology
 from ontrackio.core.runtime import Runtime, build
+
+
+def _or_exit(build: Callable[[], object]):
+    """`build()`, or exit(2) with the one-line reason of a ConfigError (e.g. TLS files)."""
+    try:
+        return build()
+    except config.ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def setup(service: str, role: str):
@@ -17,7 +27,7 @@ def setup(service: str, role: str):
 
 def default_bootstrap(service: str, settings) -> Runtime:
     """A domain service's runtime: its tenant directory asks identity over gRPC."""
-    return build(service, settings, lambda rt: identity_client.lookup(settings))
+    return build(service, settings, lambda rt: identity_client.lookup(settings, service))
 
 
 def api_main(
@@ -27,14 +37,17 @@ def api_main(
 ) -> None:
     settings = setup(service, "api")
     topology.declare(settings.amqp_url.get_secret_value())
-    rt = (bootstrap or default_bootstrap)(service, settings)
+    rt = _or_exit(lambda: (bootstrap or default_bootstrap)(service, settings))
     port_setting = getattr(settings, f"{service}_grpc_port")
-    server, port = grpcserver.build_server(
-        service,
-        registrations(rt),
-        rt.directory,
-        address=f"{settings.grpc_host}:{port_setting}",
-        workers=settings.grpc_workers,
+    server, port = _or_exit(
+        lambda: grpcserver.build_server(
+            service,
+            registrations(rt),
+            rt.directory,
+            settings,
+            address=f"{settings.grpc_host}:{port_setting}",
+            workers=settings.grpc_workers,
+        )
     )
     logging.getLogger(service).info("%s api listening on %s:%d", service, settings.grpc_host, port)
     metrics.serve(
@@ -52,7 +65,7 @@ def worker_main(
 
     settings = setup(service, "worker")
     topology.declare(settings.amqp_url.get_secret_value())
-    rt = (bootstrap or default_bootstrap)(service, settings)
+    rt = _or_exit(lambda: (bootstrap or default_bootstrap)(service, settings))
     amqp = settings.amqp_url.get_secret_value()
     metrics.serve(
         settings.metrics_port(f"{service}-worker"),

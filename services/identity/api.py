@@ -5,7 +5,7 @@ Entrypoints only decode, call the domain, encode; errors map through core.errors
 
 from __future__ import annotations
 
-from ontrackio.core import entry
+from ontrackio.core import entry, trust
 from ontrackio.core.grpcserver import Registration, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime, build
@@ -145,6 +145,28 @@ def bootstrap(service: str, settings) -> Runtime:
 control: Control | None = None  # set by bootstrap(); one per process
 
 
+# Who may call each method (core/trust.py; the interceptor refuses everyone else).
+CALLERS: dict[str, trust.Callers] = {
+    "ontrackio.identity.v1.TenantService": {
+        **trust.every(
+            "CreateTenant SuspendTenant ResumeTenant DeleteTenant ListTenants", trust.OPERATORS
+        ),
+        "GetTenant": trust.TENANT_READERS,  # every service's tenant directory
+        "ResolveDomain": trust.OPERATORS | trust.EDGE,  # the gateway routes hosts to tenants
+    },
+    "ontrackio.identity.v1.UserService": trust.every(
+        "CreateUser GetUser ListUsers DeactivateUser", trust.TENANT_DATA
+    ),
+    "ontrackio.identity.v1.AccessService": {
+        **trust.every(
+            "CreateToken ListTokens RevokeToken GetAllowlist SetAllowlist ListAccessAudit",
+            trust.CREDENTIALS,
+        ),
+        **trust.every("LookupToken TouchToken", trust.EDGE),  # checking presented tokens
+    },
+}
+
+
 def registrations(rt: Runtime) -> list[Registration]:
     return [
         Registration(
@@ -152,16 +174,19 @@ def registrations(rt: Runtime) -> list[Registration]:
             TenantServicer(rt, control),
             "ontrackio.identity.v1.TenantService",
             tenant_scoped=False,
+            callers=CALLERS["ontrackio.identity.v1.TenantService"],
         ),
         Registration(
             pb_grpc.add_UserServiceServicer_to_server,
             UserServicer(rt),
             "ontrackio.identity.v1.UserService",
+            callers=CALLERS["ontrackio.identity.v1.UserService"],
         ),
         Registration(
             access_pb2_grpc.add_AccessServiceServicer_to_server,
             AccessServicer(rt),
             "ontrackio.identity.v1.AccessService",
+            callers=CALLERS["ontrackio.identity.v1.AccessService"],
         ),
     ]
 

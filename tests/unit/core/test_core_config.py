@@ -310,6 +310,8 @@ def test_real_secrets_start_outside_development_mode(monkeypatch):
     monkeypatch.delenv("ONTRACK_DEVELOPMENT")
     for name in config.DEVELOPMENT_DEFAULTS:
         monkeypatch.setenv(f"ONTRACK_{name.upper()}", SECRET + name)
+    for name in config.TLS_SETTINGS:  # mutual TLS is required too (test_core_tls_settings.py)
+        monkeypatch.setenv(f"ONTRACK_{name.upper()}", f"/etc/ontrack/{name}.pem")
     s = config.load()
     assert not s.development
     assert s.token_hash_key.get_secret_value() == SECRET + "token_hash_key"
@@ -318,6 +320,6 @@ def test_real_secrets_start_outside_development_mode(monkeypatch):
 def test_development_mode_allows_the_defaults():
     s = config.load()
     assert s.development
-    assert s.tenant_role_secret.get_secret_value() == config.DEVELOPMENT_DEFAULTS[
-        "tenant_role_secret"
-    ]
+    assert (
+        s.tenant_role_secret.get_secret_value() == config.DEVELOPMENT_DEFAULTS["tenant_role_secret"]
+    )
