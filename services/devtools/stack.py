@@ -153,6 +153,14 @@ class Stack:
             (d / f"{identity}-key.pem").read_bytes(),
         )
 
+    def aio_channel(self, service: str, identity: str = "operator") -> grpc.aio.Channel:
+        """As `channel`, for grpc.aio (open it inside the running event loop)."""
+        return grpc.aio.secure_channel(
+            self.target(service),
+            tls.channel_credentials(self.material(identity)),
+            options=tls.server_name_options(service),
+        )
+
     def channel(self, service: str, identity: str = "operator", options=()) -> grpc.Channel:
         """A bare mutual-TLS channel to `service`'s api presenting `identity`'s certificate."""
         return grpcclient.secure_channel(
