@@ -72,7 +72,9 @@ def new_authority(common_name: str) -> Authority:
     return Authority(cert, key)
 
 
-def issue(ca: Authority, deployment: str, name: str, uris: list[str] | None = None) -> tuple:
+def issue(
+    ca: Authority, deployment: str, name: str, uris: list[str] | None = None
+) -> tuple[bytes, bytes]:
     """A (certificate PEM, key PEM) for `name`, usable as server and as client.
 
     `uris` replaces the URI SANs (tests forge odd certificates with it)."""

@@ -75,3 +75,23 @@ def test_the_development_pki_is_kept_then_remade_for_another_deployment(tmp_path
     assert (tmp_path / "ca.pem").read_bytes() == ca
     pki.ensure(tmp_path, "other")
     assert (tmp_path / "ca.pem").read_bytes() != ca
+
+
+@pytest.mark.parametrize(
+    "module", ["ontrackio.inventory.api", "ontrackio.identity.worker", "ontrackio.cli.main"]
+)
+def test_a_process_without_tls_settings_refuses_to_start_outside_development_mode(module):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONTRACK_")}
+    env.update(ONTRACK_TENANT_ROLE_SECRET="s1", ONTRACK_TOKEN_HASH_KEY="s2")
+    args = ["tenant", "list"] if module.endswith("cli.main") else []
+    r = subprocess.run(
+        [sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    message = lines[-1].removeprefix("Error: ")  # click's prefix for the CLI
+    assert message.startswith("configuration error: ONTRACK_TLS_CA_FILE: required outside")
+    assert "Traceback" not in r.stderr
