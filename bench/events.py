@@ -28,7 +28,6 @@ import threading
 import time
 import uuid
 
-import grpc
 import kombu
 import psycopg
 from kombu import Exchange
@@ -66,13 +65,13 @@ API_INFO = (
 
 
 async def _produce(
-    target: str, slugs: list[str], count: int, concurrency: int, rate: float | None
+    open_channel, slugs: list[str], count: int, concurrency: int, rate: float | None
 ) -> float:
     """CreateUser `count` times round-robin over `slugs`; open loop at `rate`/s when given
     (at most 256 calls in flight), else closed loop with `concurrency` callers. Returns
     the achieved calls/s."""
     tag = uuid.uuid4().hex[:8]
-    async with grpc.aio.insecure_channel(target) as ch:
+    async with open_channel() as ch:
         stub = igrpc.UserServiceStub(ch)
 
         async def one(i: int) -> None:
@@ -187,7 +186,9 @@ def warm_up(stack, slugs: list[str]) -> None:
     """One event per tenant, all at once (concurrent directory look-ups in the workers),
     so first-use costs (connections, look-ups) stay out of the measured runs."""
     before = _applied(stack, slugs)
-    asyncio.run(_produce(stack.target("identity"), slugs, len(slugs), len(slugs), None))
+    asyncio.run(
+        _produce(lambda: stack.aio_channel("identity"), slugs, len(slugs), len(slugs), None)
+    )
     wait_until(
         lambda: _applied(stack, slugs) >= before + len(slugs), 30, 0.05, "warm-up events applied"
     )
@@ -202,7 +203,9 @@ def run_ours(
     timeout: float = 180.0,
 ) -> dict:
     before = _subjects(stack, slugs)
-    produced = asyncio.run(_produce(stack.target("identity"), slugs, count, concurrency, rate))
+    produced = asyncio.run(
+        _produce(lambda: stack.aio_channel("identity"), slugs, count, concurrency, rate)
+    )
     _wait_applied(stack, slugs, len(before) + count, timeout)
     lat, first, last = _timings(stack, slugs, exclude=before)
     return {

@@ -27,8 +27,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = int(os.environ.get("BENCH_GATEWAY_CONCURRENCY", "32"))
 SECONDS = float(os.environ.get("BENCH_GATEWAY_SECONDS", "5"))
@@ -168,13 +166,13 @@ async def _http_load(
 
 
 async def _grpc_load(
-    target: str, slug: str, asset_id: str, concurrency: int, seconds: float
+    open_channel, slug: str, asset_id: str, concurrency: int, seconds: float
 ) -> tuple[float, list[float]]:
     from ontrackio.inventory.v1 import inventory_pb2 as pb
     from ontrackio.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
     latencies: list[float] = []
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with open_channel() as channel:
         stub = pb_grpc.AssetServiceStub(channel)
         request = pb.GetAssetRequest(id=asset_id)
         metadata = (("x-ontrack-tenant", slug),)
@@ -225,8 +223,9 @@ def _tenants(stack, count: int) -> list[tuple[str, str, str]]:
     from ontrackio.inventory.v1 import inventory_pb2 as vpb
     from ontrackio.inventory.v1 import inventory_pb2_grpc as vgrpc
 
-    identity = grpc.insecure_channel(stack.target("identity"))
-    inventory = grpc.insecure_channel(stack.target("inventory"))
+    identity = stack.channel("identity", "operator")
+    inventory = stack.channel("inventory", "operator")
+    credentials = stack.channel("identity", "cli")  # only the gateway and the CLI mint tokens
     tenants = igrpc.TenantServiceStub(identity)
     slugs = [f"bg{uuid.uuid4().hex[:10]}" for _ in range(count)]
     for slug in slugs:
@@ -245,7 +244,7 @@ def _tenants(stack, count: int) -> list[tuple[str, str, str]]:
     out = []
     for slug in slugs:
         md = (("x-ontrack-tenant", slug),)
-        token = agrpc.AccessServiceStub(identity).CreateToken(
+        token = agrpc.AccessServiceStub(credentials).CreateToken(
             apb.CreateTokenRequest(name="bench", scopes=["api:read"]), metadata=md, timeout=10
         )
         asset = vgrpc.AssetServiceStub(inventory).CreateAsset(
@@ -254,6 +253,7 @@ def _tenants(stack, count: int) -> list[tuple[str, str, str]]:
         out.append((slug, token.secret, asset.id))
     identity.close()
     inventory.close()
+    credentials.close()
     return out
 
 
@@ -263,18 +263,20 @@ def _tenants(stack, count: int) -> list[tuple[str, str, str]]:
 def _throughput_and_latency(stack, tenant) -> list[dict[str, Any]]:
     slug, token, asset_id = tenant
     gw = _Gateway(stack, workers=int(os.environ.get("BENCH_GATEWAY_WORKERS", "2")))
+
+    def direct():  # the gateway's own hop: mutual TLS as the gateway
+        return stack.aio_channel("inventory", "gateway")
+
     try:
         host = f"{slug}.localhost:{gw.port}"
         req = [_get(f"/api/v1/assets/{asset_id}", host, token)]
         asyncio.run(_http_load(gw.port, req, 4, 1.0))  # warm caches and connections
         via_rate, via_lat, statuses = asyncio.run(_http_load(gw.port, req, CONCURRENCY, SECONDS))
         direct_rate, direct_lat = asyncio.run(
-            _grpc_load(stack.target("inventory"), slug, asset_id, CONCURRENCY, SECONDS)
+            _grpc_load(direct, slug, asset_id, CONCURRENCY, SECONDS)
         )
         _, via1, _ = asyncio.run(_http_load(gw.port, req, 1, SECONDS / 2))
-        _, direct1 = asyncio.run(
-            _grpc_load(stack.target("inventory"), slug, asset_id, 1, SECONDS / 2)
-        )
+        _, direct1 = asyncio.run(_grpc_load(direct, slug, asset_id, 1, SECONDS / 2))
         ok = statuses.get(200, 0) / max(1, sum(statuses.values()))
         added = (_p(via1, 99) - _p(direct1, 99)) * 1000
 

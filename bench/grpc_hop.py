@@ -1,5 +1,10 @@
 """gRPC hop: the tenant-scoped no-op Ping through our server stack vs a bare grpcio echo.
 
+Both speak mutual TLS with the same certificates (the client presents the operator's, the
+servers the identity api's, a client certificate required); the goal applies to that
+ratio. A plaintext bare echo is measured too and reported (informational) to show what
+TLS itself costs.
+
 Each server runs in its own process (bench.grpc_servers) with the same thread-pool size;
 the client runs in a process of its own too (`python -m bench.grpc_hop client …`), so
 client and server never share a GIL. Where the machine has two CPUs or more, the client is
@@ -18,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 
@@ -45,11 +51,52 @@ def pin(pid: int, cpus: set[int]) -> None:
             pass
 
 
-def measure(target: str, mode: str, seconds: float, slug: str = SLUG) -> float:
-    """Calls/s of `mode` (seq | c16) against `target`, from a client process of its own
-    (pinned to CLIENT_CPU where the machine allows)."""
+SERVER_NAME = "identity"  # the certificate the servers present (bench.grpc_servers)
+CLIENT_IDENTITY = "operator"
+
+
+def _credentials(pki_dir: Path) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        (pki_dir / "ca.pem").read_bytes(),
+        (pki_dir / f"{CLIENT_IDENTITY}-key.pem").read_bytes(),
+        (pki_dir / f"{CLIENT_IDENTITY}.pem").read_bytes(),
+    )
+
+
+def channel(target: str, pki_dir: Path | None) -> grpc.Channel:
+    """Mutual TLS as the operator when `pki_dir` is given, else plaintext."""
+    if pki_dir is None:
+        return grpc.insecure_channel(target)
+    options = [("grpc.ssl_target_name_override", SERVER_NAME)]
+    return grpc.secure_channel(target, _credentials(pki_dir), options=options)
+
+
+def aio_channel(target: str, pki_dir: Path | None) -> grpc.aio.Channel:
+    if pki_dir is None:
+        return grpc.aio.insecure_channel(target)
+    options = [("grpc.ssl_target_name_override", SERVER_NAME)]
+    return grpc.aio.secure_channel(target, _credentials(pki_dir), options=options)
+
+
+def measure(
+    target: str, mode: str, seconds: float, slug: str = SLUG, pki_dir: Path | None = None
+) -> float:
+    """Calls/s of `mode` (seq | c16) against `target` (mutual TLS with `pki_dir`'s
+    certificates, else plaintext), from a client process of its own (pinned to CLIENT_CPU
+    where the machine allows)."""
+    tls_arg = str(pki_dir) if pki_dir is not None else "-"
     out = subprocess.run(
-        [sys.executable, "-m", "bench.grpc_hop", "client", target, mode, str(seconds), slug],
+        [
+            sys.executable,
+            "-m",
+            "bench.grpc_hop",
+            "client",
+            target,
+            mode,
+            str(seconds),
+            slug,
+            tls_arg,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -60,10 +107,10 @@ def measure(target: str, mode: str, seconds: float, slug: str = SLUG) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["calls_per_s"])
 
 
-def _start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def _start(kind: str, env: dict[str, str], pki_dir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.grpc_servers", kind, str(port), str(WORKERS)],
+        [sys.executable, "-m", "bench.grpc_servers", kind, str(port), str(WORKERS), str(pki_dir)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -75,7 +122,7 @@ def _start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
         proc.kill()
         raise RuntimeError(f"{kind} server did not start: {proc.stderr.read()[-2000:]}")
     target = f"127.0.0.1:{port}"
-    with grpc.insecure_channel(target) as ch:
+    with channel(target, None if kind == "plain" else pki_dir) as ch:
         grpc.channel_ready_future(ch).result(timeout=10)
     if PINNED:
         pin(proc.pid, {SERVER_CPU})
@@ -91,11 +138,11 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def sequential(target: str, seconds: float, slug: str = SLUG) -> float:
+def sequential(target: str, seconds: float, slug: str = SLUG, pki_dir: Path | None = None) -> float:
     """Calls/s of one caller making one call at a time."""
     md = ((TENANT_METADATA, slug),)
     req = core_pb2.PingRequest(payload=b"x" * 32)
-    with grpc.insecure_channel(target) as ch:
+    with channel(target, pki_dir) as ch:
         stub = core_pb2_grpc.DiagnosticsServiceStub(ch)
         for _ in range(200):  # warm-up (and a check that the call succeeds)
             stub.Ping(req, metadata=md, timeout=5)
@@ -110,14 +157,18 @@ def sequential(target: str, seconds: float, slug: str = SLUG) -> float:
 
 
 def concurrent(
-    target: str, seconds: float, concurrency: int = CONCURRENCY, slug: str = SLUG
+    target: str,
+    seconds: float,
+    concurrency: int = CONCURRENCY,
+    slug: str = SLUG,
+    pki_dir: Path | None = None,
 ) -> float:
     """Calls/s with `concurrency` calls in flight (grpc.aio client, one channel)."""
 
     async def run() -> float:
         md = ((TENANT_METADATA, slug),)
         req = core_pb2.PingRequest(payload=b"x" * 32)
-        async with grpc.aio.insecure_channel(target) as ch:
+        async with aio_channel(target, pki_dir) as ch:
             stub = core_pb2_grpc.DiagnosticsServiceStub(ch)
             await asyncio.gather(*(stub.Ping(req, metadata=md, timeout=5) for _ in range(200)))
             count = [0]
@@ -135,22 +186,29 @@ def concurrent(
     return asyncio.run(run())
 
 
+KINDS = ("plain", "echo", "ours")
+
+
 def run(env: dict[str, str], rounds: int = 2, seconds: float = 3.0) -> tuple[list[dict], dict]:
-    """The two gRPC-hop figures; also returns the raw numbers (the echo is reused later)."""
-    best = {("ours", "seq"): 0.0, ("echo", "seq"): 0.0, ("ours", "c16"): 0.0, ("echo", "c16"): 0.0}
+    """The gRPC-hop figures; also returns the raw numbers (the echo is reused later).
+
+    `env` is a stack's environment: its ONTRACK_TLS_* settings name the certificates."""
+    pki_dir = Path(env["ONTRACK_TLS_CA_FILE"]).parent
+    best = {(k, m): 0.0 for k in KINDS for m in ("seq", "c16")}
     servers = {}
     try:
-        for kind in ("echo", "ours"):
-            servers[kind] = _start(kind, env)
+        for kind in KINDS:
+            servers[kind] = _start(kind, env, pki_dir)
         for r in range(rounds):
-            for kind in ("echo", "ours") if r % 2 == 0 else ("ours", "echo"):
+            for kind in KINDS if r % 2 == 0 else tuple(reversed(KINDS)):
                 target = servers[kind][1]
-                s = measure(target, "seq", seconds)
-                c = measure(target, "c16", seconds)
+                tls_dir = None if kind == "plain" else pki_dir
+                s = measure(target, "seq", seconds, pki_dir=tls_dir)
+                c = measure(target, "c16", seconds, pki_dir=tls_dir)
                 best[(kind, "seq")] = max(best[(kind, "seq")], s)
                 best[(kind, "c16")] = max(best[(kind, "c16")], c)
                 log(
-                    f"grpc round {r + 1}: {kind:4s} sequential {s:7.0f}/s, "
+                    f"grpc round {r + 1}: {kind:5s} sequential {s:7.0f}/s, "
                     f"concurrency {CONCURRENCY} {c:7.0f}/s"
                 )
     finally:
@@ -163,11 +221,17 @@ def run(env: dict[str, str], rounds: int = 2, seconds: float = 3.0) -> tuple[lis
     )
     note = (
         f"best of {rounds} alternating rounds of {seconds:.0f} s; servers in their own "
-        f"processes with {WORKERS} threads, the client in a third ({placement}); "
-        "ours = core.grpcserver.build_server (PlatformInterceptor: trace context, "
-        "tenant metadata check, directory lookup "
-        "(cached), error mapping) serving DiagnosticsService/Ping; echo = plain "
-        "grpc.server with the same servicer messages, no interceptor"
+        f"processes with {WORKERS} threads, the client in a fourth ({placement}); "
+        "ours = core.grpcserver.build_server (mutual TLS; PlatformInterceptor: trace "
+        "context, caller identity and method rule, request checks, tenant metadata check, "
+        "directory lookup (cached), error mapping) serving DiagnosticsService/Ping; "
+        "echo = plain grpc.server with the same servicer messages and the same mutual TLS "
+        "(client certificate required), no interceptor"
+    )
+    plain_note = (
+        "ours (mutual TLS) against the bare echo without TLS, measured in the same rounds: "
+        "what TLS and our stack cost together (informational; the goal is judged against "
+        "the TLS echo)"
     )
     figs = []
     for mode, label in (("seq", "sequential"), ("c16", f"concurrency {CONCURRENCY}")):
@@ -183,6 +247,18 @@ def run(env: dict[str, str], rounds: int = 2, seconds: float = 3.0) -> tuple[lis
                 note,
             )
         )
+    for mode, label in (("seq", "sequential"), ("c16", f"concurrency {CONCURRENCY}")):
+        figs.append(
+            figure(
+                f"gRPC hop, {label}, vs plaintext echo",
+                best[("ours", mode)],
+                best[("plain", mode)],
+                "calls/s",
+                "",
+                None,
+                plain_note,
+            )
+        )
     return figs, {f"{k}_{m}": v for (k, m), v in best.items()}
 
 
@@ -193,7 +269,7 @@ def run_against_stack(stack, slug: str, echo_seq: float, seconds: float = 3.0) -
     if PINNED:
         pin(api, {SERVER_CPU})
     try:
-        rate = measure(stack.target("identity"), "seq", seconds, slug=slug)
+        rate = measure(stack.target("identity"), "seq", seconds, slug=slug, pki_dir=stack.pki_dir)
     finally:
         if PINNED:
             pin(api, set(CPUS))
@@ -204,19 +280,42 @@ def run_against_stack(stack, slug: str, echo_seq: float, seconds: float = 3.0) -
         "calls/s",
         f"ratio >= {GOAL}",
         rate >= GOAL * echo_seq,
-        "the identity api process of the running stack (tenant looked up in the "
+        "the identity api process of the running stack (mutual TLS; tenant looked up in the "
         "control database, cached ONTRACK_TENANT_CACHE_SECONDS); baseline = the "
-        "bare echo's best sequential rate above, client and api placed as for it; the "
+        "bare TLS echo's best sequential rate above, client and api placed as for it; the "
         "rest of the stack shares the machine, so this one is indicative",
     )
 
 
-def _client(target: str, mode: str, seconds: str, slug: str) -> None:
+def _client(target: str, mode: str, seconds: str, slug: str, tls_dir: str) -> None:
     if PINNED:
         os.sched_setaffinity(0, {CLIENT_CPU})  # before grpc starts any thread
     run = sequential if mode == "seq" else concurrent
-    print(json.dumps({"calls_per_s": run(target, float(seconds), slug=slug)}))
+    pki_dir = None if tls_dir == "-" else Path(tls_dir)
+    print(json.dumps({"calls_per_s": run(target, float(seconds), slug=slug, pki_dir=pki_dir)}))
+
+
+def _only() -> None:
+    """`python -m bench.grpc_hop only [ROUNDS]`: just these figures, no database or broker
+    (a throwaway deployment's environment and development PKI under .run/)."""
+    import shutil
+    import uuid
+
+    from bench.run import table
+    from ontrackio.devtools.stack import Stack
+
+    deployment = "h" + uuid.uuid4().hex[:8]
+    run_dir = ROOT / ".run" / f"bench-{deployment}"
+    stack = Stack(deployment, "postgresql://unused@127.0.0.1:9/x", "amqp://unused", run_dir)
+    try:
+        figs, raw = run(stack.env(), rounds=int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    print(table(figs))
+    print(json.dumps(raw))
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["client"]:
-    _client(*sys.argv[2:6])
+    _client(*sys.argv[2:7])
+elif __name__ == "__main__" and sys.argv[1:2] == ["only"]:
+    _only()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import time
 
-import grpc
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -26,7 +25,7 @@ STALL_S = 60.0
 
 
 def tenant_stub(stack) -> igrpc.TenantServiceStub:
-    return igrpc.TenantServiceStub(grpc.insecure_channel(stack.target("identity")))
+    return igrpc.TenantServiceStub(stack.channel("identity", "operator"))
 
 
 def create(stub, slug: str) -> None:

@@ -11,12 +11,12 @@ import os
 import uuid
 from pathlib import Path
 
-import grpc
 import pytest
 
 from ontrackio.core import config
 from ontrackio.devtools import infra
 from ontrackio.devtools.stack import ROOT, Stack
+from tests.helpers import CallerChannel
 
 SOCKET_DIR = Path("/var/run/postgresql")
 
@@ -101,10 +101,18 @@ def system(stack, settings):
     yield stack
 
 
+def _test_identity(method: str) -> str:
+    """The identity a test plays for `method`: the CLI for token and allowlist administration
+    (only the gateway and the CLI may), operator tooling for everything else."""
+    return "cli" if method.startswith("/ontrackio.identity.v1.AccessService/") else "operator"
+
+
 @pytest.fixture(scope="session")
 def channels(system):
+    """Mutual-TLS channels to every api, presenting the certificate of the identity a test
+    plays for each method (`_test_identity`); `system.channel(service, identity)` for others."""
     chans = {
-        s: grpc.insecure_channel(system.target(s))
+        s: CallerChannel({i: system.channel(s, i) for i in ("operator", "cli")}, _test_identity)
         for s in ("identity", "inventory", "privacy", "evidence")
     }
     yield chans

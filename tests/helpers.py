@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+import grpc
+
 from ontrackio.core.grpcclient import tenant as tenant_md
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
@@ -48,6 +50,49 @@ def create_tenant(channels, slug: str, tier=ipb.TIER_BUSINESS, domains=(), timeo
         ),
         timeout=timeout,
     )
+
+
+class CallerChannel(grpc.Channel):
+    """A channel that makes each call over the channel of the identity `pick(method)` names
+    (one mutual-TLS channel per identity, each presenting its own certificate)."""
+
+    def __init__(self, by_identity: dict[str, grpc.Channel], pick: Callable[[str], str]):
+        self._by_identity, self._pick = by_identity, pick
+
+    def _for(self, method) -> grpc.Channel:
+        name = method.decode() if isinstance(method, bytes) else method
+        return self._by_identity[self._pick(name)]
+
+    def unary_unary(self, method, *args, **kwargs):
+        return self._for(method).unary_unary(method, *args, **kwargs)
+
+    def unary_stream(self, method, *args, **kwargs):
+        return self._for(method).unary_stream(method, *args, **kwargs)
+
+    def stream_unary(self, method, *args, **kwargs):
+        return self._for(method).stream_unary(method, *args, **kwargs)
+
+    def stream_stream(self, method, *args, **kwargs):
+        return self._for(method).stream_stream(method, *args, **kwargs)
+
+    def subscribe(self, callback, try_to_connect=False):
+        for c in self._by_identity.values():
+            c.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback):
+        for c in self._by_identity.values():
+            c.unsubscribe(callback)
+
+    def close(self):
+        for c in self._by_identity.values():
+            c.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def md(slug: str):

@@ -31,9 +31,7 @@ def register(cli: click.Group) -> None:
     def stub(c: Ctx):
         from ontrackio.identity.v1 import access_pb2_grpc
 
-        return access_pb2_grpc.AccessServiceStub(
-            grpcclient.channel(c.settings.grpc_target("identity"), c.settings.grpc_deadline_seconds)
-        )
+        return access_pb2_grpc.AccessServiceStub(c.channel("identity"))
 
     def metadata(slug: str):
         return (*grpcclient.tenant(slug), ("x-ontrack-actor", f"cli:{_user()}"))

@@ -45,11 +45,16 @@ class Ctx:
                 raise Failure(f"configuration error: {exc}", 2) from None
         return self._settings
 
+    def channel(self, service: str):
+        """A channel to `service` presenting the CLI's certificate (identity ``cli``)."""
+        try:
+            return grpcclient.channel(self.settings, service, "cli")
+        except config.ConfigError as exc:
+            raise Failure(f"configuration error: {exc}", 2) from None
+
     def stub(self, service: str, stub_name: str):
         module = __import__(f"ontrackio.{service}.v1.{service}_pb2_grpc", fromlist=["x"])
-        chan = grpcclient.channel(
-            self.settings.grpc_target(service), self.settings.grpc_deadline_seconds
-        )
+        chan = self.channel(service)
         return getattr(module, stub_name)(chan)
 
     def call(self, fn, request, **kw):

@@ -26,6 +26,8 @@ from pydantic_settings import (
 )
 
 PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,11}\Z")
+ROOT = Path(__file__).resolve().parents[2]
+TLS_SETTINGS = ("tls_ca_file", "tls_cert_file", "tls_key_file")
 
 # Secrets whose defaults exist only so that `make run` works out of the box. Outside
 # development mode a process refuses to start while any of them still has its default.
@@ -114,6 +116,15 @@ class Settings(BaseSettings):
     evidence_grpc_port: int = 50054
     grpc_workers: int = Field(default=16, ge=1, le=256)
     grpc_deadline_seconds: float = Field(default=5.0, gt=0)
+    # Mutual TLS between every process (core/tls.py): the CA that peers' certificates must
+    # chain to, and this process's own certificate and key (PEM). "{identity}" in a path
+    # stands for the process's identity (core/trust.py), so processes sharing one
+    # environment each find their own. Required outside development mode; in development
+    # mode they default to the deployment's development PKI under .run/<deployment>/pki
+    # (made by `make run`, devtools/pki.py).
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     # /metrics of each process ("identity-api", "identity-worker", …); by default the gRPC
     # port + 1000 for an api and + 2000 for a worker; 0 disables it.
@@ -195,6 +206,12 @@ class Settings(BaseSettings):
                     "amqp_url: the broker's guest user is refused outside development mode; "
                     "connect as the deployment's own user"
                 )
+            for name in TLS_SETTINGS:
+                if not getattr(self, name):
+                    raise ValueError(
+                        f"{name}: required outside development mode (mutual TLS between "
+                        "processes; see docs/architecture.md, Trust inside the system)"
+                    )
         return self
 
     def pg_dsn(self, cluster: str) -> str:
@@ -206,6 +223,14 @@ class Settings(BaseSettings):
             return self.metrics_ports[process]
         service, role = process.rsplit("-", 1)
         return getattr(self, f"{service}_grpc_port") + (1000 if role == "api" else 2000)
+
+    def tls_paths(self, identity: str) -> tuple[Path, Path, Path]:
+        """The CA, certificate and key files of `identity` (a process's own identity)."""
+        dev = ROOT / ".run" / self.deployment / "pki"
+        ca = self.tls_ca_file or str(dev / "ca.pem")
+        cert = self.tls_cert_file or str(dev / "{identity}.pem")
+        key = self.tls_key_file or str(dev / "{identity}-key.pem")
+        return tuple(Path(p.replace("{identity}", identity)) for p in (ca, cert, key))
 
     def grpc_target(self, service: str) -> str:
         return f"{self.grpc_host}:{getattr(self, f'{service}_grpc_port')}"

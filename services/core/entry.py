@@ -7,11 +7,21 @@ process knows (core/contract.py), from which the topology is declared and events
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 
 from ontrackio.core import bus, config, grpcserver, identity_client, logs, metrics, topology
 from ontrackio.core.contract import Deployment
 from ontrackio.core.runtime import Runtime, build
+
+
+def _or_exit(build: Callable[[], object]):
+    """`build()`, or exit(2) with the one-line reason of a ConfigError (e.g. TLS files)."""
+    try:
+        return build()
+    except config.ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def setup(service: str, role: str):
@@ -22,7 +32,8 @@ def setup(service: str, role: str):
 
 def default_bootstrap(service: str, settings, deployment: Deployment) -> Runtime:
     """A domain service's runtime: its tenant directory asks identity over gRPC."""
-    return build(service, settings, lambda rt: identity_client.lookup(settings), deployment)
+    lookup = identity_client.lookup(settings, service)
+    return build(service, settings, lambda rt: lookup, deployment)
 
 
 def api_main(
@@ -34,14 +45,17 @@ def api_main(
 ) -> None:
     settings = setup(service, "api")
     topology.declare(settings.amqp_url.get_secret_value(), deployment)
-    rt = (bootstrap or default_bootstrap)(service, settings, deployment)
+    rt = _or_exit(lambda: (bootstrap or default_bootstrap)(service, settings, deployment))
     port_setting = getattr(settings, f"{service}_grpc_port")
-    server, port = grpcserver.build_server(
-        service,
-        registrations(rt),
-        rt.directory,
-        address=f"{settings.grpc_host}:{port_setting}",
-        workers=settings.grpc_workers,
+    server, port = _or_exit(
+        lambda: grpcserver.build_server(
+            service,
+            registrations(rt),
+            rt.directory,
+            settings,
+            address=f"{settings.grpc_host}:{port_setting}",
+            workers=settings.grpc_workers,
+        )
     )
     logging.getLogger(service).info("%s api listening on %s:%d", service, settings.grpc_host, port)
     metrics.serve(
@@ -63,7 +77,7 @@ def worker_main(
 
     settings = setup(service, "worker")
     topology.declare(settings.amqp_url.get_secret_value(), deployment)
-    rt = (bootstrap or default_bootstrap)(service, settings, deployment)
+    rt = _or_exit(lambda: (bootstrap or default_bootstrap)(service, settings, deployment))
     amqp = settings.amqp_url.get_secret_value()
     metrics.serve(
         settings.metrics_port(f"{service}-worker"),

@@ -1,22 +1,32 @@
-"""gRPC clients: every call gets a deadline, the caller's trace context and, for
-tenant-scoped services, the tenant in metadata."""
+"""gRPC clients over mutual TLS: every call gets a deadline, the caller's trace context and,
+for tenant-scoped services, the tenant in metadata.
+
+A channel presents the certificate of the calling process's identity (core/trust.py) and
+accepts only a server holding the certificate of the service it means (core/tls.py).
+"""
 
 from __future__ import annotations
 
 import grpc
 
-from ontrackio.core import telemetry
+from ontrackio.core import telemetry, tls
+from ontrackio.core.config import Settings
 from ontrackio.core.grpcserver import TENANT_METADATA
 
 
-class _Defaults(grpc.UnaryUnaryClientInterceptor):
+class _Defaults(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
     def __init__(self, deadline: float):
         self._deadline = deadline
 
-    def intercept_unary_unary(self, continuation, details, request):
+    def _details(self, details):
         metadata = list(details.metadata or ())
         metadata += list(telemetry.inject().items())
-        details = _Details(
+        return _Details(
             details.method,
             details.timeout or self._deadline,
             metadata,
@@ -24,7 +34,18 @@ class _Defaults(grpc.UnaryUnaryClientInterceptor):
             details.wait_for_ready,
             details.compression,
         )
-        return continuation(details, request)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
 
 
 class _Details(grpc.ClientCallDetails):
@@ -37,9 +58,25 @@ class _Details(grpc.ClientCallDetails):
         )
 
 
-def channel(target: str, deadline: float) -> grpc.Channel:
-    """An insecure channel (in-cluster traffic) whose calls default to `deadline` seconds."""
-    return grpc.intercept_channel(grpc.insecure_channel(target), _Defaults(deadline))
+def secure_channel(target: str, service: str, material: tls.Material, options=()) -> grpc.Channel:
+    """A bare mutual-TLS channel to `service` at `target`, presenting `material`'s cert."""
+    return grpc.secure_channel(
+        target,
+        tls.channel_credentials(material),
+        options=[*tls.server_name_options(service), *options],
+    )
+
+
+def channel(
+    settings: Settings, service: str, identity: str, deadline: float | None = None
+) -> grpc.Channel:
+    """A channel to `service` as `identity` whose calls default to `deadline` seconds
+    (settings.grpc_deadline_seconds); raises ConfigError for unusable TLS files."""
+    material = tls.load(settings, identity)
+    return grpc.intercept_channel(
+        secure_channel(settings.grpc_target(service), service, material),
+        _Defaults(deadline or settings.grpc_deadline_seconds),
+    )
 
 
 def tenant(slug: str) -> tuple[tuple[str, str], ...]:

@@ -16,8 +16,8 @@ _STATUS = {1: "provisioning", 2: "active", 3: "suspended", 4: "deleting", 5: "de
 _TIER = {1: "business", 2: "enterprise"}
 
 
-def lookup(settings: Settings) -> Callable[[str], TenantInfo | None]:
-    """A lookup over gRPC.
+def lookup(settings: Settings, service: str) -> Callable[[str], TenantInfo | None]:
+    """A lookup over gRPC, made as `service` (its certificate).
 
     In an eventlet worker the call is made directly from the green thread: it
     blocks the hub for the call (about half a millisecond; the directory caches answers).
@@ -27,9 +27,7 @@ def lookup(settings: Settings) -> Callable[[str], TenantInfo | None]:
     """
     from ontrackio.identity.v1 import identity_pb2, identity_pb2_grpc
 
-    stub = identity_pb2_grpc.TenantServiceStub(
-        grpcclient.channel(settings.grpc_target("identity"), settings.grpc_deadline_seconds)
-    )
+    stub = identity_pb2_grpc.TenantServiceStub(grpcclient.channel(settings, "identity", service))
 
     def call(slug: str) -> TenantInfo | None:
         try:

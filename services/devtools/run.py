@@ -20,8 +20,8 @@ from pathlib import Path
 
 import grpc
 
-from ontrackio.core import config
-from ontrackio.devtools import infra, localservers
+from ontrackio.core import config, tls
+from ontrackio.devtools import infra, localservers, pki
 from ontrackio.devtools.stack import ROOT, health_ok, processes
 from ontrackio.devtools.supervision import SupervisionError, Supervisor
 
@@ -82,7 +82,8 @@ def wait_ready(
             fail(f"not ready after {timeout:g} s: {', '.join(pending)}")
         name = pending[0]
         if name.endswith("-api"):
-            ok = health_ok(settings.grpc_target(name[:-4]))
+            service = name[:-4]
+            ok = health_ok(settings.grpc_target(service), service, tls.load(settings, "operator"))
         else:
             ok = (ready_dir / f"{name}.ready").exists()
         if ok:
@@ -96,7 +97,7 @@ def create_demo(settings) -> None:
     from ontrackio.identity.v1 import identity_pb2 as pb
     from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
-    stub = pb_grpc.TenantServiceStub(grpcclient.channel(settings.grpc_target("identity"), 10))
+    stub = pb_grpc.TenantServiceStub(grpcclient.channel(settings, "identity", "operator", 10))
     try:
         stub.CreateTenant(
             pb.CreateTenantRequest(slug=DEMO, name="Demo GmbH", tier=pb.TIER_BUSINESS)
@@ -148,6 +149,8 @@ def main() -> None:
     os.environ.setdefault("ONTRACK_DEVELOPMENT", "true")
     settings = config.settings_or_exit()
     ensure_infra(settings)
+    if not settings.tls_ca_file:  # the development PKI, where settings.tls_paths looks for it
+        pki.ensure(config.ROOT / ".run" / settings.deployment / "pki", settings.deployment)
     ready_dir = ROOT / ".run" / settings.deployment
     ready_dir.mkdir(parents=True, exist_ok=True)
     for f in ready_dir.glob("*.ready"):

@@ -1,5 +1,8 @@
 """Run the whole system locally as child processes: every service's api and worker, and
-the gateway. Used by `make run`, the integration and e2e tests, and `make bench`."""
+the gateway. Used by `make run`, the integration and e2e tests, and `make bench`.
+
+Each stack has its own development PKI (devtools/pki.py) in ``<run dir>/pki``: every
+process finds its certificate there through the ONTRACK_TLS_* settings of `env()`."""
 
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
 from ontrackio.catalogue import SERVICES
-from ontrackio.core import config
+from ontrackio.core import config, grpcclient, tls
+from ontrackio.devtools import pki
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,10 +66,10 @@ def processes(gateway: bool = True) -> dict[str, list[str]]:
     return procs
 
 
-def health_ok(target: str) -> bool:
-    """The gRPC server at `target` reports SERVING."""
+def health_ok(target: str, service: str, material: tls.Material) -> bool:
+    """The gRPC server of `service` at `target` reports SERVING (asked with `material`)."""
     try:
-        with grpc.insecure_channel(target) as ch:
+        with grpcclient.secure_channel(target, service, material) as ch:
             r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
         return r.status == health_pb2.HealthCheckResponse.SERVING
     except grpc.RpcError:
@@ -102,6 +106,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        pki.ensure(self.pki_dir, self.deployment)
         for s in SERVICES:
             self.ports.setdefault(s, free_port())
             for role in ("api", "worker"):
@@ -118,6 +123,7 @@ class Stack:
                 "ONTRACK_READY_DIR": str(self.run_dir),
                 "PYTHONUNBUFFERED": "1",
                 **self.secrets,
+                **pki.env(self.pki_dir),
                 **{f"ONTRACK_{s.upper()}_GRPC_PORT": str(self.ports[s]) for s in SERVICES},
                 "ONTRACK_GATEWAY_PORT": str(self.ports["gateway"]),
                 "ONTRACK_METRICS_PORTS": json.dumps(
@@ -141,11 +147,39 @@ class Stack:
             "amqp_url": self.amqp_url,
             "tenant_role_secret": self.secrets["ONTRACK_TENANT_ROLE_SECRET"],
             "token_hash_key": self.secrets["ONTRACK_TOKEN_HASH_KEY"],
+            **{k.removeprefix("ONTRACK_").lower(): v for k, v in pki.env(self.pki_dir).items()},
         }
         return config.load(**{**values, **overrides})
 
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.run_dir / "pki"
+
+    def material(self, identity: str) -> tls.Material:
+        """The certificate, key and CA of `identity` in this stack's PKI."""
+        d = self.pki_dir
+        return tls.Material(
+            (d / "ca.pem").read_bytes(),
+            (d / f"{identity}.pem").read_bytes(),
+            (d / f"{identity}-key.pem").read_bytes(),
+        )
+
+    def aio_channel(self, service: str, identity: str = "operator") -> grpc.aio.Channel:
+        """As `channel`, for grpc.aio (open it inside the running event loop)."""
+        return grpc.aio.secure_channel(
+            self.target(service),
+            tls.channel_credentials(self.material(identity)),
+            options=tls.server_name_options(service),
+        )
+
+    def channel(self, service: str, identity: str = "operator", options=()) -> grpc.Channel:
+        """A bare mutual-TLS channel to `service`'s api presenting `identity`'s certificate."""
+        return grpcclient.secure_channel(
+            self.target(service), service, self.material(identity), options
+        )
 
     # -- processes --------------------------------------------------------------------------
 
@@ -174,7 +208,8 @@ class Stack:
 
     def _ready(self, name: str) -> bool:
         if name.endswith("-api"):
-            return health_ok(self.target(name[:-4]))
+            service = name[:-4]
+            return health_ok(self.target(service), service, self.material("operator"))
         if name == "gateway":
             return http_ok(self.ports["gateway"], "/healthz")
         return (self.run_dir / f"{name}.ready").exists()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ontrackio.catalogue import DEPLOYMENT
-from ontrackio.core import entry
+from ontrackio.core import entry, trust
 from ontrackio.core.grpcserver import Registration, current_tenant
 from ontrackio.core.runtime import Runtime
 from ontrackio.evidence import metrics
@@ -23,12 +23,19 @@ class MetricsServicer(pb_grpc.MetricsServiceServicer):
         )
 
 
+# Who may call each method (core/trust.py; the interceptor refuses everyone else).
+CALLERS: dict[str, trust.Callers] = {
+    "ontrackio.evidence.v1.MetricsService": trust.every("GetInventoryMetrics", trust.TENANT_DATA)
+}
+
+
 def registrations(rt: Runtime) -> list[Registration]:
     return [
         Registration(
             pb_grpc.add_MetricsServiceServicer_to_server,
             MetricsServicer(rt),
             "ontrackio.evidence.v1.MetricsService",
+            callers=CALLERS["ontrackio.evidence.v1.MetricsService"],
         )
     ]
 

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ontrackio.core import config
+from ontrackio.core import config, tls
 from ontrackio.core import events as ev
 from ontrackio.gateway.allowlists import Allowlists
 from ontrackio.gateway.api.catalogue import OPERATIONS
@@ -133,6 +133,7 @@ def build_gateway(settings: GatewaySettings, core: config.Settings) -> Gateway:
     upstream = Upstream(
         {s: core.grpc_target(s) for s in ("identity", "inventory")},
         settings.upstream_deadline_seconds,
+        tls.load(core, "gateway"),
     )
     neg = settings.negative_cache_seconds
     size = settings.cache_max_entries

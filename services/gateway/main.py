@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
-from ontrackio.core import config
+from ontrackio.core import config, tls
 from ontrackio.gateway.server import uvicorn_kwargs
 from ontrackio.gateway.settings import SettingsError, load_settings
 
@@ -47,6 +47,11 @@ def main() -> None:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     core = config.settings_or_exit()
+    try:
+        tls.load(core, "gateway")  # unusable TLS files stop the process here, in one line
+    except config.ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     logging.basicConfig(
         level=core.log_level,
         format="%(asctime)s gateway %(process)d %(levelname)s %(name)s %(message)s",

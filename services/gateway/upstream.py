@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import Counter
 
-from ontrackio.core import telemetry
+from ontrackio.core import telemetry, tls
 from ontrackio.core.grpcserver import TENANT_METADATA
 from ontrackio.identity.v1 import access_pb2_grpc, identity_pb2_grpc
 from ontrackio.inventory.v1 import inventory_pb2_grpc
@@ -33,10 +33,14 @@ _CHANNEL_OPTIONS = [
 
 
 class Upstream:
-    """Stubs of identity and inventory; ``call`` adds deadline, tenant, actor and trace."""
+    """Stubs of identity and inventory; ``call`` adds deadline, tenant, actor and trace.
 
-    def __init__(self, targets: dict[str, str], deadline: float) -> None:
+    Channels are mutual TLS: the gateway presents its own certificate (`material`) and
+    accepts only the service it means at each target (core/tls.py)."""
+
+    def __init__(self, targets: dict[str, str], deadline: float, material: tls.Material) -> None:
         self.targets = targets
+        self.material = material
         self.deadline = deadline
         self.channels: dict[str, grpc.aio.Channel] = {}
         self.tenants: Any = None
@@ -47,8 +51,11 @@ class Upstream:
 
     def start(self) -> None:
         """Open the channels; call from inside the worker's running event loop."""
+        credentials = tls.channel_credentials(self.material)
         for name, target in self.targets.items():
-            self.channels[name] = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            self.channels[name] = grpc.aio.secure_channel(
+                target, credentials, options=[*_CHANNEL_OPTIONS, *tls.server_name_options(name)]
+            )
         identity, inventory = self.channels["identity"], self.channels["inventory"]
         self.tenants = identity_pb2_grpc.TenantServiceStub(identity)
         self.users = identity_pb2_grpc.UserServiceStub(identity)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ontrackio.catalogue import DEPLOYMENT
-from ontrackio.core import entry
+from ontrackio.core import entry, trust
 from ontrackio.core.grpcserver import Registration, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime, build
@@ -157,6 +157,28 @@ def bootstrap(service: str, settings, deployment) -> IdentityRuntime:
     return rt
 
 
+# Who may call each method (core/trust.py; the interceptor refuses everyone else).
+CALLERS: dict[str, trust.Callers] = {
+    "ontrackio.identity.v1.TenantService": {
+        **trust.every(
+            "CreateTenant SuspendTenant ResumeTenant DeleteTenant ListTenants", trust.OPERATORS
+        ),
+        "GetTenant": trust.TENANT_READERS,  # every service's tenant directory
+        "ResolveDomain": trust.OPERATORS | trust.EDGE,  # the gateway routes hosts to tenants
+    },
+    "ontrackio.identity.v1.UserService": trust.every(
+        "CreateUser GetUser ListUsers DeactivateUser", trust.TENANT_DATA
+    ),
+    "ontrackio.identity.v1.AccessService": {
+        **trust.every(
+            "CreateToken ListTokens RevokeToken GetAllowlist SetAllowlist ListAccessAudit",
+            trust.CREDENTIALS,
+        ),
+        **trust.every("LookupToken TouchToken", trust.EDGE),  # checking presented tokens
+    },
+}
+
+
 def registrations(rt: IdentityRuntime) -> list[Registration]:
     return [
         Registration(
@@ -164,16 +186,19 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             TenantServicer(rt, rt.control),
             "ontrackio.identity.v1.TenantService",
             tenant_scoped=False,
+            callers=CALLERS["ontrackio.identity.v1.TenantService"],
         ),
         Registration(
             pb_grpc.add_UserServiceServicer_to_server,
             UserServicer(rt),
             "ontrackio.identity.v1.UserService",
+            callers=CALLERS["ontrackio.identity.v1.UserService"],
         ),
         Registration(
             access_pb2_grpc.add_AccessServiceServicer_to_server,
             AccessServicer(rt),
             "ontrackio.identity.v1.AccessService",
+            callers=CALLERS["ontrackio.identity.v1.AccessService"],
         ),
     ]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ontrackio.catalogue import DEPLOYMENT
-from ontrackio.core import entry
+from ontrackio.core import entry, trust
 from ontrackio.core.grpcserver import Registration, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime
@@ -42,12 +42,21 @@ class AssetServicer(pb_grpc.AssetServiceServicer):
         return pb.ListAssetsResponse(assets=[asset_pb(r) for r in rows], next_page_token=token)
 
 
+# Who may call each method (core/trust.py; the interceptor refuses everyone else).
+CALLERS: dict[str, trust.Callers] = {
+    "ontrackio.inventory.v1.AssetService": trust.every(
+        "CreateAsset GetAsset ListAssets", trust.TENANT_DATA
+    )
+}
+
+
 def registrations(rt: Runtime) -> list[Registration]:
     return [
         Registration(
             pb_grpc.add_AssetServiceServicer_to_server,
             AssetServicer(rt),
             "ontrackio.inventory.v1.AssetService",
+            callers=CALLERS["ontrackio.inventory.v1.AssetService"],
         )
     ]
 

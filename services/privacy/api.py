@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ontrackio.catalogue import DEPLOYMENT
-from ontrackio.core import entry
+from ontrackio.core import entry, trust
 from ontrackio.core.grpcserver import Registration, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime
@@ -28,12 +28,21 @@ class DataSubjectServicer(pb_grpc.DataSubjectServiceServicer):
             return pb.CountDataSubjectsResponse(count=subjects.count(u))
 
 
+# Who may call each method (core/trust.py; the interceptor refuses everyone else).
+CALLERS: dict[str, trust.Callers] = {
+    "ontrackio.privacy.v1.DataSubjectService": trust.every(
+        "GetDataSubject CountDataSubjects", trust.TENANT_DATA
+    )
+}
+
+
 def registrations(rt: Runtime) -> list[Registration]:
     return [
         Registration(
             pb_grpc.add_DataSubjectServiceServicer_to_server,
             DataSubjectServicer(rt),
             "ontrackio.privacy.v1.DataSubjectService",
+            callers=CALLERS["ontrackio.privacy.v1.DataSubjectService"],
         )
     ]
 

@@ -163,7 +163,9 @@ def test_pagination_walks_every_asset_once(channels, tenant):
     assert created <= set(seen) and len(seen) == len(set(seen))
 
 
-def test_health_and_reflection(channels):
+def test_health_and_no_reflection_outside_development_mode(channels):
+    """The test stack runs outside development mode: health answers, reflection is off
+    (served in development mode only: tests/integration/test_grpc_trust.py)."""
     for _service, chan in channels.items():
         status = health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert status.status == health_pb2.HealthCheckResponse.SERVING
@@ -171,5 +173,6 @@ def test_health_and_reflection(channels):
         replies = stub.ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
         )
-        names = {s.name for r in replies for s in r.list_services_response.service}
-        assert "ontrackio.core.v1.DiagnosticsService" in names and "grpc.health.v1.Health" in names
+        with pytest.raises(grpc.RpcError) as info:
+            list(replies)
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

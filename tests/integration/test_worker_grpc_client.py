@@ -15,7 +15,7 @@ import ontrackio.core.greening  # patched exactly like a worker
 import eventlet
 from ontrackio.core import config, identity_client
 
-lookup = identity_client.lookup(config.load())
+lookup = identity_client.lookup(config.load(), "inventory")
 slugs = sys.argv[1].split(",")
 with eventlet.Timeout(40):
     found = list(eventlet.GreenPool(20).imap(lambda i: lookup(slugs[i % len(slugs)]), range(600)))

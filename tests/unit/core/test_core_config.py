@@ -311,6 +311,8 @@ def test_real_secrets_start_outside_development_mode(monkeypatch):
     monkeypatch.setenv("ONTRACK_AMQP_URL", f"amqp://t1:{SECRET}@127.0.0.1/t1")  # not guest
     for name in config.DEVELOPMENT_DEFAULTS:
         monkeypatch.setenv(f"ONTRACK_{name.upper()}", SECRET + name)
+    for name in config.TLS_SETTINGS:  # mutual TLS is required too (test_core_tls_settings.py)
+        monkeypatch.setenv(f"ONTRACK_{name.upper()}", f"/etc/ontrack/{name}.pem")
     s = config.load()
     assert not s.development
     assert s.token_hash_key.get_secret_value() == SECRET + "token_hash_key"

@@ -15,7 +15,14 @@ from ontrackio.core import config
 from ontrackio.core.config import ConfigError, guest_broker_user
 
 PASSWORD = "pw-never-shown-4711"
-SECRETS = {"tenant_role_secret": "role-secret-x", "token_hash_key": "hash-key-x"}
+SECRETS = {
+    "tenant_role_secret": "role-secret-x",
+    "token_hash_key": "hash-key-x",
+    # Present so that only the broker URL decides (the files are not read at load).
+    "tls_ca_file": "ca.pem",
+    "tls_cert_file": "{identity}.pem",
+    "tls_key_file": "{identity}-key.pem",
+}
 REFUSED = "ONTRACK_AMQP_URL: the broker's guest user is refused outside development mode"
 
 
@@ -119,7 +126,10 @@ def test_guest_is_refused_however_it_is_percent_encoded(user, tail):
         load(f"amqp://{user}:{PASSWORD}@broker{tail}")
 
 
-@given(user=st.text(st.characters(codec="utf-8", exclude_characters=":@/?#[]%;"), min_size=1))
+# Tab, CR and LF are dropped by URL parsing (and by kombu's): a user of only those is no user.
+@given(
+    user=st.text(st.characters(codec="utf-8", exclude_characters=":@/?#[]%;\t\r\n"), min_size=1)
+)
 def test_any_other_user_is_accepted(user):
     url = f"amqp://{user}:{PASSWORD}@broker/vh"
     if user != "guest":
