@@ -80,7 +80,7 @@ def record_from_pb(r: apb.TokenRecord) -> TokenRecord:
         tenant=r.tenant,
         scopes=frozenset(t.scopes),
         networks=tuple(ip_network(c) for c in t.cidrs),
-        expires_at=t.expires_at.ToDatetime().timestamp() if t.HasField("expires_at") else None,
+        expires_at=t.expires_at.ToNanoseconds() / 1e9 if t.HasField("expires_at") else None,
         revoked=t.HasField("revoked_at"),
         secret_hash=bytes(r.secret_hash),
     )
