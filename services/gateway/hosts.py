@@ -52,10 +52,13 @@ UNKNOWN_HOST = problem(404)
 def normalise_host(value: str) -> str | None:
     """Lower-case host without port or trailing dot.
 
-    ``[v6]`` literals are compressed; None if malformed.
+    ``[v6]`` literals are compressed; None if malformed. Only ASCII is a host here (IDNs arrive
+    as punycode), and only spaces and tabs around it are ignored: ``str.lower`` would turn the
+    Kelvin sign into ``k`` and ``str.strip`` eats NBSP and NEL, either one making a host that a
+    proxy in front saw differently. Idempotent: a result normalises to itself. Never raises.
     """
-    text = value.strip()
-    if not text or len(text) > 300:
+    text = value.strip(" \t")
+    if not text or len(text) > 300 or not text.isascii():
         return None
     if text.startswith("["):
         end = text.find("]")
