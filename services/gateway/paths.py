@@ -49,7 +49,8 @@ def _canonical_text(raw_path: bytes) -> str | None:
     decoded = _fully_decoded(path)
     if decoded is None or b"\x00" in decoded:
         return None
-    return unicodedata.normalize("NFKC", decoded.decode("utf-8", errors="replace")).casefold()
+    text = unicodedata.normalize("NFKC", decoded.decode("utf-8", errors="replace")).casefold()
+    return text.replace("\\", "/")  # NFKC makes U+FF3C and U+FE68 backslashes
 
 
 def normalise_path_segments(raw_path: bytes) -> list[str] | None:
