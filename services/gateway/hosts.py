@@ -1,6 +1,8 @@
 """Tenant routing by Host.
 
-``<slug>.<base domain>`` or a verified custom domain, 404 for anything else.
+``<slug>.<base domain>`` or a verified custom domain, 404 for anything else. A tenant that the
+services refuse after the edge let it through (suspended or deleted within the edge's cache
+TTL) gets the same 404: raise TenantNotServed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from urllib.parse import unquote
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ontrackio.core.tenancy import SLUG_RE
 from ontrackio.gateway.problems import problem
@@ -47,6 +50,18 @@ ResolveTenant = Callable[[str], Awaitable[TenantInfo | None]]
 # One response object for every unknown host: byte-identical, so nothing hints at which
 # tenants exist.
 UNKNOWN_HOST = problem(404)
+
+
+class TenantNotServed(HTTPException):
+    """The request's tenant is no longer served (the services refused it: suspended, deleted).
+
+    An HTTPException with no detail, so the app's problem handler renders exactly UNKNOWN_HOST
+    (``problem(404)``); raised outside the app (e.g. from the allowlist fetch) it is rendered by
+    TenantHostMiddleware itself. Either way the client cannot tell it from an unknown host.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(404)
 
 
 def normalise_host(value: str) -> str | None:
@@ -145,7 +160,8 @@ class TenantHostMiddleware:
     Exactly one valid Host is required (400 otherwise, RFC 9112 3.2). X-Forwarded-Host counts only
     when ``state["peer_trusted"]`` (set by ClientIPMiddleware); its right-most value wins. An
     absolute-form target must name the same authority as Host (400 otherwise) and is rewritten to
-    origin form. Unknown hosts and unknown or suspended tenants all get the same 404 body.
+    origin form. Unknown hosts and unknown or suspended tenants all get the same 404 body, also
+    when TenantNotServed escapes from further in.
     """
 
     def __init__(self, app: ASGIApp, *, base_domain: str, resolve_tenant: ResolveTenant) -> None:
@@ -196,4 +212,16 @@ class TenantHostMiddleware:
             return
         state["tenant"] = tenant
         state["host"] = host
-        await self.app(scope, receive, send)
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except TenantNotServed:
+            if started:
+                raise
+            await UNKNOWN_HOST(scope, receive, send)

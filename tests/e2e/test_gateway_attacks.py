@@ -235,7 +235,7 @@ def _without_date(reply):
 def test_suspended_and_unknown_tenants_get_the_same_404(gateway, channels):
     slug = unique("gs")
     create_tenant(channels, slug)
-    _, token = make_token(channels, slug, "api:read", "admin")
+    _, token = make_token(channels, slug, "api:read", "api:write", "admin")
     assert gateway.call("GET", "/api/v1/assets", slug, token).status == 200
     igrpc.TenantServiceStub(channels["identity"]).SuspendTenant(
         ipb.GetTenantRequest(slug=slug), timeout=10
