@@ -156,3 +156,26 @@ def test_several_errors_are_one_line_naming_each(monkeypatch):
     message = str(info.value)
     assert "\n" not in message
     assert "ONTRACK_GATEWAY_PORT:" in message and "ONTRACK_GATEWAY_TRUSTED_PROXIES:" in message
+
+
+def test_the_gateway_process_refuses_to_start_with_a_catch_all_proxy(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONTRACK_")}
+    env.update(
+        ONTRACK_GATEWAY_TRUSTED_PROXIES="10.0.0.0/8, ::/0", PROMETHEUS_MULTIPROC_DIR=str(tmp_path)
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "ontrackio.gateway.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("configuration error: invalid gateway configuration: ")
+    assert "ONTRACK_GATEWAY_TRUSTED_PROXIES: ::/0 would trust any client" in lines[0]
