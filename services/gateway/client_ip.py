@@ -121,7 +121,8 @@ def resolve_client_ip(
 class ClientIPMiddleware:
     """Sets ``scope["state"]["client_ip"]`` (IPAddress | None) and ``["peer_trusted"]`` (bool).
 
-    A trusted proxy's X-Forwarded-For that BadForwardedFor refuses is answered with a 400 problem.
+    A trusted proxy's X-Forwarded-For that BadForwardedFor refuses is answered with a 400 problem
+    (a WebSocket handshake is closed with 1008 instead).
     """
 
     def __init__(self, app: ASGIApp, *, trusted_proxies: Sequence[IPNetwork]) -> None:
@@ -139,6 +140,9 @@ class ClientIPMiddleware:
             try:
                 state["client_ip"] = resolve_client_ip(peer, entries, self.trusted)
             except BadForwardedFor as exc:
-                await problem(400, detail=str(exc))(scope, receive, send)
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                else:
+                    await problem(400, detail=str(exc))(scope, receive, send)
                 return
         await self.app(scope, receive, send)

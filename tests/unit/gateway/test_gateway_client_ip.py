@@ -158,3 +158,24 @@ def test_middleware_ignores_a_bad_header_from_an_untrusted_peer(asgi):
     app = ClientIPMiddleware(echo, trusted_proxies=TRUSTED)
     result = asgi(app, headers=[("X-Forwarded-For", "garbage")], client=("198.51.100.7", 1))
     assert result.json() == {"ip": "198.51.100.7", "trusted": False}
+
+
+def test_a_websocket_with_a_bad_hop_is_closed_not_answered_with_http():
+    import asyncio
+
+    sent = []
+
+    async def receive():
+        return {"type": "websocket.connect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "path": "/",
+        "headers": [(b"x-forwarded-for", b"unknown")],
+        "client": ("10.0.0.1", 1),
+    }
+    asyncio.run(ClientIPMiddleware(echo, trusted_proxies=TRUSTED)(scope, receive, send))
+    assert sent == [{"type": "websocket.close", "code": 1008}]
