@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import grpc
 import pytest
 
 from ontrackio.gateway.limits import DRAIN_BYTES, DRAIN_SECONDS
@@ -15,6 +16,7 @@ from ontrackio.gateway.settings import GatewaySettings
 from ontrackio.identity.v1 import access_pb2 as apb
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
+from ontrackio.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from tests.conftest import unique
 from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     Conn,
@@ -244,28 +246,57 @@ def _without_date(reply):
     return {k: v for k, v in reply.headers.items() if k != "date"}
 
 
-def test_suspended_and_unknown_tenants_get_the_same_404(gateway, channels):
+@pytest.fixture(scope="module")
+def sticky(system, tmp_path_factory):
+    """A gateway that remembers tenants for a minute: after a suspension it still passes the
+    tenant on, and only the services' own tenant check refuses it."""
+    with extra_gateway(
+        system,
+        "gateway-sticky",
+        tmp_path_factory.mktemp("sticky"),
+        ONTRACK_GATEWAY_WORKERS="1",
+        ONTRACK_GATEWAY_TENANT_CACHE_SECONDS="60",
+    ) as port:
+        yield Gateway(port)
+
+
+def test_suspended_and_unknown_tenants_get_the_same_404(gateway, sticky, channels):
     slug = unique("gs")
     create_tenant(channels, slug)
     _, token = make_token(channels, slug, "api:read", "api:write", "admin")
-    assert gateway.call("GET", "/api/v1/assets", slug, token).status == 200
+    for gw in (gateway, sticky):
+        assert gw.call("GET", "/api/v1/assets", slug, token).status == 200
     igrpc.TenantServiceStub(channels["identity"]).SuspendTenant(
         ipb.GetTenantRequest(slug=slug), timeout=10
     )
-    eventually(lambda: gateway.call("GET", "/api/v1/assets", slug, token).status == 404, timeout=10)
+    assets = inventory_pb2_grpc.AssetServiceStub(channels["inventory"])
+
+    def services_refuse() -> bool:
+        try:
+            assets.ListAssets(inventory_pb2.ListAssetsRequest(), metadata=md(slug), timeout=5)
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return False
+
+    eventually(services_refuse, timeout=10)
+    # Past every cache but the sticky gateway's: the services' (0.5 s in tests) and the main
+    # gateway's tenant cache (2 s) in each of its workers.
+    time.sleep(2.5)
     nobody = unique("nx")
-    for method, target in (
-        ("GET", "/api/v1/assets"),
-        ("GET", "/admin/api/v1/tokens"),
-        ("POST", "/api/v1/assets"),
-        ("HEAD", "/api/v1/users"),
-    ):
-        body = {"name": "x", "kind": "saas"} if method == "POST" else None
-        unknown = gateway.call(method, target, nobody, token, body)
-        suspended = gateway.call(method, target, slug, token, body)
-        assert unknown.status == suspended.status == 404, (method, target)
-        assert _without_date(suspended) == _without_date(unknown), (method, target)
-        assert suspended.body == unknown.body, (method, target)
+    for gw in (gateway, sticky):
+        for method, target in (
+            ("GET", "/api/v1/assets"),
+            ("GET", "/admin/api/v1/tokens"),
+            ("POST", "/api/v1/assets"),
+            ("HEAD", "/api/v1/users"),
+        ):
+            body = {"name": "x", "kind": "saas"} if method == "POST" else None
+            unknown = gw.call(method, target, nobody, token, body)
+            suspended = gw.call(method, target, slug, token, body)
+            where = (gw.port, method, target)
+            assert unknown.status == suspended.status == 404, (where, suspended)
+            assert _without_date(suspended) == _without_date(unknown), where
+            assert suspended.body == unknown.body, where
 
 
 def test_a_flood_of_unknown_hosts_is_answered_from_the_negative_cache(gateway):
