@@ -22,6 +22,7 @@ from prometheus_client import Counter
 
 from ontrackio.gateway.allowlist import is_allowed
 from ontrackio.gateway.client_ip import IPAddress, IPNetwork
+from ontrackio.gateway.hosts import TenantNotServed
 from ontrackio.gateway.problems import ProblemResponse, problem
 from ontrackio.gateway.ratelimit import TokenBucketLimiter, too_many_requests
 from ontrackio.gateway.ttlcache import TTLCache
@@ -80,7 +81,7 @@ def record_from_pb(r: apb.TokenRecord) -> TokenRecord:
         tenant=r.tenant,
         scopes=frozenset(t.scopes),
         networks=tuple(ip_network(c) for c in t.cidrs),
-        expires_at=t.expires_at.ToDatetime().timestamp() if t.HasField("expires_at") else None,
+        expires_at=t.expires_at.ToNanoseconds() / 1e9 if t.HasField("expires_at") else None,
         revoked=t.HasField("revoked_at"),
         secret_hash=bytes(r.secret_hash),
     )
@@ -204,6 +205,8 @@ class Authenticator:
             )
         except grpc.aio.AioRpcError as exc:  # best effort: the next minute tries again
             log.info("recording use of token %s failed: %s", token_id, exc.code().name)
+            self._touched.pop(token_id, None)
+        except TenantNotServed:  # suspended meanwhile: nothing to record
             self._touched.pop(token_id, None)
 
 

@@ -13,6 +13,7 @@ from ontrackio.gateway.client_ip import ClientIPMiddleware, IPAddress, IPNetwork
 from ontrackio.gateway.headers import SecurityHeadersMiddleware
 from ontrackio.gateway.hosts import ResolveTenant, TenantHostMiddleware, TenantInfo
 from ontrackio.gateway.limits import BodyLimitMiddleware
+from ontrackio.gateway.path_guard import PathGuardMiddleware
 from ontrackio.gateway.problems import ProblemGuardMiddleware
 from ontrackio.gateway.ratelimit import RateLimitMiddleware, TokenBucketLimiter, client_ip_key
 from ontrackio.gateway.securitytxt import SecurityTxtMiddleware
@@ -40,11 +41,16 @@ def build_edge(
 ) -> ASGIApp:
     """Wrap ``app`` in the edge, outermost first:
 
-    problem guard -> security headers -> websocket refusal -> client IP -> per-IP rate limit ->
-    security.txt -> tenant by Host -> admin allowlist (conservative, before routing) -> body
-    size -> app. Bodies are parsed by each operation per its declared kind (api/bodies.py).
+    problem guard -> security headers -> websocket refusal -> client IP (400 for a bad
+    X-Forwarded-For from a trusted proxy) -> per-IP rate limit -> path guard (400 for dot
+    segments, backslashes, encoded slashes, controls, look-alikes) -> security.txt ->
+    tenant by Host -> admin allowlist (conservative, before routing) -> body size -> app.
+    Bodies are parsed by each operation per its declared kind (api/bodies.py), and each
+    admin operation applies the allowlist again on the route that matched.
 
-    The rate limit comes before the tenant look-up so floods never reach identity. Routes read
+    The rate limit comes before the tenant look-up so floods never reach identity; the path
+    guard comes after it (refused paths still spend the address's budget) and before anything
+    that reads the path (security.txt, the allowlist's admin check, the router). Routes read
     ``request.state.tenant`` (TenantInfo), ``.client_ip`` (IPv4Address | IPv6Address | None)
     and ``.host``; see ``tenant_of`` and ``client_ip_of``.
     """
@@ -56,6 +62,7 @@ def build_edge(
     security_txt = settings.security_txt()
     if security_txt is not None:
         inner = SecurityTxtMiddleware(inner, text=security_txt)
+    inner = PathGuardMiddleware(inner)
     ip_limiter = TokenBucketLimiter(
         settings.rate_limit_ip_per_second,
         settings.rate_limit_ip_burst,

@@ -1,6 +1,8 @@
 """Tenant routing by Host.
 
-``<slug>.<base domain>`` or a verified custom domain, 404 for anything else.
+``<slug>.<base domain>`` or a verified custom domain, 404 for anything else. A tenant that the
+services refuse after the edge let it through (suspended or deleted within the edge's cache
+TTL) gets the same 404: raise TenantNotServed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from urllib.parse import unquote
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ontrackio.core.tenancy import SLUG_RE
 from ontrackio.gateway.problems import problem
@@ -49,13 +52,28 @@ ResolveTenant = Callable[[str], Awaitable[TenantInfo | None]]
 UNKNOWN_HOST = problem(404)
 
 
+class TenantNotServed(HTTPException):
+    """The request's tenant is no longer served (the services refused it: suspended, deleted).
+
+    An HTTPException with no detail, so the app's problem handler renders exactly UNKNOWN_HOST
+    (``problem(404)``); raised outside the app (e.g. from the allowlist fetch) it is rendered by
+    TenantHostMiddleware itself. Either way the client cannot tell it from an unknown host.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(404)
+
+
 def normalise_host(value: str) -> str | None:
     """Lower-case host without port or trailing dot.
 
-    ``[v6]`` literals are compressed; None if malformed.
+    ``[v6]`` literals are compressed; None if malformed. Only ASCII is a host here (IDNs arrive
+    as punycode), and only spaces and tabs around it are ignored: ``str.lower`` would turn the
+    Kelvin sign into ``k`` and ``str.strip`` eats NBSP and NEL, either one making a host that a
+    proxy in front saw differently. Idempotent: a result normalises to itself. Never raises.
     """
-    text = value.strip()
-    if not text or len(text) > 300:
+    text = value.strip(" \t")
+    if not text or len(text) > 300 or not text.isascii():
         return None
     if text.startswith("["):
         end = text.find("]")
@@ -142,7 +160,8 @@ class TenantHostMiddleware:
     Exactly one valid Host is required (400 otherwise, RFC 9112 3.2). X-Forwarded-Host counts only
     when ``state["peer_trusted"]`` (set by ClientIPMiddleware); its right-most value wins. An
     absolute-form target must name the same authority as Host (400 otherwise) and is rewritten to
-    origin form. Unknown hosts and unknown or suspended tenants all get the same 404 body.
+    origin form. Unknown hosts and unknown or suspended tenants all get the same 404 body, also
+    when TenantNotServed escapes from further in.
     """
 
     def __init__(self, app: ASGIApp, *, base_domain: str, resolve_tenant: ResolveTenant) -> None:
@@ -193,4 +212,16 @@ class TenantHostMiddleware:
             return
         state["tenant"] = tenant
         state["host"] = host
-        await self.app(scope, receive, send)
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except TenantNotServed:
+            if started:
+                raise
+            await UNKNOWN_HOST(scope, receive, send)

@@ -2,7 +2,8 @@
 
 Decisions: percent-decoding is repeated until the path is stable (at most MAX_DECODE_ROUNDS),
 so ``%252e%252e`` and ``%2561dmin`` are seen through; ``%2f`` and backslashes count as slashes;
-dot segments are resolved; empty segments, ``;params``, case (Unicode case folding after NFKC)
+dot segments are resolved (and a path that is /admin at any step of resolving them counts
+as admin); empty segments, ``;params``, case (Unicode case folding after NFKC)
 and surrounding whitespace are ignored. The result over-approximates what any router could map
 to /admin: a false positive only means the allowlist is checked, a false negative would be a
 bypass. A path that does not settle, or contains NUL, is treated as admin (fail closed).
@@ -19,8 +20,11 @@ MAX_DECODE_ROUNDS = 8
 ADMIN_SEGMENT = "admin"
 
 
-def _strip_authority(raw_path: bytes) -> bytes:
-    # An absolute-form target (h11 hands it through verbatim) carries scheme and authority.
+def strip_authority(raw_path: bytes) -> bytes:
+    """The path of a request target: scheme and authority of an absolute-form target removed.
+
+    h11 hands an absolute-form target (``http://host/path``) through verbatim as the raw path.
+    """
     lowered = raw_path[:8].lower()
     if lowered.startswith((b"http://", b"https://")):
         rest = raw_path.split(b"//", 1)[1]
@@ -39,14 +43,26 @@ def _fully_decoded(raw: bytes) -> bytes | None:
     return None
 
 
-def normalise_path_segments(raw_path: bytes) -> list[str] | None:
-    """Canonical segments of a raw request path, or None when it cannot be normalised safely."""
-    path = _strip_authority(raw_path).split(b"?", 1)[0].split(b"#", 1)[0]
+def _canonical_text(raw_path: bytes) -> str | None:
+    # Fully decoded, NFKC, case-folded path; None when it does not settle or contains NUL.
+    path = strip_authority(raw_path).split(b"?", 1)[0].split(b"#", 1)[0]
     decoded = _fully_decoded(path)
     if decoded is None or b"\x00" in decoded:
         return None
     text = unicodedata.normalize("NFKC", decoded.decode("utf-8", errors="replace")).casefold()
+    return text.replace("\\", "/")  # NFKC makes U+FF3C and U+FE68 backslashes
+
+
+def normalise_path_segments(raw_path: bytes) -> list[str] | None:
+    """Canonical segments of a raw request path, or None when it cannot be normalised safely."""
+    text = _canonical_text(raw_path)
+    return None if text is None else _walk(text)[0]
+
+
+def _walk(text: str) -> tuple[list[str], bool]:
+    # The resolved segments, and whether "admin" was the first segment at any step of the walk.
     segments: list[str] = []
+    admin_seen = False
     for piece in text.split("/"):
         segment = piece.split(";", 1)[0].strip()
         if segment in ("", "."):
@@ -56,13 +72,18 @@ def normalise_path_segments(raw_path: bytes) -> list[str] | None:
                 segments.pop()
             continue
         segments.append(segment)
-    return segments
+        admin_seen |= segments[0] == ADMIN_SEGMENT
+    return segments, admin_seen
 
 
 def is_admin_path(raw_path: bytes) -> bool:
-    """True for anything that resolves to /admin or /admin/...; pass ``scope["raw_path"]``."""
-    segments = normalise_path_segments(raw_path)
-    return segments is None or (bool(segments) and segments[0] == ADMIN_SEGMENT)
+    """True for anything that is /admin or /admin/... at any step; pass ``scope["raw_path"]``.
+
+    "At any step": ``/admin/../x`` counts too, since a router that does not resolve dot segments
+    (Starlette does not) maps it under /admin. Never raises.
+    """
+    text = _canonical_text(raw_path)
+    return text is None or _walk(text)[1]
 
 
 def scope_is_admin(scope: Scope) -> bool:

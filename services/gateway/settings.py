@@ -6,11 +6,20 @@ Typed, loaded once at start, overridable by ``ONTRACK_GATEWAY_*`` variables.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ontrackio.gateway.allowlist import parse_cidrs
@@ -24,8 +33,48 @@ ENV_PREFIX = "ONTRACK_GATEWAY_"
 SECURITY_TXT_ROLLING_EXPIRY = timedelta(days=180)
 
 
+# A trusted proxy's X-Forwarded-For is believed, so a range wider than any operator's proxies
+# lets every client there forge its address. Shorter prefixes than these are refused.
+MIN_PROXY_PREFIX = {4: 8, 6: 16}
+# IPv6 ranges that carry every IPv4 address (mapped, compatible, NAT64, 6to4, Teredo): trusting
+# one of them whole trusts the IPv4 Internet.
+IPV4_EMBEDDING = tuple(
+    ip_network(n)
+    for n in ("::ffff:0:0/96", "::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32")
+)
+
+
 class SettingsError(ValueError):
-    """Configuration is unusable; the message names each bad variable."""
+    """Configuration is unusable; the one-line message names each bad variable."""
+
+
+def is_catch_all_proxy(network: IPv4Network | IPv6Network) -> bool:
+    """True for a trusted-proxy entry that trusts (nearly) everyone.
+
+    Refused: a prefix shorter than MIN_PROXY_PREFIX (so every /0 such as ``0.0.0.0/0``,
+    ``::/0``, and ``::ffff:0:0/96``, which parses as ``0.0.0.0/0``), and any IPv6 range holding a
+    whole IPV4_EMBEDDING range.
+    """
+    if network.prefixlen < MIN_PROXY_PREFIX[network.version]:
+        return True
+    return isinstance(network, IPv6Network) and any(
+        network.supernet_of(embedding)  # type: ignore[arg-type]
+        for embedding in IPV4_EMBEDDING
+    )
+
+
+def _refuse_catch_alls(entries: Sequence[str], networks: Sequence[IPNetwork]) -> None:
+    wide = [
+        entry.strip() if str(net) == entry.strip() else f"{entry.strip()} (= {net})"
+        for entry, net in zip(entries, networks, strict=True)
+        if is_catch_all_proxy(net)
+    ]
+    if wide:
+        raise ValueError(
+            f"{', '.join(wide)} would trust any client's X-Forwarded-For; list the proxies' own "
+            f"ranges (at least /{MIN_PROXY_PREFIX[4]} for IPv4, /{MIN_PROXY_PREFIX[6]} for IPv6, "
+            "none embedding every IPv4 address)"
+        )
 
 
 def _list_from_env(value: Any) -> Any:
@@ -84,11 +133,19 @@ class GatewaySettings(BaseSettings):
 
     @field_validator("trusted_proxies", "metrics_allow", mode="before")
     @classmethod
-    def _parse_trusted_proxies(cls, value: Any) -> Any:
+    def _parse_networks(cls, value: Any, info: ValidationInfo) -> Any:
         value = _list_from_env(value)
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return parse_cidrs(value)
-        return value
+        if not isinstance(value, list):
+            return value
+        if all(isinstance(v, str) for v in value):
+            networks: list[Any] = parse_cidrs(value)
+        elif all(isinstance(v, IPv4Network | IPv6Network) for v in value):
+            networks = value
+        else:
+            return value  # pydantic reports the wrong types
+        if info.field_name == "trusted_proxies":
+            _refuse_catch_alls([str(v) for v in value], networks)
+        return networks
 
     @field_validator("security_txt_contact", "security_txt_preferred_languages", mode="before")
     @classmethod
@@ -164,7 +221,7 @@ class GatewaySettings(BaseSettings):
 def load_settings(**overrides: Any) -> GatewaySettings:
     """Load from the environment (plus explicit overrides).
 
-    Raise SettingsError naming each bad variable.
+    Raise SettingsError naming each bad variable, all on one line (``NAME: reason; NAME: …``).
     """
     try:
         return GatewaySettings(**overrides)
@@ -175,5 +232,6 @@ def load_settings(**overrides: Any) -> GatewaySettings:
             name = (
                 f"{ENV_PREFIX}{field.upper()}" if field in GatewaySettings.model_fields else field
             )
-            lines.append(f"{name}: {error['msg']}")
-        raise SettingsError("invalid gateway configuration:\n  " + "\n  ".join(lines)) from exc
+            message = " ".join(str(error["msg"]).removeprefix("Value error, ").split())
+            lines.append(f"{name}: {message}")
+        raise SettingsError("invalid gateway configuration: " + "; ".join(lines)) from exc

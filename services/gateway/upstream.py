@@ -7,6 +7,7 @@ identity counts to show that floods of bad tokens never reach identity).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from prometheus_client import Counter
 
 from ontrackio.core import telemetry, tls
 from ontrackio.core.grpcserver import TENANT_METADATA
+from ontrackio.gateway.hosts import TenantNotServed
 from ontrackio.identity.v1 import access_pb2_grpc, identity_pb2_grpc
 from ontrackio.inventory.v1 import inventory_pb2_grpc
 
@@ -25,6 +27,7 @@ UPSTREAM_CALLS = Counter(
     ["service", "method", "code"],
 )
 ACTOR_METADATA = "x-ontrack-actor"
+_GATE_STATUS = re.compile(r"[a-z]+")
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 5_000),
@@ -77,7 +80,12 @@ class Upstream:
         actor: str | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Await ``method(request)``; raises grpc.aio.AioRpcError (mapped by problems.py)."""
+        """Await ``method(request)``; raises grpc.aio.AioRpcError (mapped by problems.py).
+
+        When the services refuse ``tenant`` itself (it was suspended or deleted after the edge
+        looked it up), raises hosts.TenantNotServed instead: the answer is the unknown-host 404,
+        not a 409 "tenant … is suspended" that tells a prober the tenant exists.
+        """
         metadata: list[tuple[str, str]] = list(telemetry.inject().items())
         if tenant is not None:
             metadata.append((TENANT_METADATA, tenant))
@@ -88,6 +96,8 @@ class Upstream:
             result = await method(request, timeout=timeout or self.deadline, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             UPSTREAM_CALLS.labels(*name, exc.code().name).inc()
+            if tenant is not None and tenant_refused(exc.code(), exc.details(), tenant):
+                raise TenantNotServed() from None
             raise
         UPSTREAM_CALLS.labels(*name, "OK").inc()
         return result
@@ -100,6 +110,21 @@ class Upstream:
         except grpc.aio.AioRpcError:
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def tenant_refused(code: grpc.StatusCode, details: str | None, tenant: str) -> bool:
+    """True when a service's tenant gate refused ``tenant`` (core.directory.require_active).
+
+    The gate answers NOT_FOUND ``tenant 'x' not found`` or FAILED_PRECONDITION
+    ``tenant 'x' is <status>``; only those texts naming this very tenant count.
+    """
+    if code is grpc.StatusCode.NOT_FOUND:
+        return details == f"tenant {tenant!r} not found"
+    if code is grpc.StatusCode.FAILED_PRECONDITION:
+        prefix = f"tenant {tenant!r} is "
+        text = details or ""
+        return text.startswith(prefix) and bool(_GATE_STATUS.fullmatch(text[len(prefix) :]))
+    return False
 
 
 def _method_name(method: Any) -> Sequence[str]:

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import grpc
 import pytest
 
 from ontrackio.gateway.limits import DRAIN_BYTES, DRAIN_SECONDS
@@ -15,6 +16,7 @@ from ontrackio.gateway.settings import GatewaySettings
 from ontrackio.identity.v1 import access_pb2 as apb
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
+from ontrackio.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from tests.conftest import unique
 from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     Conn,
@@ -99,6 +101,67 @@ def test_path_tricks_on_admin_are_refused_and_reach_no_service(gateway, locked):
     assert gateway.call("GET", "/admin/api/v1/tokens", slug, admin, source=INSIDE).status == 200
 
 
+# Spellings the path guard refuses (400) before the tenant look-up: the first four reached
+# DELETE /admin/api/v1/tokens/{id} from a denied address (the dots resolve away for the allowlist,
+# Starlette routes them as a token id), the rest are their relatives.
+GUARDED_TARGETS = [
+    "/admin/api/v1/tokens/..%5c..%5c..%5c..",
+    "/admin/api/v1/tokens/..\\..\\..\\..",
+    "/admin/api/v1/tokens/%252e%252e%252f",
+    "/admin/api/v1/tokens/%E2%80%A5%EF%BC%8F",  # U+2025 U+FF0F, percent-encoded (h11 wants ASCII)
+    "/admin/api/v1/tokens/..",
+    "/admin/api/v1/tokens/.",
+    "/admin/api/v1/tokens/%2e%2e",
+    "/admin/api/v1/tokens/%252e%252e",
+    "/admin/api/v1/tokens/..;x",
+    "/admin/api/v1/tokens/x%2f..%2f..",
+    "/admin/api/v1/tokens/x%252f..",
+    "/admin/api/v1/tokens/%5c",
+    "/admin/api/v1/tokens/%255c",
+    "/admin/api/v1/tokens/%c0%ae%c0%ae",  # overlong UTF-8 dots
+    "/admin/api/v1/tokens/%c0%af",  # overlong UTF-8 slash
+    "/admin/api/v1/tokens/%00",
+    "/admin/api/v1/tokens/%2500",
+    "/admin/api/v1/tokens/%EF%BC%8E%EF%BC%8E",  # full-width dots
+    "/admin/api/v1/tokens/%E2%80%A6",  # horizontal ellipsis
+    "/admin/api/v1/tokens/%EF%BC%BC",  # full-width backslash
+    "/admin/api/v1/tokens/%25EF%25BC%258F",  # full-width slash, double-encoded
+    "/api/v1/assets/..%2f..%2fadmin%2fapi%2fv1%2ftokens",
+    "/api/v1/users/..\\..\\..\\admin",
+]
+
+
+def _identity_calls(gateway) -> float:
+    # The counter's service label is the gRPC service: identity serves these three.
+    return sum(
+        gateway.metric("ontrack_gateway_upstream_calls", service=service)
+        for service in ("tenant", "access", "user")
+    )
+
+
+def test_path_guard_refuses_traversal_before_identity(gateway, locked, channels):
+    slug, _ = locked
+    # A token never shown to the gateway: any request that got as far as authentication would
+    # cost identity a LookupToken, any that got to the tenant look-up a GetTenant.
+    _, fresh = make_token(channels, slug, "admin")
+    time.sleep(2.5)  # past the tenant cache TTL: a tenant look-up would be a call too
+    before = _identity_calls(gateway)
+    replies = [
+        (target, gateway.call("DELETE", target, slug, fresh, source="127.0.98.5"))
+        for target in GUARDED_TARGETS
+    ]
+    assert _identity_calls(gateway) == before
+    for target, r in replies:
+        assert r.status == 400, (target, r)
+        assert r.headers["content-type"] == "application/problem+json", target
+        assert r.json()["detail"].startswith("The request path"), (target, r.json())
+    # Positive control: the same counter moves for a request that does reach identity (the
+    # fresh token is looked up, then the unknown id is not found).
+    r = gateway.call("DELETE", "/admin/api/v1/tokens/" + "0" * 24, slug, fresh, source=INSIDE)
+    assert r.status == 404, r
+    assert _identity_calls(gateway) > before
+
+
 def test_spoofed_forwarding_headers_from_an_untrusted_peer_are_ignored(gateway, locked, tenant_b):
     slug, admin = locked
     spoofs = [
@@ -179,20 +242,61 @@ def test_host_variants(gateway, tenant_a, channels):
     assert r.status == 400
 
 
-def test_suspended_and_unknown_tenants_get_the_same_404(gateway, channels):
+def _without_date(reply):
+    return {k: v for k, v in reply.headers.items() if k != "date"}
+
+
+@pytest.fixture(scope="module")
+def sticky(system, tmp_path_factory):
+    """A gateway that remembers tenants for a minute: after a suspension it still passes the
+    tenant on, and only the services' own tenant check refuses it."""
+    with extra_gateway(
+        system,
+        "gateway-sticky",
+        tmp_path_factory.mktemp("sticky"),
+        ONTRACK_GATEWAY_WORKERS="1",
+        ONTRACK_GATEWAY_TENANT_CACHE_SECONDS="60",
+    ) as port:
+        yield Gateway(port)
+
+
+def test_suspended_and_unknown_tenants_get_the_same_404(gateway, sticky, channels):
     slug = unique("gs")
     create_tenant(channels, slug)
-    _, token = make_token(channels, slug, "api:read")
-    assert gateway.call("GET", "/api/v1/assets", slug, token).status == 200
+    _, token = make_token(channels, slug, "api:read", "api:write", "admin")
+    for gw in (gateway, sticky):
+        assert gw.call("GET", "/api/v1/assets", slug, token).status == 200
     igrpc.TenantServiceStub(channels["identity"]).SuspendTenant(
         ipb.GetTenantRequest(slug=slug), timeout=10
     )
-    unknown = gateway.call("GET", "/api/v1/assets", unique("nx"), token)
-    suspended = eventually(
-        lambda: (r := gateway.call("GET", "/api/v1/assets", slug, token)).status == 404 and r,
-        timeout=10,
-    )
-    assert suspended.body == unknown.body and unknown.status == 404
+    assets = inventory_pb2_grpc.AssetServiceStub(channels["inventory"])
+
+    def services_refuse() -> bool:
+        try:
+            assets.ListAssets(inventory_pb2.ListAssetsRequest(), metadata=md(slug), timeout=5)
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return False
+
+    eventually(services_refuse, timeout=10)
+    # Past every cache but the sticky gateway's: the services' (0.5 s in tests) and the main
+    # gateway's tenant cache (2 s) in each of its workers.
+    time.sleep(2.5)
+    nobody = unique("nx")
+    for gw in (gateway, sticky):
+        for method, target in (
+            ("GET", "/api/v1/assets"),
+            ("GET", "/admin/api/v1/tokens"),
+            ("POST", "/api/v1/assets"),
+            ("HEAD", "/api/v1/users"),
+        ):
+            body = {"name": "x", "kind": "saas"} if method == "POST" else None
+            unknown = gw.call(method, target, nobody, token, body)
+            suspended = gw.call(method, target, slug, token, body)
+            where = (gw.port, method, target)
+            assert unknown.status == suspended.status == 404, (where, suspended)
+            assert _without_date(suspended) == _without_date(unknown), where
+            assert suspended.body == unknown.body, where
 
 
 def test_a_flood_of_unknown_hosts_is_answered_from_the_negative_cache(gateway):
@@ -416,7 +520,15 @@ def test_trusted_proxy_forwarding_ipv6_and_mapped_addresses(proxied, channels):
     assert send("GET", "/admin/api/v1/allowlist", admin, "::ffff:127.0.60.9").status == 200
     # The right-most untrusted hop is the client; what a client wrote left of it is ignored.
     assert send("GET", "/api/v1/assets", v4, "198.51.100.7, 203.0.113.5").status == 401
-    assert send("GET", "/api/v1/assets", v4, "198.51.100.7, garbage").status == 401
+    # A hop the proxy vouches for that is not an address fails closed: a 400, never the proxy's
+    # own address standing in for the client.
+    for forwarded in ("198.51.100.7, garbage", "", "unknown", "_hidden", "198.51.100.7,,", " , "):
+        r = send("GET", "/admin/api/v1/allowlist", admin, forwarded)
+        assert r.status == 400, (forwarded, r)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "X-Forwarded-For" in r.json()["detail"]
+    # What the client wrote left of its own address is not read.
+    assert send("GET", "/api/v1/assets", v4, "garbage, 198.51.100.7").status == 200
     # IPv6 clients: token CIDRs and the allowlist apply to them too.
     assert send("GET", "/api/v1/assets", v6, "2001:db8::5").status == 200
     assert send("GET", "/api/v1/assets", v6, "2001:db9::5").status == 401

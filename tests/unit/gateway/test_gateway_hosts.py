@@ -209,3 +209,18 @@ def test_resolver_not_called_for_impossible_hosts(asgi):
     for host in ("x.localhost", "localhost", "[::1]", "10.0.0.1", "a.b.localhost"):
         asgi(app, host=host)
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u212acme.localhost",  # Kelvin sign: str.lower() makes it an ASCII "k"
+        "\u0130acme.localhost",
+        "\xa0acme.localhost",  # NBSP and NEL: str.strip() would eat them
+        "acme.localhost\x85",
+        "acme.localhost\u3000",
+        "ａcme.localhost",
+    ],
+)
+def test_non_ascii_hosts_are_malformed_not_folded(raw):
+    assert normalise_host(raw) is None

@@ -36,6 +36,13 @@ ADMIN_SPELLINGS = [
     b"http://acme.localhost/admin",
     b"/admin%00",
     b"/admin%20",
+    # /admin at some step of resolving the dots: a router that keeps dot segments maps it there.
+    b"/admin/../assets",
+    b"/admin/..",
+    b"/admin/api/v1/tokens/..%5c..%5c..%5c..",
+    b"/admin/api/v1/tokens/..\\..\\..\\..",
+    b"/admin/api/v1/tokens/%252e%252e%252f",
+    "/admin/api/v1/tokens/\u2025\uff0f".encode(),
 ]
 
 
@@ -52,7 +59,6 @@ def test_admin_spellings_are_admin(raw):
         b"/administrator",
         b"/adminx",
         b"/x/admin",
-        b"/admin/../assets",
         b"/api/admin",
         b"",
     ],

@@ -97,3 +97,85 @@ def test_uvicorn_kwargs_keep_the_peer_honest():
     assert kwargs["http"] == "h11"
     assert kwargs["port"] == 8080
     assert "ssl_certfile" not in kwargs
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("0.0.0.0/0", "0.0.0.0/0"),
+        ("::/0", "::/0"),
+        ("10.0.0.0/8, ::ffff:0:0/96", "::ffff:0:0/96 (= 0.0.0.0/0)"),
+        ("::ffff:0.0.0.0/96", "::ffff:0.0.0.0/96 (= 0.0.0.0/0)"),
+        ("::fffe:0:0/95", "::fffe:0:0/95"),
+        ("0.0.0.0/1, 128.0.0.0/1", "0.0.0.0/1, 128.0.0.0/1"),
+        ("10.0.0.0/7", "10.0.0.0/7"),
+        ("::/1", "::/1"),
+        ("2000::/3", "2000::/3"),
+        ("::/96", "::/96"),
+        ("64:ff9b::/96", "64:ff9b::/96"),
+        ("2002::/16", "2002::/16"),
+        ('["2001::/32"]', "2001::/32"),
+    ],
+)
+def test_catch_all_trusted_proxies_are_refused_in_one_line(monkeypatch, value, named):
+    monkeypatch.setenv("ONTRACK_GATEWAY_TRUSTED_PROXIES", value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"ONTRACK_GATEWAY_TRUSTED_PROXIES: {named} would trust any client" in message
+
+
+@pytest.mark.parametrize(
+    "networks", [["0.0.0.0/0"], ["::ffff:0:0/96"], ["::/0", "10.0.0.0/8"]], ids=str
+)
+def test_catch_alls_are_refused_when_given_as_networks_too(networks):
+    with pytest.raises(SettingsError, match="would trust any client"):
+        load_settings(trusted_proxies=[ip_network(n) for n in networks])
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["10.0.0.0/8", "127.0.0.1, ::1", "2001:db8::/32, 2606:4700::/32", "172.16.0.0/12", "::1/128"],
+)
+def test_real_proxy_ranges_are_accepted(monkeypatch, value):
+    monkeypatch.setenv("ONTRACK_GATEWAY_TRUSTED_PROXIES", value)
+    assert load_settings().trusted_proxies
+
+
+def test_metrics_allow_keeps_its_own_rules(monkeypatch):
+    monkeypatch.setenv("ONTRACK_GATEWAY_METRICS_ALLOW", "127.0.0.0/8, ::1")
+    assert load_settings().metrics_allow == [ip_network("127.0.0.0/8"), ip_network("::1/128")]
+
+
+def test_several_errors_are_one_line_naming_each(monkeypatch):
+    monkeypatch.setenv("ONTRACK_GATEWAY_PORT", "http")
+    monkeypatch.setenv("ONTRACK_GATEWAY_TRUSTED_PROXIES", "::/0")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "ONTRACK_GATEWAY_PORT:" in message and "ONTRACK_GATEWAY_TRUSTED_PROXIES:" in message
+
+
+def test_the_gateway_process_refuses_to_start_with_a_catch_all_proxy(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONTRACK_")}
+    env.update(
+        ONTRACK_GATEWAY_TRUSTED_PROXIES="10.0.0.0/8, ::/0", PROMETHEUS_MULTIPROC_DIR=str(tmp_path)
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "ontrackio.gateway.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("configuration error: invalid gateway configuration: ")
+    assert "ONTRACK_GATEWAY_TRUSTED_PROXIES: ::/0 would trust any client" in lines[0]
