@@ -11,10 +11,11 @@ from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime, build
 from ontrackio.identity import users
 from ontrackio.identity.access_api import AccessServicer
+from ontrackio.identity.audit_api import AuditServicer
 from ontrackio.identity.control import Control
 from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import InvalidTenant
-from ontrackio.identity.v1 import access_pb2_grpc
+from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
@@ -162,6 +163,11 @@ def registrations(rt: Runtime) -> list[Registration]:
             access_pb2_grpc.add_AccessServiceServicer_to_server,
             AccessServicer(rt),
             "ontrackio.identity.v1.AccessService",
+        ),
+        Registration(
+            audit_pb2_grpc.add_AuditServiceServicer_to_server,
+            AuditServicer(rt),
+            "ontrackio.identity.v1.AuditService",
         ),
     ]
 
