@@ -49,28 +49,24 @@ def canonical_json(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def _field(out: list[bytes], value: str | None) -> None:
-    if value is None:
-        out.append(b"~")
-    else:
-        raw = value.encode()
-        out.append(b"%d:" % len(raw))
-        out.append(raw)
-
-
 def encode(row: tuple) -> bytes:
     """The canonical bytes of one entry; `row` holds the FIELDS in order, `at` either a
     datetime or its microseconds."""
     seq, entry_id, at, *texts = row
-    out = [b"v1"]
-    _field(out, str(seq))
-    _field(out, str(entry_id))
-    _field(out, str(at if isinstance(at, int) else micros(at)))
-    for value in texts:
-        _field(out, value)
-    return b"".join(out)
+    parts = ["v1"]
+    for v in (str(seq), str(entry_id), str(at if isinstance(at, int) else micros(at)), *texts):
+        if v is None:
+            parts.append("~")
+        else:  # the length in UTF-8 bytes
+            parts.append(f"{len(v) if v.isascii() else len(v.encode())}:{v}")
+    return "".join(parts).encode()
 
 
 def link(previous: bytes, row: tuple) -> bytes:
     """The hash of the entry `row` chained after the entry whose hash is `previous`."""
-    return hashlib.sha256(previous + encode(row)).digest()
+    return link_encoded(previous, encode(row))
+
+
+def link_encoded(previous: bytes, encoded: bytes) -> bytes:
+    """The hash of an entry given its canonical encoding."""
+    return hashlib.sha256(previous + encoded).digest()

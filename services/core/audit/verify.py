@@ -1,8 +1,9 @@
 """Checking one database's audit chain: every hash recomputed, compared with its anchor.
 
-Reads the sealed entries in chain order, a batch at a time, and recomputes each hash with
-``chain`` (never with the database's own functions). The first problem ends the check and
-is named: the database, the chain position (seq) and the reason. An anchor (the head
+Reads the sealed entries in chain order, a batch at a time, and recomputes every hash with
+``chain`` from the raw columns (never with the functions the audit role owns, which
+whoever tampers could replace). The first problem ends the check and is named: the
+database, the chain position (seq) and the reason. An anchor (the head
 recorded earlier in the control database) also catches what the chain alone cannot: a
 chain cut short (rows deleted or truncated at its end) or rewritten consistently.
 """
@@ -16,6 +17,7 @@ import psycopg
 from ontrackio.core.audit import chain
 
 BATCH = 20_000
+
 ROWS_SQL = """
 SELECT s.seq, e.id, (extract(epoch FROM e.at) * 1000000)::bigint, e.actor, e.action,
        e.outcome, e.target, e.old_value, e.new_value, e.request_id, e.client_address,
@@ -62,7 +64,7 @@ def verify(conn: psycopg.Connection, database: str, anchor: Anchor | None) -> Re
             if row[1] is None:
                 return broken(seq, f"its entry (id {row[13]}) is missing")
             digest = link(previous, row[:12])
-            if digest != bytes(row[12]):
+            if digest != row[12]:
                 return broken(
                     seq, "hash mismatch: the entry or an earlier one was changed or removed"
                 )

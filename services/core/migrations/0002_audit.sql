@@ -72,14 +72,14 @@ CREATE TABLE audit.personal (
 -- NULL as `~`, in a fixed order; the time as whole microseconds since the epoch; the
 -- previous hash of seq 1 is 32 zero bytes. ontrackio.core.audit.chain is the same in
 -- Python, and the verifier recomputes every hash with it (it never trusts this function).
+-- (No SET clause on these two, so they are inlined into audit.seal, which fixes the search
+-- path; PUBLIC may not execute them.)
 CREATE FUNCTION audit.field(t text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog
 AS $$ SELECT CASE WHEN t IS NULL THEN '~' ELSE octet_length(t)::text || ':' || t END $$;
 
 CREATE FUNCTION audit.encode(seq bigint, e audit.entries) RETURNS bytea
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog
 AS $$
 SELECT convert_to(
     'v1' || audit.field(seq::text) || audit.field(e.id::text)
@@ -107,6 +107,9 @@ DECLARE
     e           audit.entries;
     n           integer := 0;
     total       integer;
+    seqs        bigint[] := '{}';
+    ids         bigint[] := '{}';
+    hashes      bytea[] := '{}';
 BEGIN
     IF NOT pg_try_advisory_xact_lock(7368211, 1) THEN  -- 'audit' sealer of this database
         RETURN 0;
@@ -133,10 +136,13 @@ BEGIN
     LOOP
         last_seq := last_seq + 1;
         last_hash := sha256(last_hash || audit.encode(last_seq, e));
-        INSERT INTO audit.seals (seq, entry_id, hash, horizon)
-        VALUES (last_seq, e.id, last_hash, new_horizon);
         n := n + 1;
+        seqs[n] := last_seq;
+        ids[n] := e.id;
+        hashes[n] := last_hash;
     END LOOP;
+    INSERT INTO audit.seals (seq, entry_id, hash, horizon)
+    SELECT s, i, h, new_horizon FROM unnest(seqs, ids, hashes) AS u (s, i, h);
     RETURN n;
 END
 $$;
