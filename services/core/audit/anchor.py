@@ -34,16 +34,6 @@ SELECT t.id, t.slug, t.placement, s.service, a.seq, a.hash
  ORDER BY v.visited_at NULLS FIRST, t.id, s.service
  LIMIT %s
 """
-LAST_ANCHORS_SQL = """
-SELECT DISTINCT ON (service) service, seq, hash FROM audit.anchors
- WHERE tenant_id = %s ORDER BY service, seq DESC
-"""
-
-
-def last_anchors(control: psycopg.Connection, tenant_id) -> dict[str, Anchor]:
-    """The last anchor of each service's chain of one tenant."""
-    rows = control.execute(LAST_ANCHORS_SQL, (tenant_id,)).fetchall()
-    return {service: Anchor(seq, bytes(h)) for service, seq, h in rows}
 
 
 @dataclass

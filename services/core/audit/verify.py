@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import psycopg
 
 from ontrackio.core.audit import chain
+from ontrackio.core.tenancy import SERVICES, Names
 
 BATCH = 20_000
 
@@ -103,3 +104,60 @@ def _unsealed(conn: psycopg.Connection) -> int:
         "SELECT count(*) FROM audit.entries e"
         " WHERE NOT EXISTS (SELECT 1 FROM audit.seals s WHERE s.entry_id = e.id)"
     ).fetchone()[0]
+
+
+LAST_ANCHORS_SQL = """
+SELECT DISTINCT ON (service) service, seq, hash FROM audit.anchors
+ WHERE tenant_id = %s ORDER BY service, seq DESC
+"""
+
+
+def last_anchors(control: psycopg.Connection, tenant_id) -> dict[str, Anchor]:
+    """The last anchor of each service's chain of one tenant (from the control database)."""
+    rows = control.execute(LAST_ANCHORS_SQL, (tenant_id,)).fetchall()
+    return {service: Anchor(seq, bytes(h)) for service, seq, h in rows}
+
+
+class UnknownTenant(LookupError):
+    """`verify_deployment` was asked for a tenant the registry does not hold."""
+
+
+def verify_deployment(clusters, deployment: str, control_placement: str, slug: str | None = None):
+    """Check every audit chain of a deployment: the control database's, then each live
+    tenant's database of every service (only `slug`'s when given, UnknownTenant if there is
+    no such live tenant), each against its last anchor. Uses admin connections (read only).
+    A tenant database that is gone while anchored counts as broken; one never provisioned
+    (no anchor, no database) is skipped."""
+    control = Names(deployment, "identity")
+    results: list[Result] = []
+    with clusters.admin_connect(control_placement, control.control_database) as conn:
+        tenants = conn.execute(
+            "SELECT id, slug, placement FROM tenants WHERE status <> 'deleted'"
+            " AND (%s::text IS NULL OR slug = %s) ORDER BY slug",
+            (slug, slug),
+        ).fetchall()
+        if slug is not None and not tenants:
+            raise UnknownTenant(slug)
+        if slug is None:
+            results.append(verify(conn, control.control_database, None))
+        anchors = {t[0]: last_anchors(conn, t[0]) for t in tenants}
+    for tenant_id, tenant_slug, placement in tenants:
+        for service in SERVICES:
+            database = Names(deployment, service).tenant_database(tenant_slug)
+            anchor = anchors[tenant_id].get(service)
+            try:
+                with clusters.admin_connect(placement, database) as conn:
+                    results.append(verify(conn, database, anchor))
+            except psycopg.OperationalError:
+                if anchor is not None:
+                    results.append(
+                        Result(
+                            database,
+                            0,
+                            0,
+                            anchor,
+                            1,
+                            f"the database is unreachable or gone (anchored at seq {anchor.seq})",
+                        )
+                    )
+    return results
