@@ -53,8 +53,8 @@ def activation_times(stack, slugs: list[str]) -> list[float]:
     conninfo = make_conninfo(stack.pg_dsn, dbname=names.control_database)
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute(
-            "SELECT extract(epoch FROM a.at - t.created_at) FROM tenants t JOIN audit_log a"
-            " ON a.tenant_id = t.id AND a.action = 'tenant.activate'"
+            "SELECT extract(epoch FROM a.at - t.created_at) FROM tenants t JOIN audit.entries a"
+            " ON a.target = 'tenant:' || t.id AND a.action = 'tenant.activate'"
             " WHERE t.slug = ANY(%s)",
             (slugs,),
         ).fetchall()
