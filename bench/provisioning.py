@@ -53,8 +53,8 @@ def activation_times(stack, slugs: list[str]) -> list[float]:
     conninfo = make_conninfo(stack.pg_dsn, dbname=names.control_database)
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute(
-            "SELECT extract(epoch FROM a.at - t.created_at) FROM tenants t JOIN audit_log a"
-            " ON a.tenant_id = t.id AND a.action = 'tenant.activate'"
+            "SELECT extract(epoch FROM a.at - t.created_at) FROM tenants t JOIN audit.entries a"
+            " ON a.target = 'tenant:' || t.id AND a.action = 'tenant.activate'"
             " WHERE t.slug = ANY(%s)",
             (slugs,),
         ).fetchall()
@@ -98,8 +98,10 @@ def _schema_files(service: str) -> list[str]:
     return [str(f) for f in files]
 
 
-def _psql(dsn: str, db: str, files: list[str]) -> None:
-    args = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", make_conninfo(dsn, dbname=db)]
+def _psql(dsn: str, db: str, files: list[str], deployment: str) -> None:
+    # The audit migration reads the deployment from the session (as admin_connect sets it).
+    conninfo = make_conninfo(dsn, dbname=db, options=f"-c ontrack.deployment={deployment}")
+    args = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo]
     for f in files:
         args += ["-f", f]
     subprocess.run(args, check=True, capture_output=True, timeout=60)
@@ -121,7 +123,7 @@ def raw_baseline(admin_dsn: str, deployment: str, tenants: int) -> dict[str, flo
                 tmpl = f"{deployment}_raw_{s}_tmpl"
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(Ident(tmpl)))
                 created.append(tmpl)
-                _psql(admin_dsn, tmpl, _schema_files(s))
+                _psql(admin_dsn, tmpl, _schema_files(s), deployment)
                 templates[s] = tmpl
             t0 = time.perf_counter()
             for i in range(tenants):
@@ -140,7 +142,7 @@ def raw_baseline(admin_dsn: str, deployment: str, tenants: int) -> dict[str, flo
                     db = f"{deployment}_raw_{s}_e{i}"
                     admin.execute(sql.SQL("CREATE DATABASE {}").format(Ident(db)))
                     created.append(db)
-                    _psql(admin_dsn, db, _schema_files(s))
+                    _psql(admin_dsn, db, _schema_files(s), deployment)
             out["empty_psql"] = (time.perf_counter() - t0) / tenants
         finally:
             for db in created:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
-from bench import events, fleet, grpc_hop, pools, provisioning
+from bench import audit, events, fleet, grpc_hop, pools, provisioning
 from bench.common import ROOT, cpu_seconds, failed, figure, log
 from ontrackio.devtools import infra
 from ontrackio.devtools.stack import Stack
@@ -268,6 +268,14 @@ def bench(report: Report, args) -> None:
 
         report.section("pools", "ms", "<= 50 ms", pool_section)
         log(f"dropped {drop_deployment(found.pg_dsn, pool_deployment)} pool databases")
+
+        # 3b. Audit trail: append vs plain INSERT, seal, verify; one tenant database.
+        def audit_section():
+            figs, report.raw["audit"] = audit.run(pool_settings, 2_000 if args.quick else 10_000)
+            report.figures.extend(figs)
+
+        report.section("audit trail", "µs/entry", "ratio <= 2", audit_section)
+        log(f"dropped {drop_deployment(found.pg_dsn, pool_deployment)} audit databases")
 
         # 4. The running system.
         gateway_running = (ROOT / "services" / "gateway" / "main.py").exists()

@@ -310,6 +310,10 @@ from ontrackio.cli import access as _access  # noqa: E402 - it builds on `cli` a
 
 _access.register(cli)
 
+from ontrackio.cli import audit as _audit  # noqa: E402 - it builds on `cli` above
+
+_audit.register(cli)
+
 
 def main() -> None:
     try:

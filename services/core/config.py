@@ -148,6 +148,13 @@ class Settings(BaseSettings):
     provision_concurrency: int = Field(default=2, ge=1, le=20)
     tenant_cache_seconds: float = Field(default=5.0, ge=0)
     migrate_concurrency: int = Field(default=4, ge=1, le=32)
+    # Audit trail (core/audit): identity's worker seals and anchors the chain heads of this
+    # many tenant databases every interval, the least recently visited first.
+    audit_anchor_seconds: float = Field(default=10.0, gt=0)
+    audit_anchor_batch: int = Field(default=50, ge=1, le=10_000)
+    # Refused attempts other processes report (RecordRefusal): per tenant, per second.
+    audit_refusals_per_second: float = Field(default=5.0, gt=0)
+    audit_refusals_burst: int = Field(default=50, ge=1)
 
     # none | console | file:PATH (JSON lines, one span a line)
     otel_exporter: str = "none"

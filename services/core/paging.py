@@ -80,3 +80,25 @@ def one_by_id(
     if row is None:
         raise missing
     return row
+
+
+def encode_position(position: int) -> str:
+    """A page token for lists ordered by an integer position (e.g. an append order)."""
+    return encode(str(position))
+
+
+def decode_position(token: str) -> int | None:
+    """The position a page starts after; None for the first page; InvalidArgument if forged."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        after = json.loads(raw)["after"]
+        if not isinstance(after, str) or not after.isascii() or not after.isdigit():
+            raise ValueError(after)
+        position = int(after)
+        if not 0 < position < 1 << 63:
+            raise ValueError(after)
+        return position
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        raise InvalidArgument("page_token is not valid") from None

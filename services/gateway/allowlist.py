@@ -97,17 +97,29 @@ def tier_label(tenant: Any) -> str:
 ADMIN_DENIED_DETAIL = "Your address is not allowed to use the admin area."
 
 
+# Told of every denial (tenant, client address, "METHOD path"), e.g. to audit it; must not block.
+OnDenied = Callable[[Any, IPAddress | None, str], None]
+
+
 async def admin_refusal(
-    tenant: Any, client_ip: IPAddress | None, get_allowlist: GetAllowlist
+    tenant: Any,
+    client_ip: IPAddress | None,
+    get_allowlist: GetAllowlist,
+    *,
+    on_denied: OnDenied | None = None,
+    target: str = "",
 ) -> ProblemResponse | None:
     """The 403 to answer when ``client_ip`` is outside ``tenant``'s allowlist, else None.
 
     No tenant: refused (fail closed). Errors from ``get_allowlist`` propagate (the guard
-    answers them, so an admin request is never let through on a failed look-up).
+    answers them, so an admin request is never let through on a failed look-up). A denial
+    of a known tenant is passed to ``on_denied`` with ``target`` (what was attempted).
     """
     if tenant is not None and is_allowed(client_ip, await get_allowlist(tenant)):
         return None
     ADMIN_DENIED.labels(tenant_tier=tier_label(tenant)).inc()
+    if on_denied is not None and tenant is not None:
+        on_denied(tenant, client_ip, target)
     return problem(403, detail=ADMIN_DENIED_DETAIL)
 
 
@@ -120,15 +132,22 @@ class AdminAllowlistMiddleware:
     tenant it refuses (fail closed). Errors from ``get_allowlist`` propagate (the guard answers).
     """
 
-    def __init__(self, app: ASGIApp, *, get_allowlist: GetAllowlist) -> None:
+    def __init__(
+        self, app: ASGIApp, *, get_allowlist: GetAllowlist, on_denied: OnDenied | None = None
+    ) -> None:
         self.app = app
         self.get_allowlist = get_allowlist
+        self.on_denied = on_denied
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope_is_admin(scope):
             state = scope.setdefault("state", {})
             refusal = await admin_refusal(
-                state.get("tenant"), state.get("client_ip"), self.get_allowlist
+                state.get("tenant"),
+                state.get("client_ip"),
+                self.get_allowlist,
+                on_denied=self.on_denied,
+                target=f"{scope['method']} {scope.get('path', '')}"[:200],
             )
             if refusal is not None:
                 await refusal(scope, receive, send)

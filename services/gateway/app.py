@@ -37,6 +37,7 @@ from ontrackio.gateway.invalidation import InvalidationListener
 from ontrackio.gateway.openapi import document
 from ontrackio.gateway.problems import ProblemGuardMiddleware, install_problem_handlers, problem
 from ontrackio.gateway.ratelimit import TokenBucketLimiter
+from ontrackio.gateway.refusals import RefusalReporter
 from ontrackio.gateway.sessions import SessionAuthenticator
 from ontrackio.gateway.settings import GatewaySettings, load_settings
 from ontrackio.gateway.tenants import TenantRouter
@@ -64,6 +65,7 @@ class Gateway:
     auth: Authenticator
     allowlists: Allowlists
     token_limiter: TokenBucketLimiter
+    refusals: RefusalReporter
     sessions: SessionAuthenticator | None = None
     listener: InvalidationListener | None = None
 
@@ -81,6 +83,7 @@ class Gateway:
             get_allowlist=self.allowlists.for_tenant,
             sessions=self.sessions,
             max_json_depth=self.settings.max_json_depth,
+            refusals=self.refusals,
         )
 
     # -- invalidation (runs on the worker's event loop) -------------------------------------
@@ -112,6 +115,7 @@ class Gateway:
         _mark_ready(False)
         if self.listener is not None:
             await asyncio.to_thread(self.listener.stop)
+        await self.refusals.drain()
         await self.upstream.close()
 
 
@@ -158,6 +162,7 @@ def build_gateway(settings: GatewaySettings, core: config.Settings) -> Gateway:
         auth,
         Allowlists(upstream, TTLCache(settings.allowlist_cache_seconds, max_entries=size)),
         token_limiter(settings),
+        RefusalReporter(upstream),
     )
 
 
@@ -277,6 +282,7 @@ def build_app(gw: Gateway) -> ASGIApp:
         gw.settings,
         resolve_tenant=gw.router.resolver(gw.settings.base_domain),
         get_allowlist=gw.allowlists.for_tenant,
+        on_admin_denied=gw.checks.on_admin_denied,
     )
     return ProblemGuardMiddleware(
         SecurityHeadersMiddleware(Probes(edge, gw), hsts_max_age=gw.settings.hsts_max_age)

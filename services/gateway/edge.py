@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ontrackio.gateway.allowlist import AdminAllowlistMiddleware
+from ontrackio.gateway.allowlist import AdminAllowlistMiddleware, OnDenied
 from ontrackio.gateway.client_ip import ClientIPMiddleware, IPAddress, IPNetwork
 from ontrackio.gateway.headers import SecurityHeadersMiddleware
 from ontrackio.gateway.hosts import ResolveTenant, TenantHostMiddleware, TenantInfo
@@ -38,6 +38,7 @@ def build_edge(
     *,
     resolve_tenant: ResolveTenant,
     get_allowlist: Callable[[TenantInfo], Awaitable[Sequence[IPNetwork]]],
+    on_admin_denied: OnDenied | None = None,
 ) -> ASGIApp:
     """Wrap ``app`` in the edge, outermost first:
 
@@ -55,7 +56,7 @@ def build_edge(
     and ``.host``; see ``tenant_of`` and ``client_ip_of``.
     """
     inner: ASGIApp = BodyLimitMiddleware(app, max_bytes=settings.max_body_bytes)
-    inner = AdminAllowlistMiddleware(inner, get_allowlist=get_allowlist)
+    inner = AdminAllowlistMiddleware(inner, get_allowlist=get_allowlist, on_denied=on_admin_denied)
     inner = TenantHostMiddleware(
         inner, base_domain=settings.base_domain, resolve_tenant=resolve_tenant
     )

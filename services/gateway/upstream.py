@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from ontrackio.core import telemetry, tls
 from ontrackio.core.grpcserver import TENANT_METADATA
 from ontrackio.gateway.hosts import TenantNotServed
-from ontrackio.identity.v1 import access_pb2_grpc, identity_pb2_grpc
+from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, identity_pb2_grpc
 from ontrackio.inventory.v1 import inventory_pb2_grpc
 
 UPSTREAM_CALLS = Counter(
@@ -49,6 +49,7 @@ class Upstream:
         self.tenants: Any = None
         self.users: Any = None
         self.access: Any = None
+        self.audit: Any = None
         self.assets: Any = None
         self.identity_health: Any = None
 
@@ -63,6 +64,7 @@ class Upstream:
         self.tenants = identity_pb2_grpc.TenantServiceStub(identity)
         self.users = identity_pb2_grpc.UserServiceStub(identity)
         self.access = access_pb2_grpc.AccessServiceStub(identity)
+        self.audit = audit_pb2_grpc.AuditServiceStub(identity)
         self.identity_health = health_pb2_grpc.HealthStub(identity)
         self.assets = inventory_pb2_grpc.AssetServiceStub(inventory)
 

@@ -1,8 +1,8 @@
 """API tokens and the admin allowlist of one tenant: storage in identity's tenant database.
 
-Every change is written to ``access_audit`` (who, when, from where, old, new) in the same
-transaction, and the changes the gateways cache (revocation, allowlist) emit an event that
-every gateway worker listens to.
+Every change is appended to the database's audit trail (``core/audit``: who, when, from
+where, old, new) in the same transaction, and the changes the gateways cache (revocation,
+allowlist) emit an event that every gateway worker listens to.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
+from ontrackio.core.audit import log as audit_log
+from ontrackio.core.audit import origin
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.errors import FailedPrecondition, NotFound
 from ontrackio.identity import access_tokens as rules
@@ -32,18 +33,13 @@ class WouldLockOut(FailedPrecondition):
     """The new allowlist excludes the address the change is made from."""
 
 
-def _audit(u: UnitOfWork, actor: str, action: str, old: Any, new: Any, address: str = "") -> None:
-    u.conn.execute(
-        "INSERT INTO access_audit (actor, action, address, old_value, new_value)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (
-            actor[:200],
-            action,
-            address[:64],
-            None if old is None else Jsonb(old),
-            None if new is None else Jsonb(new),
-        ),
-    )
+def _audit(
+    u: UnitOfWork, actor: str, action: str, old: Any, new: Any, address: str = "", target=""
+) -> None:
+    o = origin.current()
+    if address and not o.client_address:
+        o = audit_log.Origin(o.request_id, address, o.trace_id)
+    audit_log.append(u.conn, audit_log.Entry(actor, action, target, old, new, origin=o))
 
 
 # -- tokens -------------------------------------------------------------------------------------
@@ -84,6 +80,7 @@ def create_token(
             "cidrs": cidrs,
             "expires_at": expires_at.isoformat() if expires_at else None,
         },
+        target=f"token:{issued.token_id}",
     )
     return row, issued.bearer
 
@@ -118,7 +115,14 @@ def revoke_token(u: UnitOfWork, token_id: str, actor: str) -> dict[str, Any]:
             if row is None:
                 raise TokenNotFound("token not found")
             return row
-    _audit(u, actor, "token.revoke", {"id": token_id}, {"id": token_id, "revoked": True})
+    _audit(
+        u,
+        actor,
+        "token.revoke",
+        {"id": token_id},
+        {"id": token_id, "revoked": True},
+        target=f"token:{token_id}",
+    )
     u.emit("identity.token_revoked", access_pb2.TokenRevoked(token_id=token_id), await_publish=True)
     return row
 
@@ -179,10 +183,17 @@ def set_allowlist(
 
 
 def list_audit(u: UnitOfWork, limit: int) -> list[dict[str, Any]]:
+    """The newest entries of the tenant's audit trail (ListAccessAudit; ListAudit pages)."""
     limit = 50 if limit <= 0 else min(limit, 500)
-    with u.conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            "SELECT at, actor, action, address, old_value, new_value FROM access_audit"
-            " ORDER BY id DESC LIMIT %s",
-            (limit,),
-        ).fetchall()
+    rows = audit_log.list_entries(u.conn, audit_log.Filters(), limit, None)
+    return [
+        {
+            "at": r["at"],
+            "actor": r["actor_value"] or r["actor"],
+            "action": r["action"],
+            "address": r["client_address"],
+            "old_value": r["old_value"],
+            "new_value": r["new_value"],
+        }
+        for r in rows
+    ]

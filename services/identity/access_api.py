@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+from ontrackio.core.audit import log as audit_log
+from ontrackio.core.audit import origin
 from ontrackio.core.grpcserver import current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime
 from ontrackio.identity import access
+from ontrackio.identity.audit_api import call_origin
 from ontrackio.identity.v1 import access_pb2 as pb
 from ontrackio.identity.v1 import access_pb2_grpc as pb_grpc
 
@@ -43,7 +46,7 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
         self.key = rt.settings.token_hash_key.get_secret_value().encode()
 
     def CreateToken(self, request, context):
-        with self.dbs.unit_of_work(current_tenant()) as u:
+        with origin.bound(call_origin(context)), self.dbs.unit_of_work(current_tenant()) as u:
             row, bearer = access.create_token(
                 u,
                 self.key,
@@ -61,7 +64,7 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
         return pb.ListTokensResponse(tokens=[token_pb(r) for r in rows])
 
     def RevokeToken(self, request, context):
-        with self.dbs.unit_of_work(current_tenant()) as u:
+        with origin.bound(call_origin(context)), self.dbs.unit_of_work(current_tenant()) as u:
             return token_pb(access.revoke_token(u, request.id, _actor(context)))
 
     def LookupToken(self, request, context):
@@ -82,16 +85,34 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
             return allowlist_pb(access.get_allowlist(u))
 
     def SetAllowlist(self, request, context):
-        with self.dbs.unit_of_work(current_tenant()) as u:
-            return allowlist_pb(
-                access.set_allowlist(
-                    u,
-                    list(request.cidrs),
-                    actor=_actor(context),
-                    caller_address=request.caller_address,
-                    confirm_lockout=request.confirm_lockout,
-                )
-            )
+        with origin.bound(call_origin(context, request.caller_address)) as o:
+            try:
+                with self.dbs.unit_of_work(current_tenant()) as u:
+                    return allowlist_pb(
+                        access.set_allowlist(
+                            u,
+                            list(request.cidrs),
+                            actor=_actor(context),
+                            caller_address=request.caller_address,
+                            confirm_lockout=request.confirm_lockout,
+                        )
+                    )
+            except access.WouldLockOut:
+                # The refused change rolled back; the refusal is recorded on its own.
+                with self.dbs.unit_of_work(current_tenant()) as u:
+                    audit_log.append(
+                        u.conn,
+                        audit_log.Entry(
+                            _actor(context),
+                            "allowlist.lockout_refused",
+                            "allowlist",
+                            None,
+                            {"cidrs": list(request.cidrs)[:100]},
+                            outcome="refused",
+                            origin=o,
+                        ),
+                    )
+                raise
 
     def ListAccessAudit(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:

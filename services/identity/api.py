@@ -15,10 +15,11 @@ from ontrackio.core.runtime import Runtime, build
 from ontrackio.core.vocabulary import TIERS
 from ontrackio.identity import users
 from ontrackio.identity.access_api import AccessServicer
+from ontrackio.identity.audit_api import AuditServicer
 from ontrackio.identity.control import Control
 from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import InvalidTenant
-from ontrackio.identity.v1 import access_pb2_grpc
+from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
@@ -176,6 +177,10 @@ CALLERS: dict[str, trust.Callers] = {
         ),
         **trust.every("LookupToken TouchToken", trust.EDGE),  # checking presented tokens
     },
+    "ontrackio.identity.v1.AuditService": {
+        "ListAudit": trust.CREDENTIALS | trust.OPERATORS,  # the admin API, the CLI, operators
+        "RecordRefusal": trust.EDGE,  # attempts the gateway refused
+    },
 }
 
 
@@ -199,6 +204,12 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             AccessServicer(rt),
             "ontrackio.identity.v1.AccessService",
             callers=CALLERS["ontrackio.identity.v1.AccessService"],
+        ),
+        Registration(
+            audit_pb2_grpc.add_AuditServiceServicer_to_server,
+            AuditServicer(rt),
+            "ontrackio.identity.v1.AuditService",
+            callers=CALLERS["ontrackio.identity.v1.AuditService"],
         ),
     ]
 

@@ -1,4 +1,5 @@
-"""The control database: the tenant registry, its saga progress and its audit log."""
+"""The control database: the tenant registry, its saga progress and its audit trail
+(``core/audit``, targets ``tenant:<id>``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from ontrackio.catalogue import SERVICES
+from ontrackio.core.audit import log as audit_log
+from ontrackio.core.audit import origin
 from ontrackio.core.db import migrations as mig
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.directory import TenantInfo
@@ -109,15 +111,10 @@ class Control:
 
     @staticmethod
     def _audit(u: UnitOfWork, tenant_id, actor: str, action: str, old: Any, new: Any) -> None:
-        u.conn.execute(
-            "INSERT INTO audit_log (tenant_id, actor, action, old_value, new_value)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (
-                tenant_id,
-                actor,
-                action,
-                Jsonb(old) if old is not None else None,
-                Jsonb(new) if new is not None else None,
+        audit_log.append(
+            u.conn,
+            audit_log.Entry(
+                actor, action, f"tenant:{tenant_id}", old, new, origin=origin.current()
             ),
         )
 

@@ -33,3 +33,7 @@ class UserExists(AlreadyExists):
 
 class InvalidUser(InvalidArgument):
     pass
+
+
+class InvalidAuditQuery(InvalidArgument):
+    """A ListAudit filter or a RecordRefusal field is not acceptable."""

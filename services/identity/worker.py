@@ -1,14 +1,18 @@
-"""Identity's worker process: drives the tenant saga (readiness, deletion) and relays
-the control database's outbox. Which events it handles is its contract's (contract.py)."""
+"""Identity's worker process: drives the tenant saga (readiness, deletion), relays the
+control database's outbox and anchors the audit chains of every tenant database. Which
+events it handles is its contract's (contract.py)."""
 
 import ontrackio.core.greening  # noqa: F401,I001 - must patch before anything else
 
 import logging
+import time
 
+import psycopg
 from nameko.timer import timer
 
 from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import entry, outbox
+from ontrackio.core.audit import anchor
 from ontrackio.core import events as ev
 from ontrackio.core.worker import ServiceWorker, on
 from ontrackio.identity import api
@@ -45,6 +49,41 @@ class IdentityWorker(ServiceWorker):
     def start_due_deletions(self) -> None:
         for slug in self.platform.control.start_due_deletions():
             log.info("tenant %s: grace period over, dropping its databases", slug)
+
+    _last_anchor = 0.0
+
+    @timer(interval=1)
+    def anchor_audit_chains(self) -> None:
+        """Every ONTRACK_AUDIT_ANCHOR_SECONDS: seal and anchor the audit chains of at most
+        ONTRACK_AUDIT_ANCHOR_BATCH tenant databases, the least recently visited first."""
+        rt = self.platform
+        now = time.monotonic()
+        if now - IdentityWorker._last_anchor < rt.settings.audit_anchor_seconds:
+            return
+        IdentityWorker._last_anchor = now
+
+        def connect(service: str, slug: str, placement: str) -> psycopg.Connection:
+            conninfo = rt.clusters.tenant_conninfo(service, slug, placement)
+            return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+
+        c = rt.control
+        control_conninfo = rt.clusters.role_conninfo(
+            c.placement, c.names.control_database, c.names.control_role
+        )
+        try:
+            with psycopg.connect(control_conninfo, autocommit=True, connect_timeout=5) as control:
+                done = anchor.tick(control, connect, rt.settings.audit_anchor_batch)
+        except psycopg.Error as exc:
+            log.warning("audit anchoring skipped: %s", type(exc).__name__)
+            return
+        if done.anchored or done.broken:
+            log.info(
+                "audit: %d chains visited, %d anchored, %d entries sealed, %d broken",
+                done.visited,
+                done.anchored,
+                done.sealed,
+                len(done.broken),
+            )
 
     def sweep_all(self, rt) -> int:
         with rt.control.uow() as u:

@@ -34,7 +34,12 @@ class Clusters:
         return make_conninfo(dsn, dbname=dbname) if dbname else dsn
 
     def admin_connect(self, placement: str, dbname: str | None = None, **kw) -> psycopg.Connection:
-        return psycopg.connect(self.admin_conninfo(placement, dbname), autocommit=True, **kw)
+        """An autocommit admin connection. Its session names the deployment in the setting
+        ``ontrack.deployment`` (migrations that create deployment-wide roles read it)."""
+        conninfo = self.admin_conninfo(placement, dbname)
+        options = conninfo_to_dict(conninfo).get("options") or ""
+        options = f"{options} -c ontrack.deployment={self._settings.deployment}".strip()
+        return psycopg.connect(conninfo, autocommit=True, options=options, **kw)
 
     def role_conninfo(self, placement: str, dbname: str, role: str) -> str:
         """Connect as `role` (a per-tenant or control login role) to `dbname` only."""

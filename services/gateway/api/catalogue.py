@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ontrackio.gateway.api import allowlist, assets, tokens, users
+from ontrackio.gateway.api import allowlist, assets, audit, tokens, users
 from ontrackio.gateway.api.operation import Operation
 
 OPERATIONS: list[Operation] = [
@@ -10,4 +10,5 @@ OPERATIONS: list[Operation] = [
     *users.OPERATIONS,
     *allowlist.OPERATIONS,
     *tokens.OPERATIONS,
+    *audit.OPERATIONS,
 ]

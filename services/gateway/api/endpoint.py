@@ -26,6 +26,7 @@ from ontrackio.gateway.limits import DEFAULT_MAX_JSON_DEPTH
 from ontrackio.gateway.openapi import Invalid, validate
 from ontrackio.gateway.problems import problem, problem_from_rpc_error, response_from_http_exception
 from ontrackio.gateway.ratelimit import TokenBucketLimiter, too_many_requests
+from ontrackio.gateway.refusals import RefusalReporter
 from ontrackio.gateway.sessions import SessionAuthenticator, session_cookie, sign_in_required
 from ontrackio.gateway.text import UnsafeText, check_text
 
@@ -51,6 +52,24 @@ class Checks:
     get_allowlist: GetAllowlist
     sessions: SessionAuthenticator | None = None
     max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    refusals: RefusalReporter | None = None  # refused attempts become audit entries
+
+    def on_admin_denied(self, tenant: Any, client_ip: IPAddress | None, target: str) -> None:
+        """An admin request refused by the allowlist (edge or endpoint) becomes an entry."""
+        if self.refusals is not None:
+            self.refusals.report(
+                tenant.slug, "allowlist.denied", target=target, client_address=str(client_ip or "")
+            )
+
+    def report(self, request: Request, tenant: str, action: str, **details: Any) -> None:
+        if self.refusals is not None:
+            self.refusals.report(
+                tenant,
+                action,
+                target=f"{request.method} {request.url.path}"[:200],
+                client_address=str(getattr(request.state, "client_ip", None) or ""),
+                **details,
+            )
 
 
 def parse_params(op: Operation, request: Request) -> dict[str, Any]:
@@ -104,9 +123,14 @@ async def _authenticate(
         )
     )
     if isinstance(result, Failure):
+        if result is not Failure.THROTTLED:
+            checks.report(request, tenant, "token.refused", reason=result.value)
         return refusal(result)
     for scope in op.auth.scopes:
         if scope not in result.scopes:
+            checks.report(
+                request, tenant, "scope.denied", actor=result.actor, reason=f"needs {scope}"
+            )
             return forbidden_scope(scope)
     principal: Principal = result
     return principal
@@ -116,7 +140,13 @@ async def _serve(op: Operation, checks: Checks, services: Any, request: Request)
     tenant_info = getattr(request.state, "tenant", None)
     client_ip: IPAddress | None = getattr(request.state, "client_ip", None)
     if op.admin:
-        denied = await admin_refusal(tenant_info, client_ip, checks.get_allowlist)
+        denied = await admin_refusal(
+            tenant_info,
+            client_ip,
+            checks.get_allowlist,
+            on_denied=checks.on_admin_denied,
+            target=f"{request.method} {request.url.path}"[:200],
+        )
         if denied is not None:
             return denied
     if tenant_info is None:  # behind the edge every request has one; fail closed regardless
@@ -134,7 +164,8 @@ async def _serve(op: Operation, checks: Checks, services: Any, request: Request)
     except (Invalid, UnsafeText) as exc:
         return problem(400, detail=str(exc))
     body = await read_body(op.body, request, max_json_depth=checks.max_json_depth)
-    result = await op.handler(Call(tenant, principal, client_ip, params, body), services)
+    call = Call(tenant, principal, client_ip, params, body, headers=request.headers)
+    result = await op.handler(call, services)
     if isinstance(result, Response):
         return result
     data, headers = result if isinstance(result, tuple) else (result, {})

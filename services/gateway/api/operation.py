@@ -10,7 +10,7 @@ endpoint wrapper (endpoint.py), the Starlette routes (router.py) and the OpenAPI
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
@@ -127,7 +127,8 @@ class Call:
 
     ``params`` holds the path and query parameters checked against their schemas; ``body`` the
     validated JSON value, the form as ``{name: value}``, an async iterator of bytes for an
-    upload (the size limit enforced as it streams), or None.
+    upload (the size limit enforced as it streams), or None. ``headers``: the request's
+    headers (content negotiation; lower-case names).
     """
 
     tenant: str
@@ -135,6 +136,7 @@ class Call:
     client_ip: IPAddress | None
     params: dict[str, Any]
     body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def actor(self) -> str | None:
