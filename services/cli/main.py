@@ -206,7 +206,10 @@ def _registry(settings, slug: str | None) -> list[tuple[str, str]]:
 @click.option("--concurrency", type=click.IntRange(1, 32), default=None)
 @click.pass_obj
 def migrate(c: Ctx, slug: str | None, concurrency: int | None) -> None:
-    """Migrate the control database, the templates and every tenant database."""
+    """Migrate the control database, the templates and every tenant database.
+
+    Also checks that PUBLIC cannot connect to any of them, repairs the privileges where it
+    can (reported as repaired) and exits 1 where it could not."""
     import psycopg
 
     from ontrackio.core.db.provisioning import Provisioner
@@ -217,15 +220,24 @@ def migrate(c: Ctx, slug: str | None, concurrency: int | None) -> None:
     s = c.settings
     try:
         from ontrackio.core.db.clusters import Clusters
+        from ontrackio.core.db.provisioning import PublicAccess
+        from ontrackio.core.fleet import JobReport
         from ontrackio.core.tenancy import Names
 
         names = Names(s.deployment, "identity")
-        Provisioner(
+        control = Provisioner(
             "identity", Clusters(s), [], s.deployment, s.tenant_role_secret.get_secret_value()
-        ).ensure_database(
-            s.pg_control_cluster, names.control_database, names.control_role, control_migrations()
         )
-        reports = migrate_fleet(s, _registry(s, slug), concurrency=concurrency)
+        db, role = names.control_database, names.control_role
+        repaired = control.repair_public_access(s.pg_control_cluster, db, role)
+        applied = control.ensure_database(s.pg_control_cluster, db, role, control_migrations())
+        reports = []
+        if applied or repaired:
+            status = "migrated" if applied else "current"
+            reports.append(JobReport("(control)", "identity", status, applied, repaired))
+        reports += migrate_fleet(s, _registry(s, slug), concurrency=concurrency)
+    except PublicAccess as exc:  # not the operator's input: the server needs a hand
+        raise Failure(str(exc)) from None
     except DomainError as exc:
         raise Failure(str(exc), 2) from None
     except psycopg.Error as exc:
@@ -233,10 +245,12 @@ def migrate(c: Ctx, slug: str | None, concurrency: int | None) -> None:
     failed = [r for r in reports if r.status == "failed"]
     lines = [
         f"{r.tenant:<24} {r.service:<10} {r.status:<9} {r.seconds * 1000:7.0f} ms "
+        f"{'[PUBLIC could connect: repaired] ' if r.repaired else ''}"
         f"{' '.join(r.applied) or r.error}"
         for r in reports
     ]
     summary = {k: sum(r.status == k for r in reports) for k in ("migrated", "current", "failed")}
+    summary["repaired"] = sum(r.repaired for r in reports)
     c.out(
         {"summary": summary, "tenants": [r.as_dict() for r in reports]},
         "\n".join(lines + [json.dumps(summary)]),
