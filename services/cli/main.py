@@ -92,7 +92,10 @@ def _tenant_line(t: dict) -> str:
     svc = " ".join(f"{s['service']}={s['state']}" for s in t.get("services", []))
     status = t.get("status", "").replace("TENANT_STATUS_", "").lower()
     tier = t.get("tier", "").replace("TIER_", "").lower()
-    doms = ",".join(t.get("domains", [])) or "-"
+    doms = ",".join(
+        [*t.get("domains", []), *(f"{d}(unverified)" for d in t.get("unverified_domains", []))]
+    )
+    doms = doms or "-"
     return f"{t['slug']:<24} {status:<12} {tier:<10} {t.get('placement', ''):<8} {doms}  {svc}"
 
 
@@ -100,7 +103,12 @@ def _tenant_line(t: dict) -> str:
 @click.argument("slug")
 @click.option("--name", required=True)
 @click.option("--tier", required=True, type=click.Choice(["business", "enterprise"]))
-@click.option("--domain", "domains", multiple=True, help="Verified custom domain (repeatable).")
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    help="Custom domain (repeatable); routes once verified: `tenant domain verify`.",
+)
 @click.option("--placement", default="", help="PostgreSQL cluster (default: configured).")
 @click.option("--wait", is_flag=True, help="Wait until the tenant is active.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to --wait.")
@@ -176,6 +184,36 @@ for _action, _rpc in [
     ("delete", "DeleteTenant"),
 ]:
     _single(_action, _rpc)
+
+
+@tenant.group("domain")
+def tenant_domain() -> None:
+    """Custom domains of a tenant (a new one routes nowhere until verified)."""
+
+
+@tenant_domain.command("verify")
+@click.argument("slug")
+@click.argument("domain")
+@click.pass_obj
+def tenant_domain_verify(c: Ctx, slug: str, domain: str) -> None:
+    """Mark DOMAIN of tenant SLUG verified: the gateway routes it from then on.
+
+    Check first that the domain's owner is the tenant (the DNS check that will do this
+    comes with SSO)."""
+    from ontrackio.identity.v1 import identity_pb2 as pb
+
+    t = c.call(
+        c.stub("identity", "TenantServiceStub").VerifyDomain,
+        pb.VerifyDomainRequest(slug=slug, domain=domain),
+        metadata=(("x-ontrack-actor", f"cli:{_cli_user()}"),),
+    )
+    c.out(_msg(t), _tenant_line(_msg(t)))
+
+
+def _cli_user() -> str:
+    from ontrackio.cli.access import _user
+
+    return _user()
 
 
 # -- migrations ---------------------------------------------------------------------------

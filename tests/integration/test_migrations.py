@@ -212,3 +212,30 @@ def test_migrate_fails_where_public_keeps_access(system, channels, settings):
                 )
             )
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(grantor)))
+
+
+def test_domain_verification_migration_keeps_existing_domains_routed(scratch):
+    """Domains added before 0002 were verified by default and stay so; new ones are not."""
+    from ontrackio.identity.control import control_migrations
+
+    clusters, db, role, _ = scratch
+    every = control_migrations()
+    before = [m for m in every if (m.component, m.version) != ("control", 2)]
+    assert len(before) == len(every) - 1
+    with clusters.admin_connect("main", db) as conn:
+        mig.migrate(conn, before, role)
+        conn.execute(
+            "INSERT INTO tenants (id, slug, name, tier, status, region, placement)"
+            " VALUES (gen_random_uuid(), 'old', 'Old', 'business', 'active', 'eu', 'main')"
+        )
+        conn.execute(
+            "INSERT INTO tenant_domains (domain, tenant_id)"
+            " SELECT 'old.example.com', id FROM tenants WHERE slug = 'old'"
+        )
+        assert mig.migrate(conn, every, role) == ["control:0002_domain_verification"]
+        conn.execute(
+            "INSERT INTO tenant_domains (domain, tenant_id)"
+            " SELECT 'new.example.com', id FROM tenants WHERE slug = 'old'"
+        )
+        states = dict(conn.execute("SELECT domain, verified FROM tenant_domains").fetchall())
+    assert states == {"old.example.com": True, "new.example.com": False}
