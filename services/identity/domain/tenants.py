@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from ontrackio.core.tenancy import SERVICES, TIERS, validate_slug
 from ontrackio.identity.errors import BadTransition, InvalidTenant
 
-DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# \Z, not $: "$" would also match before a final newline ("a.example.com\n").
+DOMAIN_RE = re.compile(r"(?=.{4,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 STATUSES = ("provisioning", "active", "suspended", "deleting", "deleted")
 
 # status -> statuses it may move to by an operator's command
