@@ -4,6 +4,8 @@ privileges re-applied after a crash, role passwords sent only as SCRAM verifiers
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -320,3 +322,31 @@ def test_verifier_matches_agrees_with_the_servers_own_verifiers(settings):
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
     assert scram.verifier_matches(verifier, "correct horse")
     assert not scram.verifier_matches(verifier, "correct horsE")
+
+
+def test_concurrent_starts_secure_one_database_without_conflicts(settings):
+    """The identity api and worker both ensure the control database as they start."""
+    p = Provisioner(
+        "concurrent",
+        Clusters(settings),
+        [],
+        settings.deployment,
+        settings.tenant_role_secret.get_secret_value(),
+    )
+    db = role = p.names.tenant_database(unique())
+    errors: list[BaseException] = []
+
+    def start():
+        try:
+            for _ in range(5):
+                p.ensure_database("main", db, role, [])
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert public_connect(settings, db) is False

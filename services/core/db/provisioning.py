@@ -20,6 +20,8 @@ what an interrupted one began.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -37,6 +39,18 @@ Ident = sql.Identifier
 
 def _lock_key(name: str) -> sql.Composable:
     return sql.SQL("hashtext({})").format(sql.Literal(f"ontrack.template:{name}"))
+
+
+@contextmanager
+def _exclusive(admin: psycopg.Connection, db: str) -> Iterator[None]:
+    """Serialise the role and privilege steps for ``db`` across processes: two concurrent
+    GRANTs or ALTER ROLEs on one object fail with "tuple concurrently updated"."""
+    key = sql.SQL("hashtext({})").format(sql.Literal(f"ontrack.database:{db}"))
+    admin.execute(sql.SQL("SELECT pg_advisory_lock({})").format(key))
+    try:
+        yield
+    finally:
+        admin.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(key))
 
 
 class PublicAccess(FailedPrecondition):
@@ -202,7 +216,7 @@ class Provisioner:
         tmpl = self.names.template_database
         if self.use_template and placement not in self._templates_ready:
             self.ensure_template(placement)
-        with self.clusters.admin_connect(placement) as admin:
+        with self.clusters.admin_connect(placement) as admin, _exclusive(admin, db):
             self._ensure_role(admin, role, login=True)
             self._grant_self(admin, role)
             admin.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT 20").format(Ident(role)))
@@ -243,7 +257,7 @@ class Provisioner:
     ) -> list[str]:
         """A non-tenant database (e.g. a control database) owned by login role `role`;
         raises PublicAccess if PUBLIC can connect to it all the same."""
-        with self.clusters.admin_connect(placement) as admin:
+        with self.clusters.admin_connect(placement) as admin, _exclusive(admin, db):
             self._ensure_role(admin, role, login=True)
             self._grant_self(admin, role)
             if not self._database_exists(admin, db):
@@ -257,7 +271,7 @@ class Provisioner:
 
         False for a database that is fine or does not exist. Raises PublicAccess when the
         repair does not take."""
-        with self.clusters.admin_connect(placement) as admin:
+        with self.clusters.admin_connect(placement) as admin, _exclusive(admin, db):
             if not self._database_exists(admin, db) or not public_can_connect(admin, db):
                 return False
             log.warning("database %s: PUBLIC could connect; repairing its privileges", db)
