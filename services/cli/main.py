@@ -98,7 +98,10 @@ def _tenant_line(t: dict) -> str:
     svc = " ".join(f"{s['service']}={s['state']}" for s in t.get("services", []))
     status = t.get("status", "").replace("TENANT_STATUS_", "").lower()
     tier = t.get("tier", "").replace("TIER_", "").lower()
-    doms = ",".join(t.get("domains", [])) or "-"
+    doms = ",".join(
+        [*t.get("domains", []), *(f"{d}(unverified)" for d in t.get("unverified_domains", []))]
+    )
+    doms = doms or "-"
     return f"{t['slug']:<24} {status:<12} {tier:<10} {t.get('placement', ''):<8} {doms}  {svc}"
 
 
@@ -106,7 +109,12 @@ def _tenant_line(t: dict) -> str:
 @click.argument("slug")
 @click.option("--name", required=True)
 @click.option("--tier", required=True, type=click.Choice(TIERS))
-@click.option("--domain", "domains", multiple=True, help="Verified custom domain (repeatable).")
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    help="Custom domain (repeatable); routes once verified: `tenant domain verify`.",
+)
 @click.option("--placement", default="", help="PostgreSQL cluster (default: configured).")
 @click.option("--wait", is_flag=True, help="Wait until the tenant is active.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to --wait.")
@@ -184,6 +192,36 @@ for _action, _rpc in [
     _single(_action, _rpc)
 
 
+@tenant.group("domain")
+def tenant_domain() -> None:
+    """Custom domains of a tenant (a new one routes nowhere until verified)."""
+
+
+@tenant_domain.command("verify")
+@click.argument("slug")
+@click.argument("domain")
+@click.pass_obj
+def tenant_domain_verify(c: Ctx, slug: str, domain: str) -> None:
+    """Mark DOMAIN of tenant SLUG verified: the gateway routes it from then on.
+
+    Check first that the domain's owner is the tenant (the DNS check that will do this
+    comes with SSO)."""
+    from ontrackio.identity.v1 import identity_pb2 as pb
+
+    t = c.call(
+        c.stub("identity", "TenantServiceStub").VerifyDomain,
+        pb.VerifyDomainRequest(slug=slug, domain=domain),
+        metadata=(("x-ontrack-actor", f"cli:{_cli_user()}"),),
+    )
+    c.out(_msg(t), _tenant_line(_msg(t)))
+
+
+def _cli_user() -> str:
+    from ontrackio.cli.access import _user
+
+    return _user()
+
+
 # -- migrations ---------------------------------------------------------------------------
 
 
@@ -212,7 +250,10 @@ def _registry(settings, slug: str | None) -> list[tuple[str, str]]:
 @click.option("--concurrency", type=click.IntRange(1, 32), default=None)
 @click.pass_obj
 def migrate(c: Ctx, slug: str | None, concurrency: int | None) -> None:
-    """Migrate the control database, the templates and every tenant database."""
+    """Migrate the control database, the templates and every tenant database.
+
+    Also checks that PUBLIC cannot connect to any of them, repairs the privileges where it
+    can (reported as repaired) and exits 1 where it could not."""
     import psycopg
 
     from ontrackio.catalogue import SERVICES
@@ -224,15 +265,24 @@ def migrate(c: Ctx, slug: str | None, concurrency: int | None) -> None:
     s = c.settings
     try:
         from ontrackio.core.db.clusters import Clusters
+        from ontrackio.core.db.provisioning import PublicAccess
+        from ontrackio.core.fleet import JobReport
         from ontrackio.core.tenancy import Names
 
         names = Names(s.deployment, "identity")
-        Provisioner(
+        control = Provisioner(
             "identity", Clusters(s), [], s.deployment, s.tenant_role_secret.get_secret_value()
-        ).ensure_database(
-            s.pg_control_cluster, names.control_database, names.control_role, control_migrations()
         )
-        reports = migrate_fleet(s, _registry(s, slug), services=SERVICES, concurrency=concurrency)
+        db, role = names.control_database, names.control_role
+        repaired = control.repair_public_access(s.pg_control_cluster, db, role)
+        applied = control.ensure_database(s.pg_control_cluster, db, role, control_migrations())
+        reports = []
+        if applied or repaired:
+            status = "migrated" if applied else "current"
+            reports.append(JobReport("(control)", "identity", status, applied, repaired))
+        reports += migrate_fleet(s, _registry(s, slug), services=SERVICES, concurrency=concurrency)
+    except PublicAccess as exc:  # not the operator's input: the server needs a hand
+        raise Failure(str(exc)) from None
     except DomainError as exc:
         raise Failure(str(exc), 2) from None
     except psycopg.Error as exc:
@@ -240,10 +290,12 @@ def migrate(c: Ctx, slug: str | None, concurrency: int | None) -> None:
     failed = [r for r in reports if r.status == "failed"]
     lines = [
         f"{r.tenant:<24} {r.service:<10} {r.status:<9} {r.seconds * 1000:7.0f} ms "
+        f"{'[PUBLIC could connect: repaired] ' if r.repaired else ''}"
         f"{' '.join(r.applied) or r.error}"
         for r in reports
     ]
     summary = {k: sum(r.status == k for r in reports) for k in ("migrated", "current", "failed")}
+    summary["repaired"] = sum(r.repaired for r in reports)
     c.out(
         {"summary": summary, "tenants": [r.as_dict() for r in reports]},
         "\n".join(lines + [json.dumps(summary)]),

@@ -2,7 +2,9 @@
 
 Each job checks what its database still needs; current databases are skipped with one
 query. An interrupted run leaves every database at a recorded version (one transaction per
-migration), so running it again finishes the work.
+migration), so running it again finishes the work. Each job also checks that PUBLIC cannot
+connect to its database, and repairs the privileges when it can (``repaired``); a database
+that stays open to PUBLIC is a failed job.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from ontrackio.core.config import Settings
 from ontrackio.core.db import migrations as mig
 from ontrackio.core.db.clusters import Clusters
-from ontrackio.core.db.provisioning import Provisioner
+from ontrackio.core.db.provisioning import Provisioner, public_can_connect
 from ontrackio.core.runtime import service_dir
 from ontrackio.core.tenancy import Names
 
@@ -26,6 +28,7 @@ class JobReport:
     service: str
     status: str  # migrated | current | failed
     applied: list[str] = field(default_factory=list)
+    repaired: bool = False  # PUBLIC could connect; its privileges were re-applied
     error: str = ""
     seconds: float = 0.0
 
@@ -50,16 +53,21 @@ def provisioners(settings: Settings, services: Iterable[str]) -> dict[str, Provi
 def _job(p: Provisioner, slug: str, placement: str) -> JobReport:
     start = time.perf_counter()
     names = Names(p.names.deployment, p.service)
+    db, role = names.tenant_database(slug), names.tenant_role(slug)
+    repaired = False
     try:
-        with p.clusters.admin_connect(placement, names.tenant_database(slug)) as conn:
-            if not mig.pending(conn, p.migrations):
-                return JobReport(slug, p.service, "current", seconds=time.perf_counter() - start)
-            applied = mig.migrate(conn, p.migrations, names.tenant_role(slug))
+        with p.clusters.admin_connect(placement, db) as conn:
+            if public_can_connect(conn, db):  # one query on the connection the job needs anyway
+                repaired = p.repair_public_access(placement, db, role)
+            applied = (
+                mig.migrate(conn, p.migrations, role) if mig.pending(conn, p.migrations) else []
+            )
         return JobReport(
             slug,
             p.service,
             "migrated" if applied else "current",
             applied,
+            repaired,
             seconds=time.perf_counter() - start,
         )
     except Exception as exc:  # noqa: BLE001 - reported per tenant, the fleet goes on
@@ -67,6 +75,7 @@ def _job(p: Provisioner, slug: str, placement: str) -> JobReport:
             slug,
             p.service,
             "failed",
+            repaired=repaired,
             error=f"{type(exc).__name__}: {exc}"[:300],
             seconds=time.perf_counter() - start,
         )

@@ -2,7 +2,9 @@
 
 Every change is appended to the database's audit trail (``core/audit``: who, when, from
 where, old, new) in the same transaction, and the changes the gateways cache (revocation,
-allowlist) emit an event that every gateway worker listens to.
+allowlist) emit an event that every gateway worker listens to. A token minting a token is
+held to its own scopes, lifetime and networks (``access_tokens.check_narrower``); operators
+are not.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ontrackio.core.audit import origin
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.errors import FailedPrecondition, NotFound
 from ontrackio.identity import access_tokens as rules
+from ontrackio.identity.errors import MintingTokenInvalid
 from ontrackio.identity.v1 import access_pb2
 
 TOKEN_COLUMNS = (
@@ -38,7 +41,7 @@ def _audit(
 ) -> None:
     o = origin.current()
     if address and not o.client_address:
-        o = audit_log.Origin(o.request_id, address, o.trace_id)
+        o = audit_log.Origin(o.request_id, rules.audit_address(address), o.trace_id)
     audit_log.append(u.conn, audit_log.Entry(actor, action, target, old, new, origin=o))
 
 
@@ -55,12 +58,30 @@ def create_token(
     expires_in_seconds: int,
     actor: str,
 ) -> tuple[dict[str, Any], str]:
-    """A new token row and the bearer string (the only time the secret exists)."""
+    """A new token row and the bearer string (the only time the secret exists).
+
+    Raises InvalidToken for a malformed request; when ``actor`` is a token (``token:<id>``),
+    MintingTokenInvalid if that token is unknown, revoked or expired, and TokenWidening if
+    the new token would be wider than it (both PERMISSION_DENIED).
+    """
     name = rules.validate_name(name)
     scopes = rules.validate_scopes(list(scopes))
     cidrs = rules.validate_cidrs(list(cidrs))
     seconds = rules.validate_expiry(expires_in_seconds)
-    expires_at = datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
+    now = datetime.now(UTC)
+    expires_at = now + timedelta(seconds=seconds) if seconds else None
+    minter_id = rules.actor_token_id(actor)
+    if minter_id is not None:
+        minter = _live_minter(u, minter_id, now)
+        rules.check_narrower(
+            scopes=scopes,
+            cidrs=cidrs,
+            expires_at=expires_at,
+            parent_scopes=minter["scopes"],
+            parent_cidrs=minter["cidrs"],
+            parent_expires_at=minter["expires_at"],
+            now=now,
+        )
     issued = rules.issue(key)
     with u.conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
@@ -83,6 +104,22 @@ def create_token(
         target=f"token:{issued.token_id}",
     )
     return row, issued.bearer
+
+
+def _live_minter(u: UnitOfWork, token_id: str, now: datetime) -> dict[str, Any]:
+    """The minting token's row, locked against a concurrent revocation; MintingTokenInvalid
+    when it is unknown, revoked or expired."""
+    row = None
+    if rules.ID_RE.match(token_id):
+        with u.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                "SELECT scopes, cidrs, expires_at, revoked_at FROM api_tokens"
+                " WHERE id = %s FOR SHARE",
+                (token_id,),
+            ).fetchone()
+    if row is None or row["revoked_at"] is not None or rules.is_expired(row["expires_at"], now):
+        raise MintingTokenInvalid("the token making this request is not valid")
+    return row
 
 
 def list_tokens(u: UnitOfWork, include_revoked: bool) -> list[dict[str, Any]]:
@@ -143,7 +180,7 @@ def touch_token(u: UnitOfWork, token_id: str, address: str) -> None:
     u.conn.execute(
         "UPDATE api_tokens SET last_used_at = now(), last_used_address = %s"
         " WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 second')",
-        (address[:64], _token_id(token_id)),
+        (rules.audit_address(address), _token_id(token_id)),
     )
 
 
@@ -160,12 +197,21 @@ def set_allowlist(
     u: UnitOfWork, cidrs: list[str], *, actor: str, caller_address: str, confirm_lockout: bool
 ) -> dict[str, Any]:
     """Replace the allowlist. InvalidToken (INVALID_ARGUMENT) names the bad entries;
-    WouldLockOut when the caller's own address would be refused and the change is unconfirmed."""
+    WouldLockOut when the caller's own address would be refused and the change is unconfirmed.
+
+    An empty, unknown or unparsable ``caller_address`` counts as refused by any non-empty
+    list: who cannot say where they are must confirm (operators, who never pass the
+    gateway, send confirm_lockout)."""
     new = rules.validate_cidrs(list(cidrs))
-    if caller_address and not confirm_lockout and not rules.address_allowed(caller_address, new):
+    if not confirm_lockout and not rules.address_allowed(caller_address, new):
+        shown = caller_address[:64] if caller_address.isprintable() else ""
         raise WouldLockOut(
-            f"the new allowlist excludes your own address {caller_address}; "
-            "send confirm_lockout to apply it anyway"
+            (
+                f"the new allowlist excludes your own address {shown}; "
+                if shown
+                else "the new allowlist would refuse a caller whose address is unknown; "
+            )
+            + "send confirm_lockout to apply it anyway"
         )
     old = u.conn.execute("SELECT cidrs FROM admin_allowlist FOR UPDATE").fetchone()
     old_cidrs = list(old[0]) if old else []

@@ -3,7 +3,11 @@
 A token reads ``otk_<id>_<secret>``. The id is 16 random hex digits followed by 8 hex digits
 of a keyed checksum, so a forged or mistyped id is refused by anyone holding the key, with no
 database look-up. The secret is 32 random bytes (URL-safe base64); only its keyed hash
-(HMAC-SHA256 of ``id:secret`` under ``token_hash_key``) is stored. Pure: no I/O.
+(HMAC-SHA256 of ``id:secret`` under ``token_hash_key``) is stored.
+
+A token that mints a token (the actor ``token:<id>``) can only hand out a subset of what it
+holds itself: its scopes, its lifetime, its client networks (``check_narrower``). Operators
+(the CLI, any other actor) are not bound by it. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ import hmac
 import ipaddress
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ontrackio.core.errors import InvalidArgument
+from ontrackio.identity.errors import TokenWidening
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PREFIX = "otk_"
 SCOPES = ("api:read", "api:write", "admin", "scim")
@@ -29,6 +37,12 @@ ID_RE = re.compile(rf"[0-9a-f]{{{_ID_RANDOM_HEX + _ID_CHECK_HEX}}}\Z")
 # token_urlsafe(32) gives 43 characters of [A-Za-z0-9_-].
 _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{43}\Z")
 MAX_TOKEN_CHARS = len(PREFIX) + _ID_RANDOM_HEX + _ID_CHECK_HEX + 1 + 43
+# The actor the gateway names for a request authenticated by a token: ``token:<id>``.
+TOKEN_ACTOR_PREFIX = "token:"
+# What a minted token may not exceed of its minter (TokenWidening.reasons).
+WIDER_SCOPES = "scopes"
+WIDER_EXPIRY = "expiry"
+WIDER_CIDRS = "cidrs"
 
 
 class InvalidToken(InvalidArgument):
@@ -94,6 +108,15 @@ def validate_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes), key=SCOPES.index)
 
 
+def _unmapped(net: IPNetwork) -> IPNetwork:
+    """An IPv4-mapped IPv6 network (``::ffff:0:0/96`` or narrower) as the IPv4 network."""
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96:
+        mapped = net.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network(f"{mapped}/{net.prefixlen - 96}")
+    return net
+
+
 def validate_cidrs(values: list[str]) -> list[str]:
     """Normalised CIDRs (a bare address is /32 or /128; IPv4-mapped IPv6 becomes IPv4).
 
@@ -112,10 +135,7 @@ def validate_cidrs(values: list[str]) -> list[str]:
         except ValueError:
             bad.append(repr(value))
             continue
-        if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96:
-            mapped = net.network_address.ipv4_mapped
-            if mapped is not None:
-                net = ipaddress.IPv4Network(f"{mapped}/{net.prefixlen - 96}")
+        net = _unmapped(net)
         if str(net) not in out:
             out.append(str(net))
     if bad:
@@ -124,10 +144,22 @@ def validate_cidrs(values: list[str]) -> list[str]:
 
 
 def validate_name(name: str) -> str:
+    """The stripped name; InvalidToken when too long or holding control characters (NUL
+    included, which PostgreSQL text cannot store)."""
     name = (name or "").strip()
     if len(name) > MAX_NAME:
         raise InvalidToken(f"name must be at most {MAX_NAME} characters")
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+        raise InvalidToken("name must not contain control characters")
     return name
+
+
+def audit_address(address: str) -> str:
+    """``address`` as the audit log keeps it: the normalised IP, else a printable excerpt."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return "".join(c if c.isprintable() else "?" for c in address[:64])
 
 
 def validate_expiry(seconds: int) -> int | None:
@@ -151,3 +183,71 @@ def address_allowed(address: str, cidrs: list[str]) -> bool:
 
 def is_expired(expires_at: datetime | None, now: datetime) -> bool:
     return expires_at is not None and now >= expires_at
+
+
+def actor_token_id(actor: str) -> str | None:
+    """The token id when ``actor`` is a token (``token:<id>``, the id unchecked), else None."""
+    return actor[len(TOKEN_ACTOR_PREFIX) :] if actor.startswith(TOKEN_ACTOR_PREFIX) else None
+
+
+def cidrs_within(cidrs: Iterable[str], parent: Iterable[str]) -> bool:
+    """True when every address ``cidrs`` admits is admitted by ``parent`` too.
+
+    Both follow ``address_allowed``: an empty list admits every address, IPv4-mapped IPv6
+    networks stand for their IPv4 networks, and an IPv4 address never matches an IPv6
+    network (nor the reverse). A network may be covered by several adjacent parent networks
+    together (two /25 cover a /24). Entries must be valid CIDRs (``validate_cidrs``).
+    """
+    parent_nets = [_unmapped(ipaddress.ip_network(c)) for c in parent]
+    if not parent_nets:
+        return True
+    child_nets = [_unmapped(ipaddress.ip_network(c)) for c in cidrs]
+    if not child_nets:
+        return False  # "any address" is wider than any list
+    # Collapsed, the parent's networks are disjoint and adjacent ones merged, so a child
+    # network lies inside their union exactly when it lies inside one of them.
+    merged = {
+        version: list(ipaddress.collapse_addresses(n for n in parent_nets if n.version == version))
+        for version in (4, 6)
+    }
+    return all(any(net.subnet_of(p) for p in merged[net.version]) for net in child_nets)
+
+
+def check_narrower(
+    *,
+    scopes: Iterable[str],
+    cidrs: Iterable[str],
+    expires_at: datetime | None,
+    parent_scopes: Iterable[str],
+    parent_cidrs: Iterable[str],
+    parent_expires_at: datetime | None,
+    now: datetime,
+) -> None:
+    """Allow a token to mint a token only within its own scopes, lifetime and networks.
+
+    ``expires_at`` None means never; so does ``parent_expires_at``. Returns None when the new
+    token is no wider in any respect; raises TokenWidening (PERMISSION_DENIED) naming every
+    respect in which it is (``reasons``: WIDER_SCOPES, WIDER_EXPIRY, WIDER_CIDRS).
+    """
+    reasons: list[str] = []
+    problems: list[str] = []
+    extra = sorted(set(scopes) - set(parent_scopes), key=lambda s: (s not in SCOPES, s))
+    if extra:
+        reasons.append(WIDER_SCOPES)
+        problems.append(f"scope(s) {', '.join(map(repr, extra))} that it lacks")
+    if parent_expires_at is not None and (expires_at is None or expires_at > parent_expires_at):
+        reasons.append(WIDER_EXPIRY)
+        left = max(0, int((parent_expires_at - now) / timedelta(seconds=1)))
+        problems.append(
+            f"a lifetime past its own expiry (expires_in_seconds must be 1 to {left})"
+            if left
+            else "any lifetime (it expires now)"
+        )
+    if not cidrs_within(cidrs, parent_cidrs):
+        reasons.append(WIDER_CIDRS)
+        problems.append("client networks outside its own CIDRs")
+    if reasons:
+        raise TokenWidening(
+            "a token cannot mint a token wider than itself: " + "; ".join(problems),
+            tuple(reasons),
+        )

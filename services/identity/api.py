@@ -36,6 +36,7 @@ def tenant_pb(row) -> pb.Tenant:
         tier=TIER_TO_PB[row["tier"]],
         status=STATUS_TO_PB[row["status"]],
         domains=list(row["domains"] or []),
+        unverified_domains=list(row["unverified_domains"] or []),
         region=row["region"],
         placement=row["placement"],
         created_at=ts(row["created_at"]),
@@ -113,6 +114,13 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
 
     def ResolveDomain(self, request, context):
         return tenant_pb(self.control.by_domain(request.domain))
+
+    def VerifyDomain(self, request, context):
+        return tenant_pb(
+            self.control.verify_domain(
+                rules.validate_slug(request.slug), request.domain, _actor(context)
+            )
+        )
 
 
 class UserServicer(pb_grpc.UserServiceServicer):

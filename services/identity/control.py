@@ -1,5 +1,9 @@
 """The control database: the tenant registry, its saga progress and its audit trail
-(``core/audit``, targets ``tenant:<id>``)."""
+(``core/audit``, targets ``tenant:<id>``).
+
+A custom domain is stored unverified and routes nowhere (``by_domain`` does not find it)
+until an operator marks it verified (``verify_domain``).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from ontrackio.core.directory import TenantInfo
 from ontrackio.core.runtime import Runtime
 from ontrackio.core.tenancy import Names
 from ontrackio.identity.domain import tenants as rules
-from ontrackio.identity.errors import DomainTaken, TenantExists, TenantNotFound
+from ontrackio.identity.errors import DomainNotFound, DomainTaken, TenantExists, TenantNotFound
 from ontrackio.identity.v1 import events_pb2
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "control_migrations"
@@ -28,7 +32,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "control_migrations"
 TENANT_COLUMNS = """t.id, t.slug, t.name, t.tier, t.status, t.region, t.placement, t.created_at,
     t.delete_after,
     coalesce((SELECT array_agg(d.domain ORDER BY d.domain) FROM tenant_domains d
-              WHERE d.tenant_id = t.id), '{}') AS domains,
+              WHERE d.tenant_id = t.id AND d.verified), '{}') AS domains,
+    coalesce((SELECT array_agg(d.domain ORDER BY d.domain) FROM tenant_domains d
+              WHERE d.tenant_id = t.id AND NOT d.verified), '{}') AS unverified_domains,
     coalesce((SELECT jsonb_agg(jsonb_build_object('service', s.service, 'state', s.state,
               'attempts', s.attempts, 'last_error', s.last_error, 'updated_at', s.updated_at)
               ORDER BY s.service) FROM tenant_services s WHERE s.tenant_id = t.id), '[]')
@@ -90,10 +96,10 @@ class Control:
             rows = self._fetch(
                 u.conn,
                 "t.status <> 'deleted' AND t.id = "
-                "(SELECT tenant_id FROM tenant_domains WHERE domain = %s)",
+                "(SELECT tenant_id FROM tenant_domains WHERE domain = %s AND verified)",
                 (rules.normalise_domain(domain),),
             )
-        if not rows:
+        if not rows:  # unknown and unverified alike: nothing tells them apart
             raise TenantNotFound("no tenant has that domain")
         return rows[0]
 
@@ -129,7 +135,8 @@ class Control:
                 )
                 for domain in t.domains:
                     u.conn.execute(
-                        "INSERT INTO tenant_domains (domain, tenant_id) VALUES (%s, %s)",
+                        "INSERT INTO tenant_domains (domain, tenant_id, verified)"
+                        " VALUES (%s, %s, false)",
                         (domain, tenant_id),
                     )
                 for service in SERVICES:
@@ -194,6 +201,41 @@ class Control:
                 u, row[0], actor, f"tenant.{action}", {"status": row[1]}, {"status": target}
             )
         self.rt.directory.forget(slug)
+        return self.get(slug)
+
+    def verify_domain(self, slug: str, domain: str, actor: str) -> dict[str, Any]:
+        """Mark ``domain`` of tenant ``slug`` verified, so that it routes; idempotent.
+
+        Raises TenantNotFound for an unknown or deleted tenant, DomainNotFound when the
+        tenant has no such domain, InvalidTenant for a malformed domain."""
+        domain = rules.normalise_domain(domain)
+        with self.uow() as u:
+            tenant = u.conn.execute(
+                "SELECT id FROM tenants WHERE slug = %s AND status <> 'deleted'", (slug,)
+            ).fetchone()
+            if tenant is None:
+                raise TenantNotFound(f"tenant {slug!r} not found")
+            row = u.conn.execute(
+                "SELECT verified FROM tenant_domains WHERE domain = %s AND tenant_id = %s"
+                " FOR UPDATE",
+                (domain, tenant[0]),
+            ).fetchone()
+            if row is None:
+                raise DomainNotFound(f"tenant {slug!r} has no domain {domain!r}")
+            if not row[0]:
+                u.conn.execute(
+                    "UPDATE tenant_domains SET verified = true, verified_at = now(),"
+                    " verified_by = %s WHERE domain = %s",
+                    (actor[:200], domain),
+                )
+                self._audit(
+                    u,
+                    tenant[0],
+                    actor,
+                    "tenant.domain_verify",
+                    {"domain": domain, "verified": False},
+                    {"domain": domain, "verified": True},
+                )
         return self.get(slug)
 
     def start_due_deletions(self) -> list[str]:

@@ -1,6 +1,12 @@
 """Identity's domain errors (status codes come from the shared table in core.errors)."""
 
-from ontrackio.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ontrackio.core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 
 
 class TenantExists(AlreadyExists):
@@ -37,3 +43,17 @@ class InvalidUser(InvalidArgument):
 
 class InvalidAuditQuery(InvalidArgument):
     """A ListAudit filter or a RecordRefusal field is not acceptable."""
+class DomainNotFound(NotFound):
+    """The tenant has no such custom domain."""
+
+
+class TokenWidening(PermissionDenied):
+    """A token tried to mint a token wider than itself (``reasons`` names each widening)."""
+
+    def __init__(self, message: str, reasons: tuple[str, ...]):
+        super().__init__(message)
+        self.reasons = reasons
+
+
+class MintingTokenInvalid(PermissionDenied):
+    """The token acting as minter is unknown, revoked or expired."""

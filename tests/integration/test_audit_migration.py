@@ -107,7 +107,8 @@ def test_control_audit_log_moves_into_the_control_trail(settings, provisioner):
                     " VALUES (%s, 'system', %s, '{\"status\": \"x\"}')",
                     (tenant_id, action),
                 )
-        assert p.ensure_database("main", db, role, full) == ["control:0002_audit_trail"]
+        upto = _before(full, "control", 3)
+        assert p.ensure_database("main", db, role, upto) == ["control:0002_audit_trail"]
         with psycopg.connect(clusters.role_conninfo("main", db, role), autocommit=True) as conn:
             _seal(conn)
             actions = conn.execute(

@@ -3,7 +3,14 @@
 Each tenant database `<deployment>_<service>_<slug>` is owned by a login role of the same
 name that may CONNECT to that database only (CONNECT is revoked from PUBLIC), so a wrong
 connection string still cannot read another tenant: isolation holds by privileges, even
-where the server trusts every password.
+where the server trusts every password. Ownership and privileges are re-applied on every
+provisioning (a crash right after `CREATE DATABASE` would otherwise leave PUBLIC's default
+CONNECT in place for good), then checked: a database PUBLIC can still connect to is
+`PublicAccess`, and no tenant is reported ready on it.
+
+Role passwords never travel as plaintext: a role is looked up first, then created or,
+when its derived password changed (a new tenant role secret), altered with a SCRAM-SHA-256
+verifier computed client-side (`scram`).
 
 New databases are cloned from a migrated template (`CREATE DATABASE … TEMPLATE`), then
 brought to the current version; every step is idempotent so a retried saga step finishes
@@ -13,13 +20,17 @@ what an interrupted one began.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors, sql
 
 from ontrackio.core.db import migrations as mig
+from ontrackio.core.db import scram
 from ontrackio.core.db.clusters import Clusters
+from ontrackio.core.errors import FailedPrecondition
 from ontrackio.core.tenancy import Names, role_password
 
 log = logging.getLogger(__name__)
@@ -28,6 +39,46 @@ Ident = sql.Identifier
 
 def _lock_key(name: str) -> sql.Composable:
     return sql.SQL("hashtext({})").format(sql.Literal(f"ontrack.template:{name}"))
+
+
+@contextmanager
+def _exclusive(admin: psycopg.Connection, db: str) -> Iterator[None]:
+    """Serialise the role and privilege steps for ``db`` across processes: two concurrent
+    GRANTs or ALTER ROLEs on one object fail with "tuple concurrently updated"."""
+    key = sql.SQL("hashtext({})").format(sql.Literal(f"ontrack.database:{db}"))
+    admin.execute(sql.SQL("SELECT pg_advisory_lock({})").format(key))
+    try:
+        yield
+    finally:
+        admin.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(key))
+
+
+class PublicAccess(FailedPrecondition):
+    """PUBLIC can still CONNECT to a database after its privileges were re-applied (e.g. a
+    grant to PUBLIC made by another grantor, which only that grantor can revoke)."""
+
+
+def public_can_connect(conn: psycopg.Connection, db: str) -> bool:
+    """Whether every role (PUBLIC) may connect to database ``db`` of ``conn``'s cluster."""
+    row = conn.execute("SELECT has_database_privilege('public', %s, 'CONNECT')", (db,))
+    return bool(row.fetchone()[0])
+
+
+def secure_database(conn: psycopg.Connection, db: str, owner: str | None) -> None:
+    """Take every privilege on ``db`` from PUBLIC; with ``owner``, make it the owner with
+    CONNECT and TEMPORARY. Idempotent; run from any database of the cluster. Raises
+    PublicAccess when PUBLIC can connect all the same."""
+    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(Ident(db)))
+    if owner is not None:
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(Ident(db), Ident(owner)))
+        conn.execute(
+            sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(Ident(db), Ident(owner))
+        )
+    if public_can_connect(conn, db):
+        raise PublicAccess(
+            f"PUBLIC can still connect to database {db} (granted by another role?);"
+            " revoke it as that role"
+        )
 
 
 @dataclass(frozen=True)
@@ -61,15 +112,47 @@ class Provisioner:
     # -- roles ----------------------------------------------------------------------------
 
     def _ensure_role(self, admin: psycopg.Connection, role: str, login: bool) -> None:
-        opts = (
-            sql.SQL("LOGIN PASSWORD {}").format(sql.Literal(role_password(self._secret, role)))
-            if login
-            else sql.SQL("NOLOGIN")
-        )
+        """Make ``role`` exist; a login role with its current derived password.
+
+        Never re-creates a role and never sends a password: only a SCRAM-SHA-256 verifier,
+        and only when the stored one does not match (new role, or a rotated secret)."""
+        found = admin.execute(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (role,)
+        ).fetchone()
+        if found is None:
+            try:
+                admin.execute(
+                    sql.SQL("CREATE ROLE {} {}").format(
+                        Ident(role), self._login_options(admin, role)
+                    )
+                    if login
+                    else sql.SQL("CREATE ROLE {} NOLOGIN").format(Ident(role))
+                )
+                return
+            except (errors.DuplicateObject, errors.UniqueViolation):
+                found = (None,)  # created concurrently: check it as an existing role
+        if login and not (found[0] and self._password_current(admin, role)):
+            admin.execute(
+                sql.SQL("ALTER ROLE {} {}").format(Ident(role), self._login_options(admin, role))
+            )
+
+    def _login_options(self, admin: psycopg.Connection, role: str) -> sql.Composable:
+        password = role_password(self._secret, role)
+        verifier = admin.pgconn.encrypt_password(
+            password.encode(), role.encode(), b"scram-sha-256"
+        ).decode()
+        return sql.SQL("LOGIN PASSWORD {}").format(sql.Literal(verifier))
+
+    def _password_current(self, admin: psycopg.Connection, role: str) -> bool:
+        """Whether the stored verifier matches the derived password (False when the admin
+        may not read pg_authid: then the password is set again, which is harmless)."""
         try:
-            admin.execute(sql.SQL("CREATE ROLE {} {}").format(Ident(role), opts))
-        except (errors.DuplicateObject, errors.UniqueViolation):
-            pass  # created earlier (or concurrently): a retried step
+            row = admin.execute(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)
+            ).fetchone()
+        except errors.InsufficientPrivilege:
+            return False
+        return row is not None and scram.verifier_matches(row[0], role_password(self._secret, role))
 
     def _grant_self(self, admin: psycopg.Connection, role: str) -> None:
         """Let the admin SET ROLE to `role` (needed where the admin is not a superuser)."""
@@ -87,11 +170,7 @@ class Provisioner:
             admin.execute(stmt)
         except errors.DuplicateDatabase:
             return False
-        admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(Ident(db)))
-        admin.execute(
-            sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(Ident(db), Ident(owner))
-        )
-        return True
+        return True  # privileges: secure_database, on this and on every later provisioning
 
     def _database_exists(self, admin: psycopg.Connection, db: str) -> bool:
         return (
@@ -118,9 +197,7 @@ class Provisioner:
                 self._grant_self(admin, owner)
                 if not self._database_exists(admin, tmpl):
                     admin.execute(sql.SQL("CREATE DATABASE {}").format(Ident(tmpl)))
-                    admin.execute(
-                        sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(Ident(tmpl))
-                    )
+                secure_database(admin, tmpl, None)  # each time: a crash may have come between
                 with self.clusters.admin_connect(placement, tmpl) as conn:
                     conn.execute(
                         sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(Ident(owner))
@@ -139,7 +216,7 @@ class Provisioner:
         tmpl = self.names.template_database
         if self.use_template and placement not in self._templates_ready:
             self.ensure_template(placement)
-        with self.clusters.admin_connect(placement) as admin:
+        with self.clusters.admin_connect(placement) as admin, _exclusive(admin, db):
             self._ensure_role(admin, role, login=True)
             self._grant_self(admin, role)
             admin.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT 20").format(Ident(role)))
@@ -157,9 +234,11 @@ class Provisioner:
                         )
                 else:
                     created = self._create_database(admin, db, role, None)
-        if created and self.use_template:
-            # The clone's objects belong to the template role: hand them to the tenant.
-            with self.clusters.admin_connect(placement, db) as conn:
+            secure_database(admin, db, role)
+        with self.clusters.admin_connect(placement, db) as conn:
+            if self.use_template:
+                # A clone's objects belong to the template role: hand them to the tenant
+                # (each time, as a crash may have come between the clone and this).
                 conn.execute(
                     sql.SQL("REASSIGN OWNED BY {} TO {}").format(
                         Ident(self.names.template_role), Ident(role)
@@ -170,20 +249,35 @@ class Provisioner:
                         Ident(self.names.template_role)
                     )
                 )
-        applied = self._migrate(placement, db, role)
+            applied = mig.migrate(conn, self.migrations, role)
         return Provisioned(db, created, applied, mig.version_of(self.migrations, self.service))
 
     def ensure_database(
         self, placement: str, db: str, role: str, migrations: list[mig.Migration]
     ) -> list[str]:
-        """A non-tenant database (e.g. a control database) owned by login role `role`."""
-        with self.clusters.admin_connect(placement) as admin:
+        """A non-tenant database (e.g. a control database) owned by login role `role`;
+        raises PublicAccess if PUBLIC can connect to it all the same."""
+        with self.clusters.admin_connect(placement) as admin, _exclusive(admin, db):
             self._ensure_role(admin, role, login=True)
             self._grant_self(admin, role)
             if not self._database_exists(admin, db):
                 self._create_database(admin, db, role, None)
+            secure_database(admin, db, role)
         with self.clusters.admin_connect(placement, db) as conn:
             return mig.migrate(conn, migrations, role)
+
+    def repair_public_access(self, placement: str, db: str, owner: str) -> bool:
+        """Re-secure ``db`` if PUBLIC can connect to it; True when it could (repaired).
+
+        False for a database that is fine or does not exist. Raises PublicAccess when the
+        repair does not take."""
+        with self.clusters.admin_connect(placement) as admin, _exclusive(admin, db):
+            if not self._database_exists(admin, db) or not public_can_connect(admin, db):
+                return False
+            log.warning("database %s: PUBLIC could connect; repairing its privileges", db)
+            self._grant_self(admin, owner)
+            secure_database(admin, db, owner)
+            return True
 
     def migrate_tenant(self, slug: str, placement: str) -> list[str]:
         return self._migrate(

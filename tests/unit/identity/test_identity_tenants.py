@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ontrackio.core.tenancy import InvalidSlug
 from ontrackio.identity.domain import tenants as rules
@@ -144,3 +146,38 @@ def test_all_services_in_needs_every_service_in_the_state():
     assert rules.all_services_in(states, "ready")
     assert not rules.all_services_in({**states, "privacy": "failed"}, "ready")
     assert not rules.all_services_in({k: v for k, v in states.items() if k != "evidence"}, "ready")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.characters(exclude_categories=()), max_size=300)
+    | st.sampled_from(
+        [
+            "ａｃｍｅ.example.com",
+            "acme.example.com\x00",
+            "acme%2eexample.com",
+            "xn--.com",
+            "a..b.com",
+            "acme.example.com\n.",
+        ]
+    )
+)
+def test_any_domain_text_is_normalised_or_refused(text):
+    """The domain parser behind CreateTenant, ResolveDomain and VerifyDomain."""
+    try:
+        domain = rules.normalise_domain(text)
+    except InvalidTenant:
+        return
+    assert rules.DOMAIN_RE.fullmatch(domain) and domain.isascii() and domain == domain.lower()
+    assert domain.isprintable() and " " not in domain
+    assert rules.normalise_domain(domain) == domain
+
+
+@pytest.mark.parametrize("text", ["acme.example.com\n.", "acme.example.com\r\n.", "a\n.b.com"])
+def test_a_line_break_inside_a_domain_is_refused(text):
+    with pytest.raises(InvalidTenant):
+        rules.normalise_domain(text)
+
+
+def test_surrounding_whitespace_is_not_part_of_a_domain():
+    assert rules.normalise_domain(" a.b.com\n\n") == "a.b.com"
