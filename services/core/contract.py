@@ -15,13 +15,18 @@ reports; the registry hears the reports of every service of the deployment throu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf.message import Message
 
+from ontrackio.core.directory import TenantInfo
 from ontrackio.core.events import EventTypes
 from ontrackio.core.v1 import core_pb2
+
+# (settings, the calling service) -> a look-up of one tenant by slug (None: no such tenant).
+TenantLookup = Callable[[Any, str], Callable[[str], TenantInfo | None]]
 
 # What a lifecycle follower subscribes to: handler -> the registry's event (the registry's
 # messages for them carry at least `slug` and `placement`).
@@ -92,8 +97,13 @@ class Deployment:
     event no contract publishes, or a consumer has two subscriptions with one handler name.
     """
 
-    def __init__(self, contracts: Iterable[Contract]) -> None:
+    def __init__(
+        self, contracts: Iterable[Contract], *, tenant_lookup: TenantLookup | None = None
+    ) -> None:
         self.contracts: tuple[Contract, ...] = tuple(contracts)
+        # How a process of another service reaches the tenant registry (None: only the
+        # registry's own service runs here, with its own bootstrap).
+        self.tenant_lookup = tenant_lookup
         self.services: tuple[str, ...] = tuple(c.service for c in self.contracts)
         problems = [f"service {s!r} has two contracts" for s in _twice(self.services)]
         types: dict[str, tuple[type[Message], int]] = {}

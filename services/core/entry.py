@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from ontrackio.core import bus, config, grpcserver, identity_client, logs, metrics, topology
+from ontrackio.core import bus, config, grpcserver, logs, metrics, topology
 from ontrackio.core.contract import Deployment
 from ontrackio.core.runtime import Runtime, build
 
@@ -31,8 +31,11 @@ def setup(service: str, role: str):
 
 
 def default_bootstrap(service: str, settings, deployment: Deployment) -> Runtime:
-    """A domain service's runtime: its tenant directory asks identity over gRPC."""
-    lookup = identity_client.lookup(settings, service)
+    """A domain service's runtime: its tenant directory asks the registry the deployment
+    names (``Deployment.tenant_lookup``)."""
+    if deployment.tenant_lookup is None:
+        raise config.ConfigError(f"{service}: the deployment names no tenant registry to ask")
+    lookup = deployment.tenant_lookup(settings, service)
     return build(service, settings, lambda rt: lookup, deployment)
 
 

@@ -170,7 +170,8 @@ def bootstrap(service: str, settings, deployment) -> IdentityRuntime:
 CALLERS: dict[str, trust.Callers] = {
     "ontrackio.identity.v1.TenantService": {
         **trust.every(
-            "CreateTenant SuspendTenant ResumeTenant DeleteTenant ListTenants", trust.OPERATORS
+            "CreateTenant SuspendTenant ResumeTenant DeleteTenant ListTenants VerifyDomain",
+            trust.OPERATORS,
         ),
         "GetTenant": trust.TENANT_READERS,  # every service's tenant directory
         "ResolveDomain": trust.OPERATORS | trust.EDGE,  # the gateway routes hosts to tenants

@@ -1,5 +1,5 @@
 """A worker (eventlet) asks identity for tenants over gRPC from many green threads at once
-without deadlocking (grpcio's locks are green there; see core/identity_client.py)."""
+without deadlocking (grpcio's locks are green there; see identity/client.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ SCRIPT = r"""
 import sys, time
 import ontrackio.core.greening  # patched exactly like a worker
 import eventlet
-from ontrackio.core import config, identity_client
+from ontrackio.core import config
+from ontrackio.identity.client import tenant_lookup
 
-lookup = identity_client.lookup(config.load(), "inventory")
+lookup = tenant_lookup(config.load(), "inventory")
 slugs = sys.argv[1].split(",")
 with eventlet.Timeout(40):
     found = list(eventlet.GreenPool(20).imap(lambda i: lookup(slugs[i % len(slugs)]), range(600)))

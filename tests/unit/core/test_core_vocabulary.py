@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ontrackio.core import identity_client, vocabulary
+from ontrackio.core import vocabulary
+from ontrackio.identity import client as identity_client
 from ontrackio.identity.v1 import identity_pb2 as ipb
 
 ROOT = Path(vocabulary.__file__).resolve().parents[2]
@@ -71,11 +72,11 @@ def test_live_statuses_are_tenant_statuses():
 
 
 def test_the_identity_client_decodes_the_enums_to_the_vocabulary():
-    assert set(identity_client._TIER.values()) == set(vocabulary.TIERS)
-    assert set(identity_client._STATUS.values()) == set(vocabulary.TENANT_STATUSES)
-    for number, tier in identity_client._TIER.items():
+    assert set(identity_client.TIERS.values()) == set(vocabulary.TIERS)
+    assert set(identity_client.STATUSES.values()) == set(vocabulary.TENANT_STATUSES)
+    for number, tier in identity_client.TIERS.items():
         assert ipb.Tier.Name(number) == f"TIER_{tier.upper()}"
-    for number, status in identity_client._STATUS.items():
+    for number, status in identity_client.STATUSES.items():
         assert ipb.TenantStatus.Name(number) == f"TENANT_STATUS_{status.upper()}"
 
 

@@ -1,4 +1,6 @@
-"""The tenant directory source of every service but identity: identity's TenantService."""
+"""Identity's tenant registry as the other services' processes reach it: TenantService over
+mutual TLS, answers decoded into core's TenantInfo (the deployment hands this to core,
+which names no service: catalogue.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,19 @@ from ontrackio.core import grpcclient
 from ontrackio.core.config import Settings
 from ontrackio.core.directory import TenantInfo
 from ontrackio.core.errors import Unavailable
-
-_STATUS = {1: "provisioning", 2: "active", 3: "suspended", 4: "deleting", 5: "deleted"}
-_TIER = {1: "business", 2: "enterprise"}
+from ontrackio.identity.v1 import identity_pb2, identity_pb2_grpc
 
 
-def lookup(settings: Settings, service: str) -> Callable[[str], TenantInfo | None]:
+def _names(enum, prefix: str) -> dict[int, str]:
+    """The enum's values (but UNSPECIFIED) by number, spelled as in core/vocabulary.py."""
+    return {v: n.removeprefix(prefix).lower() for n, v in enum.items() if v}
+
+
+STATUSES = _names(identity_pb2.TenantStatus, "TENANT_STATUS_")
+TIERS = _names(identity_pb2.Tier, "TIER_")
+
+
+def tenant_lookup(settings: Settings, service: str) -> Callable[[str], TenantInfo | None]:
     """A lookup over gRPC, made as `service` (its certificate).
 
     In an eventlet worker the call is made directly from the green thread: it
@@ -25,8 +34,6 @@ def lookup(settings: Settings, service: str) -> Callable[[str], TenantInfo | Non
     patched process, and two OS threads contending for one never wake (a deadlock seen
     under load; tests/integration/test_worker_grpc_client.py guards against it).
     """
-    from ontrackio.identity.v1 import identity_pb2, identity_pb2_grpc
-
     stub = identity_pb2_grpc.TenantServiceStub(grpcclient.channel(settings, "identity", service))
 
     def call(slug: str) -> TenantInfo | None:
@@ -38,9 +45,9 @@ def lookup(settings: Settings, service: str) -> Callable[[str], TenantInfo | Non
             raise Unavailable("tenant directory unavailable; retry later") from None
         return TenantInfo(
             t.slug,
-            _STATUS.get(t.status, "unknown"),
+            STATUSES.get(t.status, "unknown"),
             t.placement,
-            _TIER.get(t.tier, ""),
+            TIERS.get(t.tier, ""),
             t.delete_after.ToDatetime(tzinfo=UTC) if t.HasField("delete_after") else None,
         )
 
