@@ -1,21 +1,21 @@
 """Per-tenant admin IP allowlist.
 
-CIDR parsing, the lock-out check, ``admin_refusal`` (the check itself, which the endpoint of
-every admin operation applies after routing) and the conservative edge middleware that applies
-it, before routing, to every path that could normalise to /admin.
-"""
+CIDR rules (core/addresses.py: ``parse_cidrs``, ``is_allowed``), the lock-out check,
+``admin_refusal`` (the check itself, which the endpoint of every admin operation applies after
+routing) and the conservative edge middleware that applies it, before routing, to every path
+that could normalise to /admin."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ontrackio.gateway.client_ip import IPAddress, IPNetwork, unmap
+from ontrackio.core.addresses import InvalidCIDRs, is_allowed, parse_cidrs
+from ontrackio.gateway.client_ip import IPAddress, IPNetwork
 from ontrackio.gateway.paths import scope_is_admin
 from ontrackio.gateway.problems import ProblemResponse, problem
 
@@ -27,61 +27,9 @@ ADMIN_DENIED = Counter(
 # Tiers are a short product enum from identity; anything else is folded so labels stay few.
 _TIER = re.compile(r"[a-z][a-z0-9_-]{0,15}\Z")
 
+__all__ = ["InvalidCIDRs", "is_allowed", "parse_cidrs", "would_lock_out", "admin_refusal"]
+
 GetAllowlist = Callable[[Any], Awaitable[Sequence[IPNetwork]]]
-
-
-class InvalidCIDRs(ValueError):
-    """One or more allowlist entries are not CIDRs; ``invalid`` lists (entry, reason) pairs."""
-
-    def __init__(self, invalid: list[tuple[str, str]]) -> None:
-        self.invalid = invalid
-        super().__init__(
-            "invalid CIDR entries: "
-            + "; ".join(f"{entry!r} ({reason})" for entry, reason in invalid)
-        )
-
-
-def _unmap_network(network: IPNetwork) -> IPNetwork:
-    # ::ffff:10.0.0.0/104 means 10.0.0.0/8; client addresses are unmapped too, so match like
-    # with like.
-    if isinstance(network, IPv6Network) and network.prefixlen >= 96:
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None:
-            return IPv4Network(f"{mapped}/{network.prefixlen - 96}")
-    return network
-
-
-def parse_cidrs(values: Iterable[str]) -> list[IPNetwork]:
-    """Parse IPv4/IPv6 CIDRs (a bare address is a /32 or /128).
-
-    Raise InvalidCIDRs naming every bad one.
-
-    Host bits must be zero (``10.0.0.1/8`` is refused): in a security list a typo should stop,
-    not silently widen or narrow the range.
-    """
-    networks: list[IPNetwork] = []
-    invalid: list[tuple[str, str]] = []
-    for value in values:
-        entry = value.strip() if isinstance(value, str) else value
-        try:
-            if not isinstance(entry, str) or not entry:
-                raise ValueError("empty or not a string")
-            networks.append(_unmap_network(ip_network(entry, strict=True)))
-        except ValueError as exc:
-            invalid.append((str(value), str(exc)))
-    if invalid:
-        raise InvalidCIDRs(invalid)
-    return networks
-
-
-def is_allowed(ip: IPAddress | None, cidrs: Sequence[IPNetwork]) -> bool:
-    """Empty list: no restriction. Otherwise the (unmapped) address must fall in one network."""
-    if not cidrs:
-        return True
-    if ip is None:
-        return False
-    ip = unmap(ip)
-    return any(ip in network for network in cidrs)
 
 
 def would_lock_out(new_cidrs: Sequence[IPNetwork], caller_ip: IPAddress | None) -> bool:

@@ -15,11 +15,11 @@ import logging
 import time
 from dataclasses import dataclass
 from enum import Enum
-from ipaddress import ip_network
 
 import grpc
 from prometheus_client import Counter
 
+from ontrackio.core import addresses
 from ontrackio.gateway.allowlist import is_allowed
 from ontrackio.gateway.client_ip import IPAddress, IPNetwork
 from ontrackio.gateway.hosts import TenantNotServed
@@ -80,7 +80,7 @@ def record_from_pb(r: apb.TokenRecord) -> TokenRecord:
         id=t.id,
         tenant=r.tenant,
         scopes=frozenset(t.scopes),
-        networks=tuple(ip_network(c) for c in t.cidrs),
+        networks=tuple(addresses.parse_cidrs(t.cidrs)),
         expires_at=t.expires_at.ToNanoseconds() / 1e9 if t.HasField("expires_at") else None,
         revoked=t.HasField("revoked_at"),
         secret_hash=bytes(r.secret_hash),

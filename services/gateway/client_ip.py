@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import ip_address
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ontrackio.core.addresses import IPAddress, IPNetwork, unmap
 from ontrackio.gateway.problems import problem
 
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
+__all__ = ["IPAddress", "IPNetwork", "unmap", "parse_ip", "resolve_client_ip"]
 
 _PORT = re.compile(r"[0-9]{1,5}\Z")
 # Only what HTTP itself calls optional whitespace is stripped: Unicode spaces (NBSP, NEL, which
@@ -33,13 +33,6 @@ BAD_FORWARDED_FOR_DETAIL = (
 
 class BadForwardedFor(ValueError):
     """A trusted proxy's X-Forwarded-For has an unparsable hop where the client should be."""
-
-
-def unmap(ip: IPAddress) -> IPAddress:
-    """``::ffff:a.b.c.d`` is the IPv4 client a.b.c.d; CIDR checks must see it as such."""
-    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
 
 
 def parse_ip(value: str) -> IPAddress | None:

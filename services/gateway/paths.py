@@ -34,9 +34,13 @@ def strip_authority(raw_path: bytes) -> bytes:
 
 
 def _fully_decoded(raw: bytes) -> bytes | None:
+    # Each round percent-decodes, then folds compatibility forms (NFKC), because folding can
+    # complete an escape ("%" followed by the ligature "ﬀ" is "%ff"): the result is stable
+    # under both, so normalising its canonical spelling again gives the same segments.
     current = raw.replace(b"\\", b"/")
     for _ in range(MAX_DECODE_ROUNDS):
-        decoded = unquote_to_bytes(current).replace(b"\\", b"/")
+        text = unquote_to_bytes(current).decode("utf-8", errors="replace")
+        decoded = unicodedata.normalize("NFKC", text).encode("utf-8").replace(b"\\", b"/")
         if decoded == current:
             return current
         current = decoded

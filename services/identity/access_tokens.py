@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ontrackio.core import addresses
 from ontrackio.core.errors import InvalidArgument
 from ontrackio.identity.errors import TokenWidening
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPNetwork = addresses.IPNetwork
 
 PREFIX = "otk_"
 SCOPES = ("api:read", "api:write", "admin", "scim")
@@ -108,39 +108,20 @@ def validate_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes), key=SCOPES.index)
 
 
-def _unmapped(net: IPNetwork) -> IPNetwork:
-    """An IPv4-mapped IPv6 network (``::ffff:0:0/96`` or narrower) as the IPv4 network."""
-    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96:
-        mapped = net.network_address.ipv4_mapped
-        if mapped is not None:
-            return ipaddress.IPv4Network(f"{mapped}/{net.prefixlen - 96}")
-    return net
-
-
 def validate_cidrs(values: list[str]) -> list[str]:
-    """Normalised CIDRs (a bare address is /32 or /128; IPv4-mapped IPv6 becomes IPv4).
+    """Normalised CIDRs, each once (core/addresses.py: a bare address is /32 or /128,
+    IPv4-mapped IPv6 becomes IPv4).
 
     Raises InvalidToken naming every entry that is not a CIDR with zero host bits.
     """
     if len(values) > MAX_CIDRS:
         raise InvalidToken(f"at most {MAX_CIDRS} CIDRs")
-    out: list[str] = []
-    bad: list[str] = []
-    for value in values:
-        entry = value.strip() if isinstance(value, str) else ""
-        try:
-            if not entry:
-                raise ValueError("empty")
-            net = ipaddress.ip_network(entry, strict=True)
-        except ValueError:
-            bad.append(repr(value))
-            continue
-        net = _unmapped(net)
-        if str(net) not in out:
-            out.append(str(net))
-    if bad:
-        raise InvalidToken(f"invalid CIDR(s): {', '.join(bad)} (expected e.g. 192.0.2.0/24)")
-    return out
+    try:
+        networks = addresses.parse_cidrs(values)
+    except addresses.InvalidCIDRs as exc:
+        bad = ", ".join(repr(entry) for entry, _ in exc.invalid)
+        raise InvalidToken(f"invalid CIDR(s): {bad} (expected e.g. 192.0.2.0/24)") from None
+    return list(dict.fromkeys(str(n) for n in networks))
 
 
 def validate_name(name: str) -> str:
@@ -156,10 +137,10 @@ def validate_name(name: str) -> str:
 
 def audit_address(address: str) -> str:
     """``address`` as the audit log keeps it: the normalised IP, else a printable excerpt."""
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return "".join(c if c.isprintable() else "?" for c in address[:64])
+    ip = addresses.parse_address(address)
+    if ip is not None:
+        return str(ip)
+    return "".join(c if c.isprintable() else "?" for c in address[:64])
 
 
 def validate_expiry(seconds: int) -> int | None:
@@ -169,16 +150,9 @@ def validate_expiry(seconds: int) -> int | None:
 
 
 def address_allowed(address: str, cidrs: list[str]) -> bool:
-    """True when ``address`` (unmapped) is inside one of ``cidrs``; an empty list allows all."""
-    if not cidrs:
-        return True
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in ipaddress.ip_network(c) for c in cidrs)
+    """True when ``address`` (unmapped) is inside one of ``cidrs``; an empty list allows all,
+    an address that does not parse is refused by any other list."""
+    return addresses.is_allowed(addresses.parse_address(address), addresses.parse_cidrs(cidrs))
 
 
 def is_expired(expires_at: datetime | None, now: datetime) -> bool:
@@ -191,26 +165,10 @@ def actor_token_id(actor: str) -> str | None:
 
 
 def cidrs_within(cidrs: Iterable[str], parent: Iterable[str]) -> bool:
-    """True when every address ``cidrs`` admits is admitted by ``parent`` too.
-
-    Both follow ``address_allowed``: an empty list admits every address, IPv4-mapped IPv6
-    networks stand for their IPv4 networks, and an IPv4 address never matches an IPv6
-    network (nor the reverse). A network may be covered by several adjacent parent networks
-    together (two /25 cover a /24). Entries must be valid CIDRs (``validate_cidrs``).
-    """
-    parent_nets = [_unmapped(ipaddress.ip_network(c)) for c in parent]
-    if not parent_nets:
-        return True
-    child_nets = [_unmapped(ipaddress.ip_network(c)) for c in cidrs]
-    if not child_nets:
-        return False  # "any address" is wider than any list
-    # Collapsed, the parent's networks are disjoint and adjacent ones merged, so a child
-    # network lies inside their union exactly when it lies inside one of them.
-    merged = {
-        version: list(ipaddress.collapse_addresses(n for n in parent_nets if n.version == version))
-        for version in (4, 6)
-    }
-    return all(any(net.subnet_of(p) for p in merged[net.version]) for net in child_nets)
+    """True when every address ``cidrs`` admits is admitted by ``parent`` too, as
+    ``address_allowed`` reads both (core/addresses.py, ``networks_within``). Entries must be
+    valid CIDRs (``validate_cidrs``)."""
+    return addresses.networks_within(addresses.parse_cidrs(cidrs), addresses.parse_cidrs(parent))
 
 
 def check_narrower(
