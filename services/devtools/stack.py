@@ -196,7 +196,7 @@ class Stack:
         """Every api answers its health check and every worker has started consuming."""
         deadline = time.monotonic() + timeout
         for name, proc in self.procs.items():
-            while not self._ready(name):
+            while not self.ready(name):
                 if proc.poll() is not None:
                     raise RuntimeError(
                         f"{name} exited with {proc.returncode}; see "
@@ -206,7 +206,9 @@ class Stack:
                     raise TimeoutError(f"{name} not ready after {timeout} s:\n{self.tail(name)}")
                 time.sleep(0.1)
 
-    def _ready(self, name: str) -> bool:
+    def ready(self, name: str) -> bool:
+        """The process `name` answers (api: gRPC health; gateway: /healthz; worker: its
+        ready file)."""
         if name.endswith("-api"):
             service = name[:-4]
             return health_ok(self.target(service), service, self.material("operator"))

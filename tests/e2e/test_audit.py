@@ -37,6 +37,22 @@ def audit_stub(channels):
     return pb_grpc.AuditServiceStub(channels["identity"])
 
 
+@pytest.fixture(scope="module")
+def edge_stub(system):
+    """AuditService as the gateway calls it (only the gateway may report its refusals)."""
+    channel = system.channel("identity", "gateway")
+    yield pb_grpc.AuditServiceStub(channel)
+    channel.close()
+
+
+def test_only_the_gateway_may_report_refusals(tenant, audit_stub):
+    with pytest.raises(grpc.RpcError) as info:
+        audit_stub.RecordRefusal(
+            pb.RecordRefusalRequest(action="scope.denied"), metadata=md(tenant)
+        )
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 def _token(channels, slug: str, request_id: str = "") -> str:
     extra = {"x-ontrack-actor": "cli:erin"}
     if request_id:
@@ -49,7 +65,7 @@ def _token(channels, slug: str, request_id: str = "") -> str:
     return r.token.id
 
 
-def test_changes_and_refusals_are_listed_with_their_origin(channels, tenant, audit_stub):
+def test_changes_and_refusals_are_listed_with_their_origin(channels, tenant, audit_stub, edge_stub):
     token_id = _token(channels, tenant, request_id="req-42")
     access = agrpc.AccessServiceStub(channels["identity"])
     with pytest.raises(grpc.RpcError) as refused:
@@ -58,7 +74,7 @@ def test_changes_and_refusals_are_listed_with_their_origin(channels, tenant, aud
             metadata=meta(tenant, **{"x-ontrack-actor": f"token:{token_id}"}),
         )
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    got = audit_stub.RecordRefusal(
+    got = edge_stub.RecordRefusal(
         pb.RecordRefusalRequest(
             action="scope.denied",
             actor=f"token:{token_id}",
@@ -116,7 +132,7 @@ def test_bad_list_requests_are_invalid_arguments(tenant, audit_stub, request_):
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_refusal_reports_are_validated_and_rate_limited(channels, audit_stub):
+def test_refusal_reports_are_validated_and_rate_limited(channels, audit_stub, edge_stub):
     slug = unique("ar")
     create_tenant(channels, slug)
     for bad in (
@@ -124,10 +140,10 @@ def test_refusal_reports_are_validated_and_rate_limited(channels, audit_stub):
         pb.RecordRefusalRequest(action="scope.denied", actor="mallory@example.eu"),
     ):
         with pytest.raises(grpc.RpcError) as exc:
-            audit_stub.RecordRefusal(bad, metadata=md(slug))
+            edge_stub.RecordRefusal(bad, metadata=md(slug))
         assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     flood = [
-        audit_stub.RecordRefusal(
+        edge_stub.RecordRefusal(
             pb.RecordRefusalRequest(action="allowlist.denied", target="x" * 5000),
             metadata=md(slug),
         ).recorded

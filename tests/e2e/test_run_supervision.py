@@ -12,19 +12,11 @@ import uuid
 import pytest
 
 from ontrackio.devtools import infra
-from ontrackio.devtools.stack import ROOT, Stack, health_ok, http_ok, processes
+from ontrackio.devtools.stack import ROOT, Stack, processes
 from ontrackio.devtools.supervision import Supervisor
 from tests.conftest import TEST_ENV, unique
 from tests.helpers import create_tenant, eventually
 from tests.integration.test_supervision import Console, alive, group_alive
-
-
-def ready(stack, name: str) -> bool:
-    if name.endswith("-api"):
-        return health_ok(stack.target(name[:-4]))
-    if name == "gateway":
-        return http_ok(stack.ports["gateway"], "/healthz")
-    return (stack.run_dir / f"{name}.ready").exists()
 
 
 @pytest.fixture
@@ -57,7 +49,7 @@ def supervised(stack):
     sup.start()
     try:
         for name in table:
-            eventually(lambda name=name: ready(stack, name), timeout=90)
+            eventually(lambda name=name: stack.ready(name), timeout=90)
         yield sup, console
     finally:
         sup.stop()
