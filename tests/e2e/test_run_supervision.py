@@ -56,8 +56,6 @@ def supervised(stack):
 
 
 def test_a_killed_worker_comes_back_and_stop_leaves_nothing(stack, supervised):
-    import grpc
-
     sup, console = supervised
     eventually(lambda: set(sup.states().values()) == {"RUNNING"}, timeout=30)
     first = sup.pid("inventory-worker")
@@ -72,7 +70,7 @@ def test_a_killed_worker_comes_back_and_stop_leaves_nothing(stack, supervised):
     assert "inventory-worker | " in console.text()  # its log lines, named
 
     # The restarted worker serves: a new tenant needs every worker to provision it.
-    with grpc.insecure_channel(stack.target("identity")) as ch:
+    with stack.channel("identity", "operator") as ch:
         create_tenant({"identity": ch}, unique("sv"), timeout=60)
 
     pids = {name: p["pid"] for name, p in sup.processes().items()}
