@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.responses import Response
 
 from ontrackio.gateway.api.operation import Call, Operation, Param, bearer
-from ontrackio.gateway.api.schemas import ADMIN_ERRORS
+from ontrackio.gateway.api.schemas import ADMIN_ERRORS, PAGING
 from ontrackio.gateway.api.services import Services
 from ontrackio.gateway.problems import problem
 from ontrackio.identity.v1 import audit_pb2 as pb
@@ -76,18 +76,7 @@ PARAMS = (
     Param("since", "query", {"type": "string", "pattern": TIME_PATTERN}, "From (RFC 3339)."),
     Param("until", "query", {"type": "string", "pattern": TIME_PATTERN}, "Before (RFC 3339)."),
     Param("format", "query", {"type": "string", "enum": ["json", "csv"]}, "Or Accept: text/csv."),
-    Param(
-        "page_size",
-        "query",
-        {"type": "integer", "minimum": 0, "maximum": 500},
-        "Items per page (default 50).",
-    ),
-    Param(
-        "page_token",
-        "query",
-        {"type": "string", "maxLength": 1024},
-        "next_page_token of the previous page.",
-    ),
+    *PAGING,
 )
 
 
