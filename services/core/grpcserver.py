@@ -140,11 +140,13 @@ class PlatformInterceptor(grpc.ServerInterceptor):
                 )
             if caller not in allowed:
                 raise _Refusal(grpc.StatusCode.PERMISSION_DENIED, f"{caller} may not call {short}")
-            if trust.ACTOR_METADATA in metadata and caller not in trust.ACTOR_BEARERS:
-                raise _Refusal(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"{trust.ACTOR_METADATA} is accepted only from the gateway and the CLI",
-                )
+            if caller not in trust.ACTOR_BEARERS:
+                for key in trust.EDGE_METADATA:
+                    if key in metadata:
+                        raise _Refusal(
+                            grpc.StatusCode.PERMISSION_DENIED,
+                            f"{key} is accepted only from the gateway and the CLI",
+                        )
             if not scoped:
                 return None
             slug = metadata.get(TENANT_METADATA)

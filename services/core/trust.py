@@ -25,6 +25,11 @@ IDENTITIES = DOMAIN_SERVICES | {GATEWAY, CLI, OPERATOR}
 # operator at the keyboard); from anyone else an actor is a forgery.
 ACTOR_BEARERS = frozenset({GATEWAY, CLI})
 ACTOR_METADATA = "x-ontrack-actor"
+# Where the act came from (the audit trail's request id and client address): said by the
+# same callers as the actor, refused from anyone else.
+REQUEST_ID_METADATA = "x-ontrack-request-id"
+CLIENT_ADDRESS_METADATA = "x-ontrack-client-address"
+EDGE_METADATA = (ACTOR_METADATA, REQUEST_ID_METADATA, CLIENT_ADDRESS_METADATA)
 
 # Rule sets the services' registrations are built from.
 ANYONE = IDENTITIES

@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from ontrackio.core import telemetry, tls
 from ontrackio.core.grpcserver import TENANT_METADATA
+from ontrackio.core.trust import ACTOR_METADATA, CLIENT_ADDRESS_METADATA, REQUEST_ID_METADATA
 from ontrackio.gateway.hosts import TenantNotServed
 from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, identity_pb2_grpc
 from ontrackio.inventory.v1 import inventory_pb2_grpc
@@ -26,7 +27,6 @@ UPSTREAM_CALLS = Counter(
     "gRPC calls made by the gateway.",
     ["service", "method", "code"],
 )
-ACTOR_METADATA = "x-ontrack-actor"
 _GATE_STATUS = re.compile(r"[a-z]+")
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -80,6 +80,8 @@ class Upstream:
         *,
         tenant: str | None = None,
         actor: str | None = None,
+        client_address: str | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> Any:
         """Await ``method(request)``; raises grpc.aio.AioRpcError (mapped by problems.py).
@@ -93,6 +95,10 @@ class Upstream:
             metadata.append((TENANT_METADATA, tenant))
         if actor is not None:
             metadata.append((ACTOR_METADATA, actor))
+        if client_address:  # where the request came from, for the audit trail
+            metadata.append((CLIENT_ADDRESS_METADATA, client_address))
+        if request_id:
+            metadata.append((REQUEST_ID_METADATA, request_id))
         name = _method_name(method)
         try:
             result = await method(request, timeout=timeout or self.deadline, metadata=metadata)

@@ -239,11 +239,21 @@ def test_gateway_lists_the_trail_as_json_and_csv_and_records_its_refusals(gatewa
         return [e for e in r.json()["items"] if e["outcome"] == "refused"]
 
     inside, outside = "127.0.77.5", "127.0.78.5"
+    # A change made through the gateway names the request (its X-Request-Id) and the client.
+    made = gateway.call(
+        "POST", "/admin/api/v1/tokens", slug, admin, {"scopes": ["api:read"]}, source=inside
+    )
+    assert made.status == 201, made.body
+    rid = made.headers["x-request-id"]
+    created = gateway.call("GET", "/admin/api/v1/audit?action=token.create", slug, admin).json()
+    mine = [e for e in created["items"] if e["request_id"] == rid]
+    assert len(mine) == 1 and mine[0]["client_address"] == inside
+    assert mine[0]["target"] == f"token:{made.json()['token']['id']}"
     assert refused("scope.denied", inside) == [] and refused("allowlist.denied", inside) == []
     assert gateway.call("GET", "/admin/api/v1/tokens", slug, reader, source=inside).status == 403
     scope = eventually(lambda: refused("scope.denied", inside), timeout=10)
     assert scope[0]["target"] == "GET /admin/api/v1/tokens"
-    assert scope[0]["client_address"] == inside
+    assert scope[0]["client_address"] == inside and len(scope[0]["request_id"]) == 32
     ok = gateway.call(
         "PUT", "/admin/api/v1/allowlist", slug, admin, {"cidrs": ["127.0.77.0/24"]}, source=inside
     )

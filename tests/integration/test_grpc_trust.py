@@ -394,3 +394,18 @@ def test_a_registration_must_name_the_callers_of_every_method(settings):
         grpcserver.build_server(
             "identity", [incomplete], directory, settings, address="127.0.0.1:0", workers=1
         )
+
+
+@pytest.mark.parametrize("key", [trust.REQUEST_ID_METADATA, trust.CLIENT_ADDRESS_METADATA])
+def test_an_origin_is_believed_only_from_the_gateway_and_the_cli(as_identity, tenant, key):
+    """The audit trail's request id and client address are the edge's to say, like the actor."""
+    said = ((key, "203.0.113.7"),)
+    lookup = igrpc.TenantServiceStub(as_identity("identity", "inventory")).GetTenant
+    with pytest.raises(grpc.RpcError) as info:
+        lookup(ipb.GetTenantRequest(slug=tenant), metadata=said, timeout=5)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert key in info.value.details()
+    edge = igrpc.TenantServiceStub(as_identity("identity", "gateway")).GetTenant
+    assert edge(ipb.GetTenantRequest(slug=tenant), metadata=said, timeout=5).status == (
+        ipb.TENANT_STATUS_ACTIVE
+    )

@@ -16,10 +16,11 @@ from contextlib import contextmanager
 
 from opentelemetry import trace
 
+from ontrackio.core import trust
 from ontrackio.core.audit.log import LIMITS, Origin, clean
 
-REQUEST_ID_KEY = "x-ontrack-request-id"
-CLIENT_ADDRESS_KEY = "x-ontrack-client-address"
+REQUEST_ID_KEY = trust.REQUEST_ID_METADATA
+CLIENT_ADDRESS_KEY = trust.CLIENT_ADDRESS_METADATA
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 
 _current: contextvars.ContextVar[Origin | None] = contextvars.ContextVar(

@@ -8,6 +8,7 @@ path and query parameters → body per kind → handler → errors in the declar
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,6 +69,7 @@ class Checks:
                 action,
                 target=f"{request.method} {request.url.path}"[:200],
                 client_address=str(getattr(request.state, "client_ip", None) or ""),
+                request_id=request_id_of(request),
                 **details,
             )
 
@@ -164,7 +166,15 @@ async def _serve(op: Operation, checks: Checks, services: Any, request: Request)
     except (Invalid, UnsafeText) as exc:
         return problem(400, detail=str(exc))
     body = await read_body(op.body, request, max_json_depth=checks.max_json_depth)
-    call = Call(tenant, principal, client_ip, params, body, headers=request.headers)
+    call = Call(
+        tenant,
+        principal,
+        client_ip,
+        params,
+        body,
+        headers=request.headers,
+        request_id=request_id_of(request),
+    )
     result = await op.handler(call, services)
     if isinstance(result, Response):
         return result
@@ -174,8 +184,21 @@ async def _serve(op: Operation, checks: Checks, services: Any, request: Request)
     )
 
 
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def request_id_of(request: Request) -> str:
+    """This request's id: made here, once per request (a client's own header is not
+    believed: it would let a caller write what it likes into the audit trail)."""
+    rid = request.scope.setdefault("state", {}).get("request_id")
+    if rid is None:
+        rid = request.scope["state"]["request_id"] = uuid.uuid4().hex
+    return rid
+
+
 def endpoint(op: Operation, checks: Checks, services: Any):
-    """The Starlette endpoint for ``op``; ``services`` is handed to its handler as is."""
+    """The Starlette endpoint for ``op``; ``services`` is handed to its handler as is. Every
+    answer names the request's id (``X-Request-Id``), as do the audit entries it caused."""
 
     async def run(request: Request) -> Response:
         try:
@@ -184,7 +207,9 @@ def endpoint(op: Operation, checks: Checks, services: Any):
             response = response_from_http_exception(exc)
         except grpc.aio.AioRpcError as exc:
             response = problem_from_rpc_error(exc)
-        return render(op.errors, response)
+        response = render(op.errors, response)
+        response.headers[REQUEST_ID_HEADER] = request_id_of(request)
+        return response
 
     run.__name__ = op.operation_id
     return run

@@ -128,7 +128,8 @@ class Call:
     ``params`` holds the path and query parameters checked against their schemas; ``body`` the
     validated JSON value, the form as ``{name: value}``, an async iterator of bytes for an
     upload (the size limit enforced as it streams), or None. ``headers``: the request's
-    headers (content negotiation; lower-case names).
+    headers (content negotiation; lower-case names). ``request_id``: this request's id (also
+    the response's ``X-Request-Id``), passed to the services for the audit trail.
     """
 
     tenant: str
@@ -137,6 +138,7 @@ class Call:
     params: dict[str, Any]
     body: Any
     headers: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = ""
 
     @property
     def actor(self) -> str | None:

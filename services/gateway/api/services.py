@@ -19,5 +19,13 @@ class Services:
     allowlists: Allowlists
 
     async def rpc(self, call: Call, method: Any, request: Any) -> Any:
-        """``method(request)`` for the call's tenant and actor; raises grpc.aio.AioRpcError."""
-        return await self.upstream.call(method, request, tenant=call.tenant, actor=call.actor)
+        """``method(request)`` for the call's tenant and actor, naming where it came from (the
+        client address and request id, for the audit trail); raises grpc.aio.AioRpcError."""
+        return await self.upstream.call(
+            method,
+            request,
+            tenant=call.tenant,
+            actor=call.actor,
+            client_address=str(call.client_ip) if call.client_ip is not None else None,
+            request_id=call.request_id,
+        )
