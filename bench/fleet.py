@@ -68,7 +68,7 @@ def run(settings: Settings, admin_dsn: str, slugs: list[str]) -> list[dict]:
         took = time.perf_counter() - t0
         log(f"fleet migrate_fleet: {took:.1f} s")
         t0 = time.perf_counter()
-        again = fleet.migrate_fleet(settings, tenants, concurrency=concurrency)
+        again = fleet.migrate_fleet(settings, tenants, services=SERVICES, concurrency=concurrency)
         rerun = time.perf_counter() - t0
     jobs = [r for r in reports if not r.tenant.startswith("(template")]
     templates = [r for r in reports if r.tenant.startswith("(template")]
