@@ -306,7 +306,9 @@ def _only() -> None:
 
     deployment = "h" + uuid.uuid4().hex[:8]
     run_dir = ROOT / ".run" / f"bench-{deployment}"
-    stack = Stack(deployment, "postgresql://unused@127.0.0.1:9/x", "amqp://unused", run_dir)
+    # Neither is connected to; the broker URL names a user of its own, as outside development.
+    broker = f"amqp://{deployment}:unused@127.0.0.1:9/{deployment}"
+    stack = Stack(deployment, "postgresql://unused@127.0.0.1:9/x", broker, run_dir)
     try:
         figs, raw = run(stack.env(), rounds=int(sys.argv[2]) if len(sys.argv) > 2 else 3)
     finally:
