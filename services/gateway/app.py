@@ -38,6 +38,7 @@ from ontrackio.gateway.openapi import document
 from ontrackio.gateway.problems import ProblemGuardMiddleware, install_problem_handlers, problem
 from ontrackio.gateway.ratelimit import TokenBucketLimiter
 from ontrackio.gateway.refusals import RefusalReporter
+from ontrackio.gateway.request_id import RequestIdMiddleware
 from ontrackio.gateway.sessions import SessionAuthenticator
 from ontrackio.gateway.settings import GatewaySettings, load_settings
 from ontrackio.gateway.tenants import TenantRouter
@@ -284,8 +285,11 @@ def build_app(gw: Gateway) -> ASGIApp:
         get_allowlist=gw.allowlists.for_tenant,
         on_admin_denied=gw.checks.on_admin_denied,
     )
-    return ProblemGuardMiddleware(
-        SecurityHeadersMiddleware(Probes(edge, gw), hsts_max_age=gw.settings.hsts_max_age)
+    # Outermost: every response, the guard's own problems included, names its request.
+    return RequestIdMiddleware(
+        ProblemGuardMiddleware(
+            SecurityHeadersMiddleware(Probes(edge, gw), hsts_max_age=gw.settings.hsts_max_age)
+        )
     )
 
 

@@ -209,7 +209,7 @@ def test_gateway_lists_the_trail_as_json_and_csv_and_records_its_refusals(gatewa
     400, and the refusals the gateway decides (missing scope, allowlist) become entries."""
     slug = unique("ag")
     create_tenant(channels, slug)
-    _, admin = make_token(channels, slug, "admin")
+    _, admin = make_token(channels, slug, "admin", "api:read")  # may mint api:read tokens
     _, reader = make_token(channels, slug, "api:read")
     for _ in range(3):
         make_token(channels, slug, "api:read")

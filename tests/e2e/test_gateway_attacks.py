@@ -243,7 +243,9 @@ def test_host_variants(gateway, tenant_a, channels):
 
 
 def _without_date(reply):
-    return {k: v for k, v in reply.headers.items() if k != "date"}
+    # Date and the request id differ between any two responses; both must be present.
+    assert {"date", "x-request-id"} <= set(reply.headers), reply.headers
+    return {k: v for k, v in reply.headers.items() if k not in ("date", "x-request-id")}
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ path and query parameters → body per kind → handler → errors in the declar
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +27,7 @@ from ontrackio.gateway.openapi import Invalid, validate
 from ontrackio.gateway.problems import problem, problem_from_rpc_error, response_from_http_exception
 from ontrackio.gateway.ratelimit import TokenBucketLimiter, too_many_requests
 from ontrackio.gateway.refusals import RefusalReporter
+from ontrackio.gateway.request_id import request_id_of
 from ontrackio.gateway.sessions import SessionAuthenticator, session_cookie, sign_in_required
 from ontrackio.gateway.text import UnsafeText, check_text
 
@@ -184,21 +184,8 @@ async def _serve(op: Operation, checks: Checks, services: Any, request: Request)
     )
 
 
-REQUEST_ID_HEADER = "X-Request-Id"
-
-
-def request_id_of(request: Request) -> str:
-    """This request's id: made here, once per request (a client's own header is not
-    believed: it would let a caller write what it likes into the audit trail)."""
-    rid = request.scope.setdefault("state", {}).get("request_id")
-    if rid is None:
-        rid = request.scope["state"]["request_id"] = uuid.uuid4().hex
-    return rid
-
-
 def endpoint(op: Operation, checks: Checks, services: Any):
-    """The Starlette endpoint for ``op``; ``services`` is handed to its handler as is. Every
-    answer names the request's id (``X-Request-Id``), as do the audit entries it caused."""
+    """The Starlette endpoint for ``op``; ``services`` is handed to its handler as is."""
 
     async def run(request: Request) -> Response:
         try:
@@ -207,9 +194,7 @@ def endpoint(op: Operation, checks: Checks, services: Any):
             response = response_from_http_exception(exc)
         except grpc.aio.AioRpcError as exc:
             response = problem_from_rpc_error(exc)
-        response = render(op.errors, response)
-        response.headers[REQUEST_ID_HEADER] = request_id_of(request)
-        return response
+        return render(op.errors, response)
 
     run.__name__ = op.operation_id
     return run
