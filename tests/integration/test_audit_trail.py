@@ -132,6 +132,27 @@ def test_trail_belongs_to_the_audit_role_in_a_template_clone(settings, tenant):
 # -- the chain ----------------------------------------------------------------------------------
 
 
+def test_the_sealer_runs_none_of_the_tenants_temporary_objects(tenant):
+    """audit.seal runs as the audit role: a type the tenant shadows in its temporary schema
+    (a domain whose check deletes the trail) must not be what it resolves."""
+    _, conninfo, _ = tenant
+    with as_tenant(conninfo) as conn:
+        for i in range(3):
+            audit_log.append(conn, entry(i))
+        conn.execute(
+            "CREATE FUNCTION pg_temp.wipe(v pg_catalog.bytea) RETURNS boolean"
+            " LANGUAGE plpgsql AS $$ BEGIN DELETE FROM audit.seals; DELETE FROM audit.entries;"
+            " RETURN true; END $$"
+        )
+        for name in ("bytea", "text", "xid8"):
+            conn.execute(
+                f"CREATE DOMAIN pg_temp.{name} AS pg_catalog.{name}"
+                + (" CHECK (pg_temp.wipe(VALUE))" if name == "bytea" else "")
+            )
+        conn.execute("SELECT audit.seal(10)")
+        assert conn.execute("SELECT count(*) FROM audit.entries").fetchone()[0] == 3
+
+
 def test_appended_entries_are_sealed_into_a_chain_that_verifies(tenant):
     _, conninfo, db = tenant
     with as_tenant(conninfo, autocommit=False) as conn:
