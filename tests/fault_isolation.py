@@ -7,9 +7,10 @@ rules keep a fault from spilling into the tests that share that system:
   directory it comes from), so a slow recovery can reach other fault tests only;
 - after each fault test that used the session's system (`recovers_from_its_fault`, autouse
   there), the system must be whole again within RECOVERY_SECONDS: every process running
-  and ready, and every queue of the deployment's virtual host consumed by at least as many
-  consumers as before the test. If not, that test fails at its teardown naming what did
-  not come back, instead of some later test failing for a reason it cannot show.
+  and ready, every shared queue of the deployment's virtual host consumed by at least as
+  many consumers as before the test, and as many consumers in all. If not, that test fails
+  at its teardown naming what did not come back, instead of some later test failing for a
+  reason it cannot show.
 """
 
 from __future__ import annotations
@@ -40,30 +41,40 @@ def vhost_of(amqp_url: str) -> str:
     return unquote(path[1:]) if len(path) > 1 else "/"
 
 
-def consumers(vhost: str) -> dict[str, int]:
-    """Queue name -> number of consumers, for every queue of `vhost`."""
+def consumers(vhost: str) -> dict[str, tuple[int, bool]]:
+    """Queue name -> (number of consumers, exclusive), for every queue of `vhost`."""
     out = infra.rabbitmqctl(
-        "list_queues", "--quiet", "-p", vhost, "name", "consumers", "--formatter", "json"
-    )
+        "list_queues", "--quiet", "-p", vhost, "name", "consumers", "exclusive",
+        "--formatter", "json",
+    )  # fmt: skip
     if out.returncode != 0:
         raise AssertionError(f"rabbitmqctl list_queues failed: {out.stderr.strip()}")
-    return {q["name"]: int(q["consumers"]) for q in json.loads(out.stdout or "[]")}
+    return {
+        q["name"]: (int(q["consumers"]), bool(q["exclusive"]))
+        for q in json.loads(out.stdout or "[]")
+    }
 
 
-def missing_consumers(before: dict[str, int], now: dict[str, int]) -> list[str]:
-    """What `now` lacks compared with `before`: queues with fewer consumers, and fewer
-    consumers in all (a gateway worker's server-named queue comes back under a new name)."""
+def missing_consumers(
+    before: dict[str, tuple[int, bool]], now: dict[str, tuple[int, bool]]
+) -> list[str]:
+    """What `now` lacks compared with `before`: shared queues with fewer consumers, and
+    fewer consumers in all. An exclusive queue (a gateway worker's invalidation queue)
+    goes with its connection and comes back under a new name, so it counts in the total
+    only."""
     lacking = [
-        f"{name}: {now.get(name, 0)} of {n} consumers"
-        for name, n in sorted(before.items())
-        if not name.startswith("amq.gen-") and now.get(name, 0) < n
+        f"{name}: {now.get(name, (0, False))[0]} of {n} consumers"
+        for name, (n, exclusive) in sorted(before.items())
+        if not exclusive and now.get(name, (0, False))[0] < n
     ]
-    if sum(now.values()) < sum(before.values()):
-        lacking.append(f"{sum(now.values())} of {sum(before.values())} consumers in all")
+    total_before = sum(n for n, _ in before.values())
+    total_now = sum(n for n, _ in now.values())
+    if total_now < total_before:
+        lacking.append(f"{total_now} of {total_before} consumers in all")
     return lacking
 
 
-def assert_whole(system, before: dict[str, int] | None) -> None:
+def assert_whole(system, before: dict[str, tuple[int, bool]] | None) -> None:
     exited = {n: p.returncode for n, p in system.procs.items() if p.poll() is not None}
     if exited:  # no waiting helps here
         pytest.fail(f"processes exited during the fault test: {exited}", pytrace=False)

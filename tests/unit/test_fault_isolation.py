@@ -52,23 +52,32 @@ def test_vhost_of(url, vhost):
     assert fi.vhost_of(url) == vhost
 
 
-def test_missing_consumers_names_queues_with_fewer_and_the_total():
-    before = {"identity.events": 2, "privacy.events": 1, "amq.gen-old": 1}
-    now = {"identity.events": 1, "privacy.events": 1, "amq.gen-new": 0}
+SHARED, EXCLUSIVE = False, True
+
+
+def test_missing_consumers_names_shared_queues_with_fewer_and_the_total():
+    before = {"identity.events": (2, SHARED), "privacy.events": (1, SHARED), "gw.1": (1, EXCLUSIVE)}
+    now = {"identity.events": (1, SHARED), "privacy.events": (1, SHARED), "gw.2": (0, EXCLUSIVE)}
     assert fi.missing_consumers(before, now) == [
         "identity.events: 1 of 2 consumers",
         "2 of 4 consumers in all",
     ]
 
 
-def test_missing_consumers_accepts_server_named_queues_coming_back_renamed():
-    before = {"identity.events": 2, "amq.gen-old": 1}
-    now = {"identity.events": 2, "amq.gen-new": 1}
+def test_exclusive_queues_may_come_back_under_new_names():
+    before = {"identity.events": (2, SHARED), "gw.a1": (1, EXCLUSIVE), "gw.b1": (1, EXCLUSIVE)}
+    now = {"identity.events": (2, SHARED), "gw.a2": (1, EXCLUSIVE), "gw.b2": (1, EXCLUSIVE)}
     assert fi.missing_consumers(before, now) == []
 
 
-def test_a_queue_gone_altogether_counts_as_zero_consumers():
-    assert fi.missing_consumers({"inventory.events": 1}, {}) == [
+def test_an_exclusive_queue_that_does_not_come_back_is_missed_in_the_total():
+    before = {"gw.a1": (1, EXCLUSIVE), "gw.b1": (1, EXCLUSIVE)}
+    now = {"gw.a2": (1, EXCLUSIVE)}
+    assert fi.missing_consumers(before, now) == ["1 of 2 consumers in all"]
+
+
+def test_a_shared_queue_gone_altogether_counts_as_zero_consumers():
+    assert fi.missing_consumers({"inventory.events": (1, SHARED)}, {}) == [
         "inventory.events: 0 of 1 consumers",
         "0 of 1 consumers in all",
     ]
