@@ -19,21 +19,48 @@ T = TypeVar("T")
 
 
 def eventually(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.1) -> T:
-    """Retry `check` until it returns a truthy value; at timeout re-raise its last error."""
+    """Call `check` until it returns a truthy value, and return that value: the way a test
+    waits for the system (never a bare sleep).
+
+    A falsy result or an `Exception` (an `AssertionError` from an asserting function
+    included) means "not yet"; at `timeout` seconds the last one is reported: the last
+    exception re-raised with a note saying how long it was retried, or an AssertionError
+    naming the last falsy value. `BaseException`s that are not `Exception`s
+    (KeyboardInterrupt, SystemExit, pytest.fail and pytest-timeout's interruption) are never
+    retried. `check` is called at least once, and once more at the deadline; a single call
+    is not interrupted, so bound the calls it makes (pass timeouts to RPCs). For an asserting
+    function that returns nothing, use `eventually_passes`.
+    """
+    return _retry(check, bool, timeout, interval)
+
+
+def eventually_passes(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.1) -> T:
+    """As `eventually`, for a check that asserts: done as soon as `check` returns without
+    raising, whatever it returns (None included); returns that."""
+    return _retry(check, lambda _: True, timeout, interval)
+
+
+def _retry(check: Callable[[], T], done: Callable[[T], bool], timeout, interval) -> T:
     deadline = time.monotonic() + timeout
+    attempts = 0
     while True:
+        attempts += 1
         try:
             value = check()
-            if value:
+        except Exception as exc:  # noqa: BLE001 - "not yet": retried until the deadline
+            last: object = exc
+        else:
+            if done(value):
                 return value
-            last: object = value
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
-            last = exc
-        if time.monotonic() > deadline:
-            if isinstance(last, BaseException):
+            last = value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            said = f"still failing after {timeout} s ({attempts} attempts)"
+            if isinstance(last, Exception):
+                last.add_note(f"eventually: {said}")
                 raise last
-            raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
-        time.sleep(interval)
+            raise AssertionError(f"eventually: {said}; the last result was {last!r}")
+        time.sleep(min(interval, remaining))
 
 
 def create_tenant(channels, slug: str, tier=ipb.TIER_BUSINESS, domains=(), timeout=30.0):

@@ -35,9 +35,18 @@ def test_broker_connections_killed_while_events_flow(system, channels, settings)
     create_tenant(channels, slug)
     users = igrpc.UserServiceStub(channels["identity"])
     total, errors = 60, []
+    # Kill k is made once the producer has sent kill_at[k] writes, and the producer sends no
+    # more than go_on[k] before kill k is done: every kill lands while writes (and so their
+    # events) are in flight, however fast or slow the machine is.
+    kill_at, go_on = (10, 25, 40), (20, 35, 50)
+    killed = [threading.Event() for _ in kill_at]
+    sent = [0]
 
     def produce():
         for i in range(total):
+            if i in go_on and not killed[go_on.index(i)].wait(60):
+                errors.append(f"kill {go_on.index(i)} not made within 60 s")
+                return
             try:
                 users.CreateUser(
                     ipb.CreateUserRequest(email=f"u{i}@{slug}.example"),
@@ -46,17 +55,20 @@ def test_broker_connections_killed_while_events_flow(system, channels, settings)
                 )
             except Exception as exc:  # noqa: BLE001 - collected for the assertion
                 errors.append(exc)
-            time.sleep(0.02)
+            sent[0] = i + 1
+            time.sleep(0.02)  # a steady stream of writes, not a burst: part of the scenario
 
-    producer = threading.Thread(target=produce)
+    producer = threading.Thread(target=produce, daemon=True)
     producer.start()
-    for _ in range(3):  # kill every connection of this deployment, three times over
-        time.sleep(0.4)
+    for k, at in enumerate(kill_at):  # kill every connection of this deployment, three times
+        eventually(lambda at=at: sent[0] >= at or errors, timeout=60)
         out = infra.rabbitmqctl(
             "close_all_connections", "--vhost", settings.deployment, "fault test"
         )
         assert out.returncode == 0, out.stderr
-    producer.join()
+        killed[k].set()
+    producer.join(120)
+    assert not producer.is_alive(), f"the producer is stuck after {sent[0]} of {total} writes"
     assert errors == []  # writes never depended on the broker
 
     eventually(
@@ -100,12 +112,24 @@ def test_killed_database_backends_are_replaced(system, channels, settings):
     )
     role = Names(settings.deployment, "inventory").tenant_role(slug)
     with Clusters(settings).admin_connect("main") as admin:
-        killed = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
-            (role,),
-        ).fetchone()[0]
-    assert killed >= 1
-    time.sleep(0.2)
+        killed = [
+            pid
+            for pid, terminated in admin.execute(  # the target list runs only where WHERE holds
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (role,),
+            )
+            if terminated
+        ]
+        assert killed
+        # A terminated backend sends its FATAL notice to the client and then leaves
+        # pg_stat_activity: once none is listed, every pooled socket of them is readable.
+        eventually(
+            lambda: (
+                not admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", (killed,)
+                ).fetchall()
+            )
+        )
     for _ in range(5):  # the very next calls succeed: dead connections are never handed out
         got = assets.GetAsset(apb.GetAssetRequest(id=asset.id), metadata=md(slug), timeout=5)
         assert got.id == asset.id

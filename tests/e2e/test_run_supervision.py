@@ -55,6 +55,9 @@ def supervised(stack):
         sup.stop()
 
 
+# Starts a whole process set of its own (up to 90 s to be ready on a loaded machine), then
+# waits for a restart and a provisioning: more than the suite's 300 s is possible.
+@pytest.mark.timeout(600)
 def test_a_killed_worker_comes_back_and_stop_leaves_nothing(stack, supervised):
     sup, console = supervised
     eventually(lambda: set(sup.states().values()) == {"RUNNING"}, timeout=30)

@@ -12,6 +12,7 @@ from psycopg import sql
 
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.db.pools import PoolManager, PoolTimeout
+from tests.helpers import eventually
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +72,16 @@ def test_waits_then_times_out_when_all_connections_are_busy(settings, databases,
     pools.close()
 
 
-def test_idle_connections_are_closed(settings, databases, app_name):
+def test_idle_connections_are_closed_by_the_reaper(settings, databases, app_name):
+    """Nobody calls reap(): the manager's own reaper thread closes the connection once it
+    has been idle for idle_seconds, and its backend goes away."""
     pools = PoolManager(max_total=3, max_per_tenant=2, idle_seconds=0.2, acquire_timeout=2)
     with pools.connection(databases[0], conninfo(settings, databases[0], app_name)) as c:
         c.execute("SELECT 1")
     assert len(backends(settings, app_name)) == 1
-    time.sleep(0.3)
-    assert pools.reap() == 1
-    time.sleep(0.1)
-    assert backends(settings, app_name) == []
+    eventually(lambda: pools.stats().closed == 1, timeout=10)
+    assert pools.stats().total == 0
+    eventually(lambda: backends(settings, app_name) == [], timeout=10)
     pools.close()
 
 
@@ -90,7 +92,8 @@ def test_killed_backend_is_replaced_without_an_error(settings, databases, app_na
         first = conn.info.backend_pid
     with Clusters(settings).admin_connect("main") as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (first,))
-    time.sleep(0.2)
+    # Gone from pg_stat_activity only after it sent its FATAL notice: the socket is readable.
+    eventually(lambda: first not in backends(settings, app_name))
     with pools.connection(db, conninfo(settings, db, app_name)) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
         assert conn.info.backend_pid != first

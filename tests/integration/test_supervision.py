@@ -19,6 +19,8 @@ from ontrackio.devtools.stack import ROOT
 from ontrackio.devtools.supervision import SupervisionError, Supervisor
 from tests.helpers import eventually
 
+# The programs' own sleeps are their behaviour (a program that runs until it is stopped, one
+# that crashes after running a while), not the test waiting: the test waits with eventually.
 SLEEPER = "import time; print('sleeper up', flush=True); time.sleep(600)"
 CRASHER = "import sys; print('crasher dies', flush=True); sys.exit(3)"
 # Starts a grandchild in its own process group's care, then sleeps: the grandchild must go
@@ -147,6 +149,7 @@ def test_a_program_that_keeps_crashing_after_starting_is_stopped_and_reported(tm
     """supervisord restarts a program that ran past startsecs at once, forever; the
     supervision stops it once it has crashed more than max_restarts times in the window."""
     console = Console()
+    # Runs 2.5 s, past startsecs (1 s), so supervisord counts it as started before it dies.
     flaky = "import time; print('flaky up', flush=True); time.sleep(2.5); raise SystemExit(1)"
     sup = Supervisor(
         tmp_path,

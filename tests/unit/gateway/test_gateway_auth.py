@@ -63,23 +63,36 @@ def test_scopes_must_be_known():
 
 
 def test_cache_single_flight_negative_answers_and_invalidation():
+    """Loads are held until the test lets them finish, so every caller below has asked
+    while the load was in flight (the event loop runs ready tasks in order: the 19 others
+    reach the cache before the test resumes from `started`)."""
+
     async def scenario():
         cache = TTLCache(10, negative_ttl=10)
         calls = []
+        started, finish = asyncio.Event(), asyncio.Event()
 
         async def load():
             calls.append(1)
-            await asyncio.sleep(0.01)
+            started.set()
+            await finish.wait()
             return None
 
-        assert await asyncio.gather(*[cache.get("k", load) for _ in range(20)]) == [None] * 20
+        getters = [asyncio.create_task(cache.get("k", load)) for _ in range(20)]
+        await started.wait()
+        assert not any(g.done() for g in getters)  # all waiting on the one load
+        finish.set()
+        assert await asyncio.gather(*getters) == [None] * 20
         assert len(calls) == 1 and cache.cached("k")
         # An invalidation during a load keeps the load's answer out of the cache.
+        started.clear()
+        finish.clear()
         slow = asyncio.create_task(cache.get("j", load))
-        await asyncio.sleep(0)
+        await started.wait()
         cache.invalidate("j")
+        finish.set()
         await slow
-        assert not cache.cached("j")
+        assert len(calls) == 2 and not cache.cached("j")
 
     asyncio.run(scenario())
 
@@ -101,11 +114,13 @@ class FakeUpstream:
         self.records = records
         self.lookups = 0
         self.touches = 0
+        self.touched = asyncio.Event()  # set by the first TouchToken (made in the background)
         self.access = SimpleNamespace(LookupToken="lookup", TouchToken="touch")
 
     async def call(self, method, request, *, tenant=None, actor=None, timeout=None):
         if method == "touch":
             self.touches += 1
+            self.touched.set()
             return apb.TouchTokenResponse()
         self.lookups += 1
         record = self.records.get((tenant, request.id))
@@ -151,7 +166,9 @@ def test_authenticator_accepts_a_valid_token_and_caches_it():
         for _ in range(5):
             p = await auth.authenticate(f"Bearer {good.bearer}", "acme", ip_address("192.0.2.1"))
             assert isinstance(p, Principal) and "api:read" in p.scopes
-        await asyncio.sleep(0.01)
+        # Touches run as background tasks, created during the requests above: by the time
+        # the first has run and the test resumes, any other would have run too.
+        await asyncio.wait_for(up.touched.wait(), 5)
         assert up.lookups == 1 and up.touches == 1
 
     asyncio.run(scenario())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from contextlib import contextmanager
 from unittest.mock import patch
 
@@ -16,6 +15,7 @@ from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core.directory import TenantInfo
 from ontrackio.core.groupcommit import GroupCommitter, Work
 from ontrackio.identity.v1 import events_pb2
+from tests.helpers import eventually
 
 INFO = TenantInfo("acme", "active", "main", "business")
 
@@ -31,21 +31,34 @@ class FakeUnit:
 
 
 class FakeDatabases:
-    """Commits a unit's rows only if its block ends without an exception."""
+    """Commits a unit's rows only if its block ends without an exception.
 
-    def __init__(self):
+    With `gated`, each commit first says it has started (`started`, a semaphore released
+    once per commit) and then waits for the test to let it finish (`finish.release()`), so
+    a test decides what queues up behind a commit instead of guessing how long one takes.
+    """
+
+    def __init__(self, gated: bool = False):
         self.inbox: set[str] = set()
         self.rows: list[str] = []
         self.commits = 0
+        self.gated = gated
+        self.started = threading.Semaphore(0)
+        self.finish = threading.Semaphore(0)
 
     @contextmanager
     def unit_of_work(self, info):
         u = FakeUnit(self)
         yield u
-        time.sleep(0.05)  # a commit takes a while: others queue up behind it
+        if self.gated:
+            self.started.release()
+            assert self.finish.acquire(timeout=10), "the test never let the commit finish"
         self.inbox.update(u.inbox)
         self.rows += u.rows
         self.commits += 1
+
+    def commit_started(self) -> None:
+        assert self.started.acquire(timeout=10), "no commit started"
 
 
 def event(n: int):
@@ -58,20 +71,29 @@ def work(ev, effect) -> Work:
     return Work(ev, ev.message(), effect, otel_context.get_current())
 
 
-def run_concurrently(committer, items):
-    """Each (event, effect) handed over by a thread of its own, a little apart."""
-    results = {}
+def queued(committer: GroupCommitter, slug: str = "acme") -> int:
+    """Work items waiting behind the tenant's commit in progress (read under the
+    committer's lock; for synchronisation only)."""
+    with committer._lock:
+        return len(committer._queues.get(slug, []))
+
+
+def in_threads(committer, items, results) -> list[threading.Thread]:
+    """Each (event, effect) handed over by a thread of its own; `results[id]` its outcome."""
 
     def go(ev, effect):
         results[ev.id] = committer.apply(INFO, [work(ev, effect)])[0]
 
-    threads = [threading.Thread(target=go, args=item) for item in items]
+    threads = [threading.Thread(target=go, args=item, daemon=True) for item in items]
     for t in threads:
         t.start()
-        time.sleep(0.005)
+    return threads
+
+
+def joined(threads) -> None:
     for t in threads:
-        t.join(5)
-    return results
+        t.join(10)
+    assert not any(t.is_alive() for t in threads), "a caller is still waiting"
 
 
 def record(u, payloads):
@@ -79,15 +101,24 @@ def record(u, payloads):
 
 
 def test_concurrent_events_share_commits_and_apply_once():
-    db = FakeDatabases()
+    """Seven events handed over while the first one's commit is in progress go in one
+    commit after it: two commits for eight events."""
+    db = FakeDatabases(gated=True)
     committer = GroupCommitter(db)
     events = [event(i) for i in range(8)]
-    results = run_concurrently(committer, [(e, record) for e in events])
+    results: dict = {}
+    threads = in_threads(committer, [(events[0], record)], results)
+    db.commit_started()
+    threads += in_threads(committer, [(e, record) for e in events[1:]], results)
+    eventually(lambda: queued(committer) == 7, timeout=10)
+    db.finish.release(2)
+    joined(threads)
     assert all(results[e.id] is True for e in events)
     assert sorted(db.rows, key=int) == [str(i) for i in range(8)]
-    assert db.commits < 8  # batched
-    again = run_concurrently(committer, [(events[0], record)])
-    assert again[events[0].id] is False and len(db.rows) == 8  # a redelivery is skipped
+    assert db.commits == 2  # batched: the first alone, the seven behind it together
+    db.gated = False
+    assert committer.apply(INFO, [work(events[0], record)]) == [False]  # a redelivery
+    assert len(db.rows) == 8 and db.commits == 3
 
 
 def test_a_batch_applies_each_event_once_even_if_it_holds_copies():
@@ -120,27 +151,24 @@ def test_a_failing_event_fails_alone():
 
 
 def test_the_committing_caller_returns_after_its_own_batch():
-    """Whoever commits hands over to the oldest waiter instead of serving everyone."""
-    db = FakeDatabases()
+    """Whoever commits hands over to the oldest waiter instead of serving everyone: the
+    first caller has returned while the second commit (of those queued behind it) is still
+    in progress."""
+    db = FakeDatabases(gated=True)
     committer = GroupCommitter(db)
-    returned: dict[str, float] = {}
-    start = time.monotonic()
-
-    def go(ev):
-        committer.apply(INFO, [work(ev, record)])
-        returned[ev.id] = time.monotonic() - start
-
     first = event(0)
-    threads = [threading.Thread(target=go, args=(first,))]
-    threads[0].start()
-    time.sleep(0.01)  # the first is committing (50 ms); the rest queue behind it
-    for i in range(1, 6):
-        t = threading.Thread(target=go, args=(event(i),))
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join(5)
-    assert returned[first.id] < 0.09  # one commit, not the next batch as well
+    results: dict = {}
+    threads = in_threads(committer, [(first, record)], results)
+    db.commit_started()
+    rest = in_threads(committer, [(event(i), record) for i in range(1, 6)], results)
+    eventually(lambda: queued(committer) == 5, timeout=10)
+    db.finish.release()  # the first commit ends ...
+    db.commit_started()  # ... and the next one, of the five, has begun: it is held there
+    threads[0].join(10)
+    assert not threads[0].is_alive(), "the first caller is committing the others' batch"
+    assert results == {first.id: True}
+    db.finish.release()
+    joined(threads + rest)
     assert len(db.rows) == 6 and db.commits == 2
 
 

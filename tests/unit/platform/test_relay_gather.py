@@ -4,7 +4,6 @@ unit whose caller awaits the publish (a revocation) ends the gather at once."""
 from __future__ import annotations
 
 import threading
-import time
 from contextlib import contextmanager
 
 from ontrackio.catalogue import DEPLOYMENT
@@ -47,18 +46,29 @@ class FakePools:
         yield FakeConn()
 
 
+class GatherWatch(threading.Event):
+    """The relay's `_urgent` event, telling the test when the gather starts waiting on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout=None):
+        self.waiting.set()
+        return super().wait(timeout)
+
+
 def test_an_urgent_unit_ends_the_gather_and_takes_the_waiting_units_along(monkeypatch):
     monkeypatch.setattr(relay_mod, "GATHER_SECONDS", 30.0)  # a gather that would outlast the test
     publisher = FakePublisher()
     relay = Relay([publisher], FakePools())
-    t0 = time.monotonic()
+    relay._urgent = watch = GatherWatch()
     e1, e2 = revoked("1"), revoked("2")
     first = relay.submit("db", "a", lambda: "", [e1])
-    time.sleep(0.05)
-    assert not publisher.published.is_set()  # still gathering
+    assert watch.waiting.wait(5), "the relay never gathered"
+    assert not publisher.published.is_set()  # gathering: the first unit is held
     urgent = relay.submit("db", "a", lambda: "", [e2], urgent=True)
-    assert urgent.wait(5) and first.is_set()
-    assert time.monotonic() - t0 < 5
+    assert urgent.wait(5) and first.is_set()  # within 5 s: long before the 30 s gather ends
     assert publisher.batches == [[e1, e2]]  # one batch: the waiting unit went along
 
 
