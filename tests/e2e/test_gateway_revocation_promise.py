@@ -15,13 +15,15 @@ import pytest
 
 from ontrackio.gateway.settings import GatewaySettings
 from ontrackio.identity.v1 import access_pb2 as apb
-from tests.e2e.test_gateway_kit import (
+from tests.e2e.test_gateway_kit import (  # noqa: F401 - gateway and tenant_a are fixtures
     Conn,
     _read_reply,
     access_stub,
+    gateway_fixture,
     make_token,
     new_source,
     request_bytes,
+    tenant_a_fixture,
 )
 from tests.helpers import md
 
