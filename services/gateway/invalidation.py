@@ -2,8 +2,10 @@
 
 A kombu consumer runs in a daemon thread and hands each event to the worker's event loop
 (``call_soon_threadsafe``). Routing keys: ``token_revoked`` and ``allowlist_changed`` on the
-topic exchange ``identity.events``. After a lost connection the caches are cleared on
-reconnect (events may have been missed); the TTLs bound staleness while disconnected.
+topic exchange ``identity.events``. Events may be missed while the connection is down, so
+the caches are cleared when it is lost, after every failed reconnection attempt (one a
+second) and again once the queue is bound anew: while disconnected, no cached record is
+older than about a second (the TTLs bound staleness only for an event lost while connected).
 """
 
 from __future__ import annotations
