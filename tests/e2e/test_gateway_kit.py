@@ -15,6 +15,7 @@ from ontrackio.identity.v1 import access_pb2 as apb
 from ontrackio.identity.v1 import access_pb2_grpc as agrpc
 from tests.conftest import unique
 from tests.helpers import create_tenant, md
+from tests.prom import Scrape
 
 _sources = itertools.count(2)
 
@@ -153,7 +154,9 @@ class Gateway:
         )
 
     def metric(self, name: str, **labels: str) -> float:
-        """Sum of a counter over every worker (read from /metrics on loopback)."""
+        """Sum of a counter over every worker (read from /metrics on loopback); 0 when no
+        series matches. To show that something did not move use `counter`, which refuses a
+        missing series."""
         text = raw(self.port, request_bytes("GET", "/metrics", "localhost", close=True)).body
         total = 0.0
         for line in text.decode().splitlines():
@@ -161,6 +164,17 @@ class Gateway:
             if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
                 total += float(m.group(2))
         return total
+
+    def scrape(self) -> Scrape:
+        """The gateway's /metrics (every worker's counters summed by series)."""
+        r = raw(self.port, request_bytes("GET", "/metrics", "localhost", close=True))
+        assert r.status == 200, r
+        return Scrape.parse(r.body.decode())
+
+    def counter(self, name: str, **labels: str) -> float:
+        """A counter's value summed over the series matching `labels`; AssertionError when
+        none exists (so "unchanged" never compares two defaults)."""
+        return self.scrape().value(f"{name}_total", **labels)
 
 
 def access_stub(channels):

@@ -94,6 +94,10 @@ def test_a_token_mints_a_narrower_token(channels, tenant, minter):
 
 def test_a_revoked_or_unknown_token_mints_nothing(channels, tenant):
     made = mint(channels, tenant, scopes=["admin"])
+    # Positive control: before its revocation the same token, asking the same, mints.
+    assert mint(
+        channels, tenant, f"token:{made.token.id}", scopes=["admin"], expires_in=60
+    ).token.id
     stub(channels).RevokeToken(apb.RevokeTokenRequest(id=made.token.id), metadata=md(tenant))
     for actor in (f"token:{made.token.id}", "token:" + "0" * 24, "token:", "token:x'; --"):
         err = refusal(lambda a=actor: mint(channels, tenant, a, scopes=["admin"], expires_in=60))
@@ -127,16 +131,24 @@ def test_an_unknown_caller_address_counts_as_locked_out(channels, caller):
 
 
 def test_a_caller_address_with_nul_is_refused_before_the_service(channels, tenant):
-    """NUL never reaches the lock-out guard: every API refuses it as INVALID_ARGUMENT."""
-    err = refusal(
-        lambda: stub(channels).SetAllowlist(
-            apb.SetAllowlistRequest(cidrs=["192.0.2.0/24"], caller_address="10.0.0.1\x00"),
+    """NUL never reaches the lock-out guard: every API refuses it as INVALID_ARGUMENT, where
+    the same request without the NUL is the guard's to answer."""
+
+    def set_list(caller_address):
+        return stub(channels).SetAllowlist(
+            apb.SetAllowlistRequest(cidrs=["192.0.2.0/24"], caller_address=caller_address),
             metadata=md(tenant),
             timeout=10,
         )
-    )
+
+    err = refusal(lambda: set_list("10.0.0.1\x00"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.details() == "caller_address: NUL characters are not allowed"
+    # Positive control: without the NUL the request reaches the guard, which refuses to lock
+    # 10.0.0.1 out unconfirmed.
+    guarded = refusal(lambda: set_list("10.0.0.1"))
+    assert guarded.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "confirm_lockout" in guarded.details()
     kept = stub(channels).GetAllowlist(apb.GetAllowlistRequest(), metadata=md(tenant))
     assert "192.0.2.0/24" not in kept.cidrs
 

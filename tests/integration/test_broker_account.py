@@ -10,6 +10,7 @@ import shutil
 import stat
 import uuid
 
+import amqp.exceptions
 import kombu
 import pytest
 
@@ -17,11 +18,14 @@ from ontrackio.devtools import infra
 
 
 def connects(url: str) -> bool:
+    """True if `url` logs in; False if the broker refuses it (bad credentials, or no rights
+    on the virtual host). Anything else (broker unreachable, a malformed URL) is raised: it
+    must not pass for a refusal."""
     try:
         with kombu.Connection(url, connect_timeout=5) as conn:
             conn.connect()
             return True
-    except Exception:  # noqa: BLE001 - access refused, or the vhost is gone
+    except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed):
         return False
 
 

@@ -60,11 +60,14 @@ def test_inventory_records_owners_and_leavers(settings, slug):
     assert rows == {a: ("a2@x.example", False), b: ("b@x.example", True), gone: ("", False)}
 
 
-def test_evidence_records_assets_once(settings, slug):
+def test_evidence_keeps_the_first_facts_of_an_asset(settings, slug):
+    """An asset listed twice in a batch, and again in a later one, keeps the facts it was
+    first recorded with."""
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     with unit(settings, "evidence", slug) as conn:
         u = UnitOfWork(conn, slug)
         metrics.record_assets(u, [(a, "laptop", True), (b, "phone", False), (a, "server", False)])
+        metrics.record_assets(u, [(b, "server", True)])
         rows = dict(
             (r[0], r[1:])
             for r in conn.execute(

@@ -1,4 +1,5 @@
-"""Events over the real RabbitMQ: duplicates applied once, poison messages retried then
+"""Events over the real RabbitMQ: duplicates applied once (seen through counters that are not
+idempotent, with a positive control that takes the inbox away), poison messages retried then
 parked in the dead-letter queue, listed and replayed by the CLI; a pack (several events in
 one message) settled event by event."""
 
@@ -6,21 +7,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import uuid
 
 import kombu
 import pytest
+from prometheus_client import REGISTRY
 
 from ontrackio.catalogue import DEPLOYMENT
+from ontrackio.core import entry
 from ontrackio.core.bus import Publisher
 from ontrackio.core.db.clusters import Clusters
+from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.tenancy import Names
+from ontrackio.core.worker import WorkerProcess, apply_batch
 from ontrackio.devtools import infra
 from ontrackio.identity.v1 import events_pb2
 from ontrackio.privacy.v1 import privacy_pb2, privacy_pb2_grpc
 from tests.conftest import unique
 from tests.helpers import create_tenant, eventually, md, ontrack
+from tests.prom import Scrape
 
 
 def inbox_rows(settings, service, slug, event_id) -> int:
@@ -38,25 +43,128 @@ def publisher(system, settings):
     p.close()
 
 
-def test_a_redelivered_event_is_applied_once(system, channels, settings, publisher):
+USER_CREATED = "identity.user_created"
+
+
+def handled(system, service: str) -> Scrape:
+    """The worker's metrics; its `ontrack_events_handled_total` counts every delivery by
+    outcome, so unlike an inbox row or an upsert it is not idempotent: a copy applied again
+    reads `applied` twice."""
+    return Scrape.fetch(system.ports[f"{service}-worker-metrics"])
+
+
+def outcomes(after: Scrape, before: Scrape, service: str, event_type: str = USER_CREATED):
+    """How many deliveries of `event_type` `service` counted as applied, duplicate and failed
+    since `before`. The applied series must exist (it shows the counter is read at all); a
+    duplicate or failed series the worker never created means no such delivery yet."""
+    name, labels = "ontrack_events_handled_total", {"service": service, "type": event_type}
+    counted = {"applied": after.rise(before, name, outcome="applied", **labels)}
+    for outcome in ("duplicate", "failed"):
+        present = after.has(name, outcome=outcome, **labels)
+        counted[outcome] = after.rise(before, name, outcome=outcome, **labels) if present else 0
+    return counted
+
+
+def test_a_redelivered_event_is_applied_once_and_counted_as_duplicates(
+    system, channels, settings, publisher
+):
+    """The same event five times: three copies in one message (one batch), then twice more
+    on its own after it was applied (as a redelivery after a lost acknowledgement comes,
+    meeting the inbox row of a committed transaction). Each consumer counts one `applied`
+    and four `duplicate` deliveries; the positive control of this detector is
+    test_without_the_inbox_check_the_counting_effect_sees_every_redelivery."""
     slug = unique("r")
     create_tenant(channels, slug)
     user_id = str(uuid.uuid4())
     event = DEPLOYMENT.events.new(
-        "identity.user_created",
-        slug,
-        events_pb2.UserCreated(user_id=user_id, email="dup@example.com"),
+        USER_CREATED, slug, events_pb2.UserCreated(user_id=user_id, email="dup@example.com")
     )
+    services = ("privacy", "inventory")
+    before = {s: handled(system, s) for s in services}
     publisher.publish([event, event, event])
-    priv = privacy_pb2_grpc.DataSubjectServiceStub(channels["privacy"])
-    eventually(
-        lambda: priv.GetDataSubject(
-            privacy_pb2.GetDataSubjectRequest(user_id=user_id), metadata=md(slug), timeout=5
+    for service in services:
+        eventually(lambda s=service: outcomes(handled(system, s), before[s], s)["applied"] >= 1)
+    for _ in range(2):
+        publisher.publish([event])
+    for service in services:
+        # Until all five deliveries are counted, whichever way: the assertion then says how.
+        counted = eventually(
+            lambda s=service: (
+                (o := outcomes(handled(system, s), before[s], s))["applied"] + o["duplicate"] >= 5
+                and o
+            )
         )
+        assert counted == {"applied": 1, "duplicate": 4, "failed": 0}, service
+        assert inbox_rows(settings, service, slug, event.id) == 1
+    priv = privacy_pb2_grpc.DataSubjectServiceStub(channels["privacy"])
+    subject = priv.GetDataSubject(
+        privacy_pb2.GetDataSubjectRequest(user_id=user_id), metadata=md(slug), timeout=5
     )
-    # Both consumers (privacy and inventory) recorded it exactly once.
-    eventually(lambda: inbox_rows(settings, "inventory", slug, event.id) == 1)
-    assert inbox_rows(settings, "privacy", slug, event.id) == 1
+    assert subject.email == "dup@example.com"
+
+
+@pytest.fixture(scope="module")
+def privacy_process(system, settings):
+    """The privacy worker's consuming code (`apply_batch`, its group committer and inbox)
+    run in this process on a runtime of its own, against the real tenant databases and
+    registry: what the worker does with a batch once the broker delivered it, with no broker
+    in between, so a test can take a part of it away."""
+    rt = entry.default_bootstrap("privacy", settings, DEPLOYMENT)
+    yield WorkerProcess(rt)
+    rt.close()
+
+
+def deliver_copies(process: WorkerProcess, slug: str) -> tuple[list[str], dict[str, float]]:
+    """One event delivered four times to a counting effect: twice in one batch, then twice
+    in batches of their own. Returns the user ids the effect was handed (a list: every call
+    appends, nothing absorbs a repeat) and the in-process duplicate-outcome counts."""
+    event = DEPLOYMENT.events.new(
+        USER_CREATED,
+        slug,
+        events_pb2.UserCreated(user_id=str(uuid.uuid4()), email="count@example.com"),
+    )
+    seen: list[str] = []
+
+    def counting_effect(uow, payloads):
+        seen.extend(m.user_id for m in payloads)
+
+    labels = {"service": "privacy", "type": USER_CREATED}
+
+    def count(outcome: str) -> float:
+        got = REGISTRY.get_sample_value(
+            "ontrack_events_handled_total", {**labels, "outcome": outcome}
+        )
+        return 0.0 if got is None else got  # an in-process counter born at its first increment
+
+    before = {o: count(o) for o in ("applied", "duplicate")}
+    wire = event.to_wire()
+    results = [apply_batch(process, [wire, wire], counting_effect)]
+    results += [apply_batch(process, [wire], counting_effect) for _ in range(2)]
+    assert not [r for batch in results for r in batch if isinstance(r, BaseException)], results
+    return seen, {o: count(o) - before[o] for o in before}
+
+
+def test_a_counting_effect_sees_a_redelivered_event_once(privacy_process, channels):
+    slug = unique("ci")
+    create_tenant(channels, slug)
+    seen, counted = deliver_copies(privacy_process, slug)
+    assert len(seen) == 1
+    assert counted == {"applied": 1, "duplicate": 3}
+
+
+def test_without_the_inbox_check_the_counting_effect_sees_every_redelivery(
+    privacy_process, channels, monkeypatch
+):
+    """The positive control of the two tests above: with the inbox statement taken away
+    (every event reported as new, nothing recorded) the same deliveries reach the effect
+    three times (the copy within one batch is still skipped by the committer) and count as
+    applied, so both detectors do see duplicates when the inbox lets them through."""
+    slug = unique("cx")
+    create_tenant(channels, slug)
+    monkeypatch.setattr(UnitOfWork, "first_deliveries", lambda self, events: {e.id for e in events})
+    seen, counted = deliver_copies(privacy_process, slug)
+    assert len(seen) == 3 and len(set(seen)) == 1
+    assert counted == {"applied": 3, "duplicate": 1}
 
 
 def test_poison_event_is_parked_listed_and_replayed(system, channels, settings, publisher):
@@ -130,9 +238,10 @@ def unsettled(settings, queue: str) -> int:
 def test_a_burst_with_bad_events_applies_the_rest_once_and_acks_everything(
     system, channels, settings, publisher
 ):
-    """One burst, consumed in batches: good events (and copies of some) applied once each,
-    a bad payload parked at once, an unknown tenant's event retried then parked, and
-    every message acknowledged (batch acks cover exactly what was handled)."""
+    """One burst, consumed in batches: good events (and copies of some) applied once each
+    (counted: 120 applied, 10 duplicates), a bad payload parked at once, an unknown
+    tenant's event retried then parked, and every message acknowledged (batch acks cover
+    exactly what was handled)."""
     if not infra.can_manage_vhosts():
         pytest.fail("this test needs rabbitmqctl to read the queue's unacknowledged count")
     slug = unique("b")
@@ -152,6 +261,8 @@ def test_a_burst_with_bad_events_applies_the_rest_once_and_acks_everything(
     )
     bad_payload = dataclasses.replace(good[0], id=str(uuid.uuid4()), payload={"user_id": 7})
     burst = good[:60] + [stranger, bad_payload] + good[60:] + good[:10]
+    services = ("privacy", "inventory")
+    before = {s: handled(system, s) for s in services}
     publisher.publish(burst)
 
     def subjects() -> int:
@@ -171,10 +282,13 @@ def test_a_burst_with_bad_events_applies_the_rest_once_and_acks_everything(
     )
     found = eventually(lambda: len(parked(stranger.id)) == 2 and parked(stranger.id), timeout=30)
     assert {p["attempts"] for p in found} == {3}
-    for service in ("privacy", "inventory"):
+    for service in services:
         queue = f"evt-identity-user_created--{service}.handle_user_created"
         eventually(lambda q=queue: unsettled(settings, q) == 0)
         assert sum(inbox_rows(settings, service, slug, e.id) for e in good) == len(good)
+        # Every delivery counted once: the bad payload failed once, the stranger three times.
+        counted = outcomes(handled(system, service), before[service], service)
+        assert counted == {"applied": len(good), "duplicate": 10, "failed": 4}, service
     assert subjects() == len(good)
 
 
@@ -257,16 +371,14 @@ def test_a_short_retry_is_not_held_behind_a_long_one(system, settings, publisher
                 retry = bus.retry_queue(target.name, delay)
                 publisher.declare(retry)
                 publisher.send_raw({"name": name}, queue=retry.name, headers={})
-            arrived = []
             channel = conn.channel()
-            deadline = time.monotonic() + 10
-            while len(arrived) < 2 and time.monotonic() < deadline:
-                message = target(channel).get(no_ack=True)
-                if message is None:
-                    time.sleep(0.05)
-                    continue
-                arrived.append((message.decode()["name"], time.monotonic()))
-            assert [name for name, _ in arrived] == ["fast", "slow"]
+            arrived = [
+                eventually(
+                    lambda: target(channel).get(no_ack=True), timeout=10, interval=0.05
+                ).decode()["name"]
+                for _ in range(2)
+            ]
+            assert arrived == ["fast", "slow"]
         finally:
             target(conn.channel()).delete()
             for delay in (3000, 100):

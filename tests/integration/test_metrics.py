@@ -1,63 +1,68 @@
 """Every api and worker process exposes Prometheus metrics an on-call engineer needs:
-calls by method and status, latency, pool usage, events handled and their lag, DLQ depth."""
+calls by method and status, latency, pool usage, events handled and their lag, DLQ depth.
+
+Counters are session-wide (earlier tests moved them too), so each check compares what one
+request changed: a scrape before, a scrape after, and the difference."""
 
 from __future__ import annotations
 
-import urllib.request
+import grpc
+import pytest
 
 from ontrackio.identity.v1 import identity_pb2 as ipb
 from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
 from tests.conftest import unique
 from tests.helpers import create_tenant, eventually, md
+from tests.prom import Scrape
 
 
-def scrape(system, process: str) -> str:
-    port = system.ports[f"{process}-metrics"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        return r.read().decode()
+def scrape(system, process: str) -> Scrape:
+    return Scrape.fetch(system.ports[f"{process}-metrics"])
 
 
-def value(text: str, prefix: str) -> float:
-    """Sum of the samples whose line starts with `prefix` (name and labels)."""
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
-
-
-def test_api_and_worker_metrics(system, channels):
+def test_an_api_counts_each_call_by_method_and_status(system, channels):
     slug = unique("m")
     create_tenant(channels, slug)
     users = igrpc.UserServiceStub(channels["identity"])
+    before = scrape(system, "identity-api")
     users.CreateUser(
         ipb.CreateUserRequest(email=f"{slug}@example.com"), metadata=md(slug), timeout=5
     )
-    try:
+    with pytest.raises(grpc.RpcError) as refused:
         users.GetUser(ipb.GetUserRequest(id="nope"), metadata=md(slug), timeout=5)
-    except Exception:  # noqa: BLE001 - the INVALID_ARGUMENT is what is counted
-        pass
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    api = scrape(system, "identity-api")
-    ok = 'ontrack_grpc_requests_total{code="OK",method="CreateUser",service="identity"}'
-    bad = 'ontrack_grpc_requests_total{code="INVALID_ARGUMENT",method="GetUser",service="identity"}'
-    assert value(api, ok) >= 1 and value(api, bad) >= 1
-    assert value(api, 'ontrack_grpc_request_seconds_count{method="CreateUser"') >= 1
-    assert value(api, 'ontrack_pool_connections_max{role="api",service="identity"}') == 3
-    assert 'ontrack_relay_pending_batches{role="api",service="identity"}' in api
-
-    def handled():
-        text = scrape(system, "privacy-worker")
-        applied = (
-            'ontrack_events_handled_total{outcome="applied",service="privacy",'
-            'type="identity.user_created"}'
-        )
-        return value(text, applied) >= 1 and text
-
-    worker = eventually(handled, timeout=20)
+    after = scrape(system, "identity-api")
+    calls = "ontrack_grpc_requests_total"
+    assert after.rise(before, calls, service="identity", method="CreateUser", code="OK") == 1
     assert (
-        value(
-            worker,
-            'ontrack_event_lag_seconds_count{service="privacy",type="identity.user_created"}',
-        )
-        >= 1
+        after.rise(before, calls, service="identity", method="GetUser", code="INVALID_ARGUMENT")
+        == 1
     )
-    assert "ontrack_dlq_messages " in worker
+    seconds = "ontrack_grpc_request_seconds_count"
+    assert after.rise(before, seconds, service="identity", method="CreateUser") == 1
+    assert after.value("ontrack_pool_connections_max", role="api", service="identity") == 3
+    assert after.has("ontrack_relay_pending_batches", role="api", service="identity")
+
+
+def test_a_worker_counts_the_event_it_applies_and_its_lag_and_serves_the_dlq_depth(
+    system, channels
+):
+    slug = unique("mw")
+    create_tenant(channels, slug)
+    users = igrpc.UserServiceStub(channels["identity"])
+    before = scrape(system, "privacy-worker")
+    users.CreateUser(
+        ipb.CreateUserRequest(email=f"{slug}@example.com"), metadata=md(slug), timeout=5
+    )
+    labels = {"service": "privacy", "type": "identity.user_created"}
+
+    def applied() -> Scrape | None:
+        now = scrape(system, "privacy-worker")
+        rose = now.rise(before, "ontrack_events_handled_total", outcome="applied", **labels)
+        return now if rose else None
+
+    after = eventually(applied, timeout=20)
+    assert after.rise(before, "ontrack_events_handled_total", outcome="applied", **labels) == 1
+    assert after.rise(before, "ontrack_event_lag_seconds_count", **labels) == 1
+    assert after.has("ontrack_dlq_messages")  # the DLQ depth gauge is served

@@ -169,7 +169,8 @@ def test_a_retry_after_a_crash_before_revoke_takes_connect_from_public(settings,
             "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)
         ).fetchone()[0]
     assert (owner, temp) == (role, False)
-    assert scram.verifier_matches(verifier, role_password(prov._secret, role))
+    secret = settings.tenant_role_secret.get_secret_value()  # the configured one
+    assert scram.verifier_matches(verifier, role_password(secret, role))
     # The clone's tables were handed to the tenant role on the retry too.
     with psycopg.connect(Clusters(settings).role_conninfo("main", db, role)) as conn:
         owners = {

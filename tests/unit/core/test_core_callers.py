@@ -4,6 +4,7 @@ otherwise, core/grpcserver.py); checked here so a new method without a rule fail
 from __future__ import annotations
 
 import importlib
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,7 +23,7 @@ def test_every_method_of_every_registration_has_callers(service):
     assert table and all(who for who in table.values())
 
 
-def test_a_method_without_callers_is_refused():
+def test_a_server_with_a_method_without_callers_refuses_to_start():
     from ontrackio.identity import api
 
     callers = dict(api.CALLERS["ontrackio.identity.v1.TenantService"])
@@ -31,4 +32,11 @@ def test_a_method_without_callers_is_refused():
         lambda *_: None, None, "ontrackio.identity.v1.TenantService", callers=callers
     )
     with pytest.raises(ValueError, match=r"missing \['GetTenant'\]"):
-        grpcserver._method_callers([reg], [])
+        grpcserver.build_server(
+            "identity",
+            [reg],
+            directory=None,
+            settings=SimpleNamespace(development=False),  # refused before anything reads more
+            address="127.0.0.1:0",
+            workers=1,
+        )

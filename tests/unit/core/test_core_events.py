@@ -6,14 +6,15 @@ import re
 import uuid
 from datetime import UTC, datetime
 
+import grpc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ontrackio.catalogue import DEPLOYMENT, SERVICES
 from ontrackio.core import events
-from ontrackio.core.errors import InvalidArgument
 from ontrackio.core.events import InvalidEvent
+from ontrackio.core.grpcstatus import status_for
 from ontrackio.core.v1 import core_pb2
 from ontrackio.identity.v1 import events_pb2 as identity_events
 
@@ -99,8 +100,14 @@ def test_new_refuses_wrong_message_class():
         REGISTRY.new("identity.tenant_created", "acme", identity_events.TenantDeleted(slug="acme"))
 
 
-def test_invalid_event_is_an_invalid_argument():
-    assert issubclass(InvalidEvent, InvalidArgument)
+def test_an_invalid_envelope_is_answered_as_invalid_argument_with_its_reason():
+    """What a caller is told when an envelope it sent is refused: INVALID_ARGUMENT with the
+    refusal's own message (not INTERNAL and a generic text)."""
+    with pytest.raises(InvalidEvent) as refused:
+        REGISTRY.from_wire(wire(id="not-a-uuid"))
+    code, detail = status_for(refused.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert detail == str(refused.value) and "malformed envelope" in detail
 
 
 @pytest.mark.parametrize(

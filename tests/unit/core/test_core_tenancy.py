@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from ontrackio.catalogue import SERVICES
 from ontrackio.core import tenancy
-from ontrackio.core.errors import InvalidArgument
+from ontrackio.core.grpcstatus import status_for
 from ontrackio.core.tenancy import MAX_IDENTIFIER, InvalidSlug, Names, role_password
 
 LONGEST_SLUG = "a" + "9" * 30
@@ -51,8 +52,12 @@ def test_non_string_slug_is_refused(value):
         tenancy.validate_slug(value)
 
 
-def test_invalid_slug_is_an_invalid_argument():
-    assert issubclass(InvalidSlug, InvalidArgument)
+def test_an_invalid_slug_is_answered_as_invalid_argument():
+    """What a caller is told for a malformed slug: INVALID_ARGUMENT with the refusal's own
+    message (not INTERNAL and a generic text)."""
+    with pytest.raises(InvalidSlug) as refused:
+        tenancy.validate_slug("Not A Slug")
+    assert status_for(refused.value) == (grpc.StatusCode.INVALID_ARGUMENT, str(refused.value))
 
 
 def test_slug_with_trailing_newline_is_refused():
