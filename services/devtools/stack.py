@@ -98,13 +98,23 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a pid now used by someone else's group: not ours any more
-        return False
-    return True
+    """Some process of the group `pgid` still runs. A zombie does not count: it has
+    stopped, and where nobody reaps orphans (some container inits) it stays listed."""
+    procs = Path("/proc")
+    if not procs.joinpath("self", "stat").exists():  # no /proc (not Linux): ask the kernel
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for stat in procs.glob("[0-9]*/stat"):
+        try:
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False
 
 
 @dataclass
