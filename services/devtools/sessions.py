@@ -13,7 +13,8 @@ ONTRACK_DEPLOYMENT), databases and roles, broker user and virtual host, and run 
 are removed. An entry still locked is a running session's and is not touched; neither is
 anything not in the registry (bench deployments "b...", sessions of other machines sharing
 the servers, sessions older than the registry), except a run directory of this checkout
-whose recorded owner pid is gone (or, recorded nowhere, no process of its deployment runs).
+whose recorded owner pid is gone (or, recorded nowhere, untouched for an hour and no process
+of its deployment running).
 
 A session that ends normally (`Session.end`) removes its private keys always and its run
 directory unless it failed, when the logs are kept for reading.
@@ -29,6 +30,7 @@ import re
 import shutil
 import signal
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,7 @@ from ontrackio.devtools.stack import drop_deployment
 
 NAME = re.compile(r"t[0-9a-f]{8}")
 RUN_PREFIX = "test-"
+LEGACY_GRACE_SECONDS = 3600
 
 
 def default_registry() -> Path:
@@ -173,7 +176,10 @@ def _run_dir_live(run_dir: Path, deployment: str) -> bool:
         record = json.loads((run_dir / "session.json").read_text())
         return _alive(int(record["pid"]), record.get("started"))
     except FileNotFoundError:
-        return bool(processes_of(deployment))  # a run directory older than session records
+        # Made without a session record (older code, or a test's own Stack): live while a
+        # process of it runs, or while it is fresh (its processes may not have started yet).
+        fresh = time.time() - run_dir.stat().st_mtime < LEGACY_GRACE_SECONDS
+        return fresh or bool(processes_of(deployment))
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -86,3 +87,16 @@ def test_a_run_dir_whose_owner_is_gone_is_swept_and_a_live_owner_s_kept(dirs):
 
     assert not dead_dir.exists()
     assert live_dir.exists() and other.exists()
+
+
+def test_a_run_dir_without_a_session_record_is_swept_only_once_stale(dirs):
+    runs, registry = dirs
+    stale, fresh = runs / "test-tabc00001", runs / "test-tabc00002"
+    for d in (stale, fresh):
+        (d / "pki").mkdir(parents=True)
+    old = time.time() - sessions.LEGACY_GRACE_SECONDS - 60
+    os.utime(stale, (old, old))
+
+    assert sessions.sweep(NO_SERVERS, runs, registry) == ["tabc00001"]
+
+    assert not stale.exists() and fresh.exists()
