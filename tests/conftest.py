@@ -1,7 +1,11 @@
 """Shared fixtures: real PostgreSQL and RabbitMQ, a private deployment per test session.
 
 Every database, role and virtual host a session creates carries its deployment name
-("t" + random hex) and is removed at the end; nothing else on the servers is touched.
+("t" + random hex) and is removed at the end; nothing else on the servers is touched. The
+session registers itself first (devtools/sessions.py), so that what a crashed session left
+is swept at the start of the next one, and a concurrently running session's is not. The run
+directory `.run/test-<deployment>/` loses its private keys at the end, and is removed
+unless the session failed (its process logs are kept then, and the path is printed).
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ import json
 import os
 import uuid
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from ontrackio.core import config
-from ontrackio.devtools import infra
+from ontrackio.devtools import infra, sessions
 from ontrackio.devtools.stack import ROOT, Stack
 from tests.helpers import CallerChannel
 
@@ -48,9 +53,40 @@ def infrastructure():
     found.close()
 
 
+_interrupted = False
+
+
+def pytest_keyboard_interrupt(excinfo):
+    global _interrupted
+    _interrupted = True
+
+
+def _say(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
-def deployment() -> str:
-    return "t" + uuid.uuid4().hex[:8]
+def harness_session(infrastructure, request) -> sessions.Session:
+    """This session's registered deployment, claimed after sweeping what dead sessions
+    left; at the end its keys are removed, and its run directory unless the session failed
+    or was interrupted."""
+    runs = ROOT / ".run"
+    swept = sessions.sweep(infrastructure, runs)
+    if swept:
+        _say(request.config, f"swept leftovers of crashed test sessions: {', '.join(swept)}")
+    claimed = sessions.Session.claim(runs)
+    yield claimed
+    keep = _interrupted or request.session.testsfailed > 0
+    claimed.end(keep_logs=keep)
+    if keep:
+        _say(request.config, f"process logs kept in {claimed.run_dir}")
+
+
+@pytest.fixture(scope="session")
+def deployment(harness_session) -> str:
+    return harness_session.deployment
 
 
 @pytest.fixture(scope="session")
@@ -66,9 +102,9 @@ def amqp_url(infrastructure, deployment):
 
 
 @pytest.fixture(scope="session")
-def stack(infrastructure, deployment, amqp_url, tmp_path_factory):
+def stack(infrastructure, harness_session, amqp_url):
     """The deployment's process set (not started); drops its databases at the end."""
-    run_dir = ROOT / ".run" / f"test-{deployment}"
+    deployment, run_dir = harness_session.deployment, harness_session.run_dir
     env = dict(TEST_ENV, ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}")
     # Placement: besides "main", the same server reached another way (its local socket) as
     # a second cluster, and a cluster nobody listens on, to see failures reported.
@@ -87,11 +123,13 @@ def stack(infrastructure, deployment, amqp_url, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def settings(stack) -> config.Settings:
-    """In-process settings pointing at the same deployment as the stack."""
-    env = stack.env()
-    os.environ.update({k: v for k, v in env.items() if k.startswith("ONTRACK_")})
-    os.environ["ONTRACK_OTEL_EXPORTER"] = "none"  # the test process exports nothing
-    return config.load()
+    """In-process settings pointing at the same deployment as the stack. The stack's
+    ONTRACK_* variables are set in os.environ for the session (in-process code and the CLI
+    read them there) and os.environ is restored as it was at the end."""
+    env = {k: v for k, v in stack.env().items() if k.startswith("ONTRACK_")}
+    env["ONTRACK_OTEL_EXPORTER"] = "none"  # the test process exports nothing
+    with mock.patch.dict(os.environ, env):
+        yield config.load()
 
 
 @pytest.fixture(scope="session")

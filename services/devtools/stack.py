@@ -87,6 +87,36 @@ def http_ok(port: int, path: str) -> bool:
         return False
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    """Signal every process of the group `pgid` (none left is not an error). The group's
+    id is its leader's pid, which is never handed to another process while any member
+    of the group lives."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Some process of the group `pgid` still runs. A zombie does not count: it has
+    stopped, and where nobody reaps orphans (some container inits) it stays listed."""
+    procs = Path("/proc")
+    if not procs.joinpath("self", "stat").exists():  # no /proc (not Linux): ask the kernel
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for stat in procs.glob("[0-9]*/stat"):
+        try:
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False
+
+
 @dataclass
 class Stack:
     deployment: str
@@ -184,13 +214,20 @@ class Stack:
     # -- processes --------------------------------------------------------------------------
 
     def start(self, names: list[str] | None = None, gateway: bool = True) -> None:
+        """Start the processes `names` (default: all), each leading a process group of its
+        own, so that `stop` reaches whatever they start in turn."""
         table = processes(gateway)
         for name in names or list(table):
             (self.run_dir / f"{name}.ready").unlink(missing_ok=True)
-            log = open(self.run_dir / f"{name}.log", "ab")
-            self.procs[name] = subprocess.Popen(
-                table[name], env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-            )
+            with open(self.run_dir / f"{name}.log", "ab") as log:
+                self.procs[name] = subprocess.Popen(
+                    table[name],
+                    env=self.env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                    process_group=0,
+                )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Every api answers its health check and every worker has started consuming."""
@@ -223,17 +260,25 @@ class Stack:
             return ""
 
     def stop(self, names: list[str] | None = None, timeout: float = 15.0) -> None:
+        """Stop the processes `names` (default: all) with their whole process groups:
+        SIGTERM to each group, SIGKILL to what is left of it after `timeout` seconds. A
+        child of a child is stopped too, even when its parent has already exited."""
         chosen = {n: p for n, p in self.procs.items() if names is None or n in names}
         for p in chosen.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+            _signal_group(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for n, p in chosen.items():
+        for p in chosen.values():
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                p.kill()
+                _signal_group(p.pid, signal.SIGKILL)
                 p.wait()
+        for n, p in chosen.items():
+            # The group outlives its leader while any member runs: wait for the rest.
+            while _group_alive(p.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _group_alive(p.pid):
+                _signal_group(p.pid, signal.SIGKILL)
             del self.procs[n]
 
     def restart(self, name: str) -> None:
@@ -245,23 +290,28 @@ class Stack:
 
     def drop_databases(self) -> None:
         """Drop every database and role of this deployment (and nothing else)."""
-        pattern = f"{self.deployment}\\_%"
-        with psycopg.connect(self.pg_dsn, autocommit=True) as conn:
-            dbs = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)
-                )
-            ]
-            for db in dbs:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
-                )
-            roles = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,)
-                )
-            ]
-            for role in roles:
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        drop_deployment(self.pg_dsn, self.deployment)
+
+
+def drop_deployment(pg_dsn: str, deployment: str) -> int:
+    """Drop every database and role named `<deployment>_...` (and nothing else), forcing
+    out whoever is still connected; the number of databases dropped."""
+    pattern = f"{deployment}\\_%"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        dbs = [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)
+            )
+        ]
+        for db in dbs:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
+            )
+        roles = [
+            r[0]
+            for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,))
+        ]
+        for role in roles:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    return len(dbs)

@@ -1,11 +1,10 @@
-import shutil
 import ssl
-import subprocess
 
 import pytest
 import uvicorn
 from starlette.responses import PlainTextResponse
 
+from ontrackio.devtools import pki
 from ontrackio.gateway.tls import (
     harden,
     server_ssl_context,
@@ -16,32 +15,13 @@ from ontrackio.gateway.tls import (
 
 @pytest.fixture
 def cert_pair(tmp_path):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    """A certificate and key for `localhost`, made in-process (cryptography, through the
+    development PKI's own issuer): nothing outside Python is needed, so nothing is skipped."""
+    cert, key = pki.issue(pki.new_authority("gateway TLS test CA"), "test", "localhost")
+    paths = tmp_path / "cert.pem", tmp_path / "key.pem"
+    paths[0].write_bytes(cert)
+    paths[1].write_bytes(key)
+    return paths
 
 
 def test_harden_sets_tls12_floor():
