@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 
 import pytest
 
-from ontrackio.devtools import infra
+from ontrackio.devtools import infra, sessions
 from ontrackio.devtools.stack import ROOT, Stack, processes
 from ontrackio.devtools.supervision import Supervisor
 from tests.conftest import TEST_ENV, unique
@@ -20,23 +19,27 @@ from tests.integration.test_supervision import Console, alive, group_alive
 
 
 @pytest.fixture
-def stack(infrastructure):
+def stack(infrastructure, request):
     """A process set of its own (deployment, broker account, ports), so that it never meets
-    the session's running system; its databases and broker account are removed after."""
-    deployment = "t" + uuid.uuid4().hex[:8]
-    broker = infra.DeploymentBroker.create(infrastructure, deployment)
+    the session's running system. Its deployment is claimed like a test session's
+    (devtools/sessions.py: swept if this process crashes); its databases, broker account and
+    private keys are removed after, its run directory too unless the test failed."""
+    claimed = sessions.Session.claim(ROOT / ".run")
+    broker = infra.DeploymentBroker.create(infrastructure, claimed.deployment)
     own = Stack(
-        deployment,
+        claimed.deployment,
         infrastructure.pg_dsn,
         broker.url,
-        ROOT / ".run" / f"test-{deployment}",
+        claimed.run_dir,
         extra_env=dict(TEST_ENV),
     )
+    failed_before = request.session.testsfailed
     try:
         yield own
     finally:
         own.drop_databases()
         broker.delete()
+        claimed.end(keep_logs=request.session.testsfailed > failed_before)
 
 
 @pytest.fixture
