@@ -229,8 +229,9 @@ class Stack:
                     process_group=0,
                 )
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Every api answers its health check and every worker has started consuming."""
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Every api answers its health check and every worker has started consuming
+        (about 15 s on a quiet 2-core machine; 60 s was seen exceeded at load average 10)."""
         deadline = time.monotonic() + timeout
         for name, proc in self.procs.items():
             while not self.ready(name):
