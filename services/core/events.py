@@ -144,6 +144,8 @@ class EventTypes:
                 payload=dict(body["payload"]),
                 trace={str(k): str(v) for k, v in dict(body.get("trace") or {}).items()},
             )
+            if event.occurred_at.utcoffset() is None:  # consumers subtract it from aware times
+                raise ValueError("occurred_at has no time zone")
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise InvalidEvent(f"malformed envelope: {type(exc).__name__}: {exc}") from None
         if event.type not in self._types:
