@@ -61,7 +61,9 @@ class Event:
             return json_format.ParseDict(
                 self.payload, self.payload_class(), ignore_unknown_fields=True
             )
-        except json_format.ParseError as exc:
+        except (json_format.ParseError, UnicodeError, SystemError) as exc:
+            # upb answers a field name holding a lone surrogate (valid JSON, "\\ud800") with
+            # a SystemError chained to the UnicodeEncodeError, not a ParseError.
             raise InvalidEvent(f"{self.type}: bad payload: {exc}") from None
 
     def to_wire(self) -> dict[str, Any]:

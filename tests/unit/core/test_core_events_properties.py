@@ -117,6 +117,7 @@ odd_values = {
     st.sets(st.sampled_from(sorted(odd_values))),
 )
 @example({"occurred_at": "2026-01-01T00:00:00"}, set())
+@example({"payload": {"\ud800": None}}, set())
 def test_an_envelope_is_usable_or_an_invalid_event(changes, dropped):
     body = {**_base(), **changes}
     for key in dropped:
