@@ -111,7 +111,10 @@ def document(operations: list[Operation], *, title: str, version: str) -> dict[s
             codes.add(401)
         success: dict[str, Any] = {
             "description": "Success.",
-            "content": {op.response_media_type: {"schema": op.response}},
+            "content": {
+                op.response_media_type: {"schema": op.response},
+                **{m: {"schema": {"type": "string"}} for m in op.also_answers},
+            },
         }
         if op.links:
             success["links"] = {

@@ -185,5 +185,6 @@ OPERATIONS: list[Operation] = [
         error_codes=ADMIN_ERRORS,
         tags=("admin",),
         links={"NextPage": ("listAudit", {"page_token": "$response.body#/next_page_token"})},
+        also_answers=("text/csv",),
     )
 ]

@@ -182,6 +182,8 @@ class Operation:
     # e.g. {"GetAsset": ("getAsset", {"id": "$response.body#/id"})}; stateful clients and
     # schemathesis follow them.
     links: Mapping[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
+    # Other media types the success response may have (documented as text), e.g. text/csv.
+    also_answers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         under_admin = self.path == ADMIN_PREFIX or self.path.startswith(ADMIN_PREFIX + "/")
