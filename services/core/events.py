@@ -61,7 +61,9 @@ class Event:
             return json_format.ParseDict(
                 self.payload, self.payload_class(), ignore_unknown_fields=True
             )
-        except json_format.ParseError as exc:
+        except (json_format.ParseError, UnicodeError, SystemError) as exc:
+            # upb answers a field name holding a lone surrogate (valid JSON, "\\ud800") with
+            # a SystemError chained to the UnicodeEncodeError, not a ParseError.
             raise InvalidEvent(f"{self.type}: bad payload: {exc}") from None
 
     def to_wire(self) -> dict[str, Any]:
@@ -144,6 +146,8 @@ class EventTypes:
                 payload=dict(body["payload"]),
                 trace={str(k): str(v) for k, v in dict(body.get("trace") or {}).items()},
             )
+            if event.occurred_at.utcoffset() is None:  # consumers subtract it from aware times
+                raise ValueError("occurred_at has no time zone")
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise InvalidEvent(f"malformed envelope: {type(exc).__name__}: {exc}") from None
         if event.type not in self._types:

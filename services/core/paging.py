@@ -35,7 +35,8 @@ def decode(token: str) -> str | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         return str(uuid.UUID(json.loads(raw)["after"]))
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        # RecursionError: JSON nested deeper than the interpreter's limit is forged too.
         raise InvalidArgument("page_token is not valid") from None
 
 
@@ -100,5 +101,5 @@ def decode_position(token: str) -> int | None:
         if not 0 < position < 1 << 63:
             raise ValueError(after)
         return position
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
         raise InvalidArgument("page_token is not valid") from None

@@ -109,6 +109,18 @@ def document(operations: list[Operation], *, title: str, version: str) -> dict[s
             codes.add(415)
         if op.auth.kind is not AuthKind.PUBLIC:
             codes.add(401)
+        success: dict[str, Any] = {
+            "description": "Success.",
+            "content": {
+                op.response_media_type: {"schema": op.response},
+                **{m: {"schema": {"type": "string"}} for m in op.also_answers},
+            },
+        }
+        if op.links:
+            success["links"] = {
+                name: {"operationId": target, "parameters": dict(params)}
+                for name, (target, params) in op.links.items()
+            }
         item: dict[str, Any] = {
             "operationId": op.operation_id,
             "summary": op.summary,
@@ -124,10 +136,7 @@ def document(operations: list[Operation], *, title: str, version: str) -> dict[s
                 for p in op.params
             ],
             "responses": {
-                str(op.status): {
-                    "description": "Success.",
-                    "content": {op.response_media_type: {"schema": op.response}},
-                },
+                str(op.status): success,
                 **{str(code): _error_response(op, code) for code in sorted(codes)},
             },
             "security": _security(op),

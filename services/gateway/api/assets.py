@@ -91,6 +91,7 @@ OPERATIONS = [
         page_of(ASSET),
         params=PAGING,
         tags=("assets",),
+        links={"NextPage": ("listAssets", {"page_token": "$response.body#/next_page_token"})},
     ),
     Operation(
         "POST",
@@ -103,6 +104,7 @@ OPERATIONS = [
         status=201,
         body=json_body(NEW_ASSET),
         tags=("assets",),
+        links={"GetAsset": ("getAsset", {"id": "$response.body#/id"})},
     ),
     Operation(
         "GET",

@@ -184,5 +184,7 @@ OPERATIONS: list[Operation] = [
         admin=True,
         error_codes=ADMIN_ERRORS,
         tags=("admin",),
+        links={"NextPage": ("listAudit", {"page_token": "$response.body#/next_page_token"})},
+        also_answers=("text/csv",),
     )
 ]

@@ -178,6 +178,12 @@ class Operation:
     error_codes: tuple[int, ...] = DEFAULT_ERRORS
     tags: tuple[str, ...] = field(default=())
     response_media_type: str = "application/json"
+    # OpenAPI links of the success response: name -> (operationId, {parameter: expression}),
+    # e.g. {"GetAsset": ("getAsset", {"id": "$response.body#/id"})}; stateful clients and
+    # schemathesis follow them.
+    links: Mapping[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
+    # Other media types the success response may have (documented as text), e.g. text/csv.
+    also_answers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         under_admin = self.path == ADMIN_PREFIX or self.path.startswith(ADMIN_PREFIX + "/")

@@ -138,6 +138,7 @@ OPERATIONS = [
         admin=True,
         error_codes=ADMIN_ERRORS,
         tags=("admin",),
+        links={"RevokeToken": ("revokeToken", {"id": "$response.body#/token/id"})},
     ),
     Operation(
         "DELETE",
