@@ -12,7 +12,7 @@ from psycopg import sql
 
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.db.pools import PoolManager, PoolTimeout
-from tests.helpers import eventually
+from tests.helpers import eventually, eventually_passes
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,12 @@ def test_cap_holds_and_lru_tenant_gives_way(settings, databases, app_name):
         with pools.connection(db, conninfo(settings, db, app_name)) as conn:
             conn.execute("SELECT 1")
 
+    def served_are(expected):
+        def check():
+            assert databases_served(settings, app_name) == sorted(expected)
+
+        eventually_passes(check)
+
     for db in databases:  # each tenant in turn: never more than 3 backends
         use(db)
         assert len(backends(settings, app_name)) <= 3
@@ -70,15 +76,14 @@ def test_cap_holds_and_lru_tenant_gives_way(settings, databases, app_name):
     assert stats.total == 3 and stats.evicted == 2 and stats.opened == 5
     # The survivors are the three most recently used tenants (an evicted backend is closed,
     # and leaves pg_stat_activity once it has exited).
-    eventually(lambda: databases_served(settings, app_name) == sorted(databases[-3:]))
+    served_are(databases[-3:])
     # Recency is of use, not of opening: reusing the oldest survivor makes the next one the
     # least recently used, and that one gives way to a newcomer.
     use(databases[2])
     use(databases[0])
     stats = pools.stats()
     assert stats.total == 3 and stats.evicted == 3 and stats.opened == 6
-    survivors = sorted([databases[0], databases[2], databases[4]])
-    eventually(lambda: databases_served(settings, app_name) == survivors)
+    served_are([databases[0], databases[2], databases[4]])
     pools.close()
     eventually(lambda: backends(settings, app_name) == [])
 
