@@ -244,11 +244,13 @@ def test_allowlist_lockout_guard_and_audit(gateway, channels):
     )
     assert ok.status == 200 and ok.json()["cidrs"] == ["127.0.77.0/24"]
     # Every worker learns of the change at once (event), so the outsider is refused now.
-    denied_before = gateway.metric("ontrack_gateway_admin_denied")
+    before = gateway.scrape()
     for _ in range(4):
         r = gateway.call("GET", "/admin/api/v1/allowlist", slug, admin, source=outside)
         assert r.status == 403 and r.headers["content-type"] == "application/problem+json"
-    assert gateway.metric("ontrack_gateway_admin_denied") >= denied_before + 4
+    # Each refusal is counted once, under the tenant's tier (the series must exist now).
+    after = gateway.scrape()
+    assert after.rise(before, "ontrack_gateway_admin_denied_total", tenant_tier="business") == 4
     # Non-admin paths are not restricted by the admin allowlist.
     _, reader = make_token(channels, slug, "api:read")
     assert gateway.call("GET", "/api/v1/assets", slug, reader, source=outside).status == 200
@@ -324,14 +326,17 @@ def test_cli_tokens_and_allowlist(system, gateway, tenant_b):
     assert unknown.returncode == 2
 
 
-def _create_asset_calls(gateway) -> float:
-    return gateway.metric("ontrack_gateway_upstream_calls", service="asset", method="CreateAsset")
+def _create_asset_calls(after, before) -> float:
+    """How many CreateAsset calls the gateway made between two scrapes."""
+    return after.rise(
+        before, "ontrack_gateway_upstream_calls_total", service="asset", method="CreateAsset"
+    )
 
 
 def test_nul_and_lone_surrogates_are_400_and_never_reach_a_service(gateway, tenant_a, full):
     _, token = full
     name = unique("nul")
-    before = _create_asset_calls(gateway)
+    before = gateway.scrape()
     cases = [
         (rb'{"name": "%s\u0000b", "kind": "hardware"}' % name.encode(), "NUL"),
         (rb'{"name": "\ud800", "kind": "hardware"}', "surrogate"),
@@ -343,7 +348,7 @@ def test_nul_and_lone_surrogates_are_400_and_never_reach_a_service(gateway, tena
         assert r.status == 400, (body, r)
         assert r.headers["content-type"] == "application/problem+json"
         assert words in r.json()["detail"]
-    assert _create_asset_calls(gateway) == before  # refused at the gateway: no service, no SQL
+    refused = gateway.scrape()
     listed = gateway.call("GET", "/api/v1/assets?page_size=500", tenant_a, token)
     assert name not in listed.body.decode()
     # a paired surrogate is an ordinary character, stored and returned as such
@@ -351,6 +356,12 @@ def test_nul_and_lone_surrogates_are_400_and_never_reach_a_service(gateway, tena
         "POST", "/api/v1/assets", tenant_a, token, rb'{"name": "\ud83d\ude00", "kind": "saas"}'
     )
     assert ok.status == 201 and ok.json()["name"] == "\U0001f600"
+    # Positive control: the counter does count this POST when it reaches inventory...
+    after = gateway.scrape()
+    assert _create_asset_calls(after, refused) == 1
+    # ...and over the whole test that POST is the only call: the refused ones never left the
+    # gateway (no service, no SQL).
+    assert _create_asset_calls(after, before) == 1
 
 
 def test_nul_in_query_and_path_parameters_is_400(gateway, tenant_a, full):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import socket
 from dataclasses import dataclass
 
@@ -152,18 +151,6 @@ class Gateway:
             request_bytes(method, target, h, hdrs, data, close=True),
             source=source or new_source(),
         )
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of a counter over every worker (read from /metrics on loopback); 0 when no
-        series matches. To show that something did not move use `counter`, which refuses a
-        missing series."""
-        text = raw(self.port, request_bytes("GET", "/metrics", "localhost", close=True)).body
-        total = 0.0
-        for line in text.decode().splitlines():
-            m = re.match(rf"{name}(?:_total)?{{(.*)}} ([0-9.e+]+)$", line)
-            if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
-                total += float(m.group(2))
-        return total
 
     def scrape(self) -> Scrape:
         """The gateway's /metrics (every worker's counters summed by series)."""

@@ -16,6 +16,7 @@ from ontrackio.core.db.provisioning import Provisioner
 from ontrackio.core.runtime import service_dir
 from ontrackio.identity.control import control_migrations
 from tests.conftest import unique
+from tests.integration.test_audit_trail import seal_all
 
 
 def _before(migrations: list[mig.Migration], component: str, version: int):
@@ -41,14 +42,6 @@ def provisioner(settings):
     yield make
 
 
-def _seal(conn) -> None:
-    for _ in range(200):
-        audit_log.seal(conn)
-        if verify._unsealed(conn) == 0:
-            return
-    raise AssertionError("entries stayed unsealed")
-
-
 def test_access_audit_rows_move_into_the_trail_in_order(settings, provisioner):
     full = mig.for_service(service_dir("identity"))
     slug = unique("am")
@@ -68,7 +61,7 @@ def test_access_audit_rows_move_into_the_trail_in_order(settings, provisioner):
         assert provisioner(full).migrate_tenant(slug, "main") == ["identity:0003_audit_trail"]
         with psycopg.connect(conninfo, autocommit=True) as conn:
             gone = conn.execute("SELECT to_regclass('access_audit')").fetchone()[0]
-            _seal(conn)
+            seal_all(conn)
             rows = conn.execute(
                 "SELECT s.seq, e.actor, e.client_address, e.new_value, e.at FROM audit.seals s"
                 " JOIN audit.entries e ON e.id = s.entry_id ORDER BY s.seq"
@@ -110,7 +103,7 @@ def test_control_audit_log_moves_into_the_control_trail(settings, provisioner):
         upto = _before(full, "control", 3)
         assert p.ensure_database("main", db, role, upto) == ["control:0002_audit_trail"]
         with psycopg.connect(clusters.role_conninfo("main", db, role), autocommit=True) as conn:
-            _seal(conn)
+            seal_all(conn)
             actions = conn.execute(
                 "SELECT e.action, e.target FROM audit.seals s JOIN audit.entries e"
                 " ON e.id = s.entry_id ORDER BY s.seq"

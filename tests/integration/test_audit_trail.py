@@ -23,6 +23,7 @@ from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.db.provisioning import Provisioner
 from ontrackio.core.runtime import service_dir
 from tests.conftest import unique
+from tests.helpers import eventually
 
 TOKEN = "token:" + "ab" * 12
 
@@ -71,15 +72,18 @@ def entry(i: int = 0, **kw) -> audit_log.Entry:
 
 
 def seal_all(conn: psycopg.Connection) -> int:
-    """Seal until nothing is left (another session's transaction on the shared server may
-    hold the horizon back for a moment)."""
-    total = 0
-    for _ in range(200):
-        total += audit_log.seal(conn)
-        if verify._unsealed(conn) == 0:
-            return total
-        threading.Event().wait(0.05)
-    raise AssertionError("entries stayed unsealed")
+    """Seal until the chain's check reports nothing left unsealed; returns how many entries
+    were sealed. Waited for, since another session's transaction on the shared server may
+    hold the horizon back for a moment."""
+    sealed = 0
+
+    def done() -> bool:
+        nonlocal sealed
+        sealed += audit_log.seal(conn)
+        return verify.verify(conn, "sealing", None).unsealed == 0
+
+    eventually(done, timeout=10, interval=0.05)
+    return sealed
 
 
 def check(conn, db, anchor_=None) -> verify.Result:

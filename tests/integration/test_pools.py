@@ -12,7 +12,7 @@ from psycopg import sql
 
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.core.db.pools import PoolManager, PoolTimeout
-from tests.helpers import eventually
+from tests.helpers import eventually, eventually_passes
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +46,46 @@ def backends(settings, app) -> list[int]:
         ]
 
 
+def databases_served(settings, app) -> list[str]:
+    """The databases the backends of `app` are connected to, sorted (one entry per backend)."""
+    with Clusters(settings).admin_connect("main") as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_stat_activity WHERE application_name = %s", (app,)
+        )
+        return sorted(r[0] for r in rows)
+
+
 def test_cap_holds_and_lru_tenant_gives_way(settings, databases, app_name):
+    """Observed from the server: which databases still have a backend after each eviction."""
     pools = PoolManager(max_total=3, max_per_tenant=2, idle_seconds=60, acquire_timeout=2)
-    for db in databases:  # each tenant in turn: never more than 3 backends
+
+    def use(db):
         with pools.connection(db, conninfo(settings, db, app_name)) as conn:
             conn.execute("SELECT 1")
+
+    def served_are(expected):
+        def check():
+            assert databases_served(settings, app_name) == sorted(expected)
+
+        eventually_passes(check)
+
+    for db in databases:  # each tenant in turn: never more than 3 backends
+        use(db)
         assert len(backends(settings, app_name)) <= 3
     stats = pools.stats()
     assert stats.total == 3 and stats.evicted == 2 and stats.opened == 5
-    # The survivors are the three most recently used tenants.
-    with pools._cond:
-        assert list(pools._pools) == databases[-3:]
+    # The survivors are the three most recently used tenants (an evicted backend is closed,
+    # and leaves pg_stat_activity once it has exited).
+    served_are(databases[-3:])
+    # Recency is of use, not of opening: reusing the oldest survivor makes the next one the
+    # least recently used, and that one gives way to a newcomer.
+    use(databases[2])
+    use(databases[0])
+    stats = pools.stats()
+    assert stats.total == 3 and stats.evicted == 3 and stats.opened == 6
+    served_are([databases[0], databases[2], databases[4]])
     pools.close()
-    assert backends(settings, app_name) == []
+    eventually(lambda: backends(settings, app_name) == [])
 
 
 def test_waits_then_times_out_when_all_connections_are_busy(settings, databases, app_name):

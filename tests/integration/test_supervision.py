@@ -56,6 +56,11 @@ def _state(pid: int) -> str | None:
         return None
 
 
+def parent(pid: int) -> int:
+    """The process's parent pid, from the process table."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def alive(pid: int) -> bool:
     """Running (an exited one that nobody has reaped yet, a zombie, is not)."""
     return _state(pid) not in (None, "Z")
@@ -124,7 +129,9 @@ def test_stop_leaves_nothing_running(supervised):
         ].rsplit(" ", 1)[1]
     )
     assert alive(grandchild) and os.getpgid(grandchild) == pids["parent"]
-    supervisord = sup._proc.pid
+    # supervisord is whoever started the programs: their parent in the process table.
+    supervisord = parent(pids["sleeper"])
+    assert supervisord == parent(pids["parent"]) and alive(supervisord)
     assert sup.stop() == 0
     assert not sup.running() and not alive(supervisord)
     for pid in [*pids.values(), grandchild]:

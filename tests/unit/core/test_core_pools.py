@@ -12,12 +12,14 @@ import threading
 import time
 from types import SimpleNamespace
 
+import grpc
 import psycopg
 import pytest
 from psycopg import pq
 
 from ontrackio.core.db.pools import PoolManager, PoolStats, PoolTimeout
 from ontrackio.core.errors import InvalidArgument, Unavailable
+from ontrackio.core.grpcstatus import status_for
 from tests.helpers import eventually
 
 IDLE = pq.TransactionStatus.IDLE
@@ -174,8 +176,16 @@ def test_process_cap_makes_the_next_caller_time_out(make_manager, server):
     assert len(server.connections) == 2
 
 
-def test_pool_timeout_is_a_retryable_unavailable():
-    assert issubclass(PoolTimeout, Unavailable)
+def test_an_exhausted_pool_reaches_the_caller_as_unavailable_with_a_safe_detail(make_manager):
+    """What a gRPC caller gets when the pool is full: UNAVAILABLE (retryable, not INTERNAL),
+    with the pool's own detail and nothing of the connection string."""
+    pm = make_manager(max_total=1, acquire_timeout=0.05)
+    with pm.connection("a", dsn("a")):
+        with pytest.raises(PoolTimeout) as info, pm.connection("b", dsn("b")):
+            pass
+    code, detail = status_for(info.value)
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert detail == "no database connection available; retry later"
 
 
 def test_timeout_comes_no_sooner_than_the_acquire_timeout(make_manager):

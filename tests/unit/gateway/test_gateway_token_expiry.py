@@ -48,25 +48,37 @@ def _pb_record(issued: tokens.Issued, expires_at: float) -> apb.TokenRecord:
 
 
 class _Identity:
+    """Answers LookupToken with `record`; notes the TouchToken that records an accepted use."""
+
     def __init__(self, record: apb.TokenRecord) -> None:
         self.record = record
         self.access = SimpleNamespace(LookupToken="lookup", TouchToken="touch")
+        self.touched = asyncio.Event()
 
     async def call(self, method, request, *, tenant=None, actor=None, timeout=None):
-        return apb.TouchTokenResponse() if method == "touch" else self.record
+        if method == "touch":
+            self.touched.set()
+            return apb.TouchTokenResponse()
+        return self.record
 
 
 def _authenticate(record: apb.TokenRecord, bearer: str) -> Principal | Failure:
+    """Authenticate once. An accepted token's use is recorded by a call made in the
+    background: waited for here (the fake identity sees it), so the loop is not closed
+    under it."""
+
     async def scenario():
+        identity = _Identity(record)
         auth = Authenticator(
-            _Identity(record),
+            identity,
             KEY,
             TTLCache(5, negative_ttl=5),
             lookup_limiter=TokenBucketLimiter(5, 5),
             touch_seconds=60,
         )
         result = await auth.authenticate(f"Bearer {bearer}", "acme", None)
-        await asyncio.gather(*auth._background)
+        if isinstance(result, Principal):
+            await asyncio.wait_for(identity.touched.wait(), timeout=5)
         return result
 
     return asyncio.run(scenario())
