@@ -60,7 +60,7 @@ bench: protos
 # names a mutated module after its path, so it runs in .mutate/, where `ontrackio` is a link
 # to services/ (as in .gen/); it copies that tree, tests/ and pyproject.toml ([tool.mutmut])
 # into .mutate/mutants/ and runs the unit tests there, MUTATE_JOBS at a time. A run without
-# MUTANTS starts afresh; MUTANTS (a glob: MUTANTS='ontrackio.core.outbox.*') keeps the earlier
+# MUTANTS starts afresh; MUTANTS (globs: MUTANTS='ontrackio.core.outbox.*') keeps the earlier
 # results and runs only those mutants again, against the tests as they are now. The last line
 # counts the verdicts per module. Afterwards: cd .mutate && ../.venv/bin/mutmut show <name>.
 MUTATE_JOBS ?= 2
@@ -72,7 +72,7 @@ mutate: protos
 	ln -sfn ../services .mutate/ontrackio
 	ln -sfn ../tests .mutate/tests
 	ln -sfn ../pyproject.toml .mutate/pyproject.toml
-	cd .mutate && ../.venv/bin/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	cd .mutate && ../.venv/bin/mutmut run --max-children $(MUTATE_JOBS) $(foreach m,$(MUTANTS),'$(m)')
 	cd .mutate && ../.venv/bin/mutmut results
 	cd .mutate && ../.venv/bin/mutmut results --all true \
 	  | sed -E 's/^ *([a-z_.]+)\.x[_ǁ].*: (.*)$$/\1: \2/' | sort | uniq -c
