@@ -6,6 +6,8 @@ the mutation check (docs/testing.md)."""
 
 from __future__ import annotations
 
+import pytest
+
 from ontrackio.core import bus, consumer
 from ontrackio.core.consumer import AckTracker, BatchEventHandler, BatchQueueConsumer, Delivery
 
@@ -18,6 +20,27 @@ def test_by_default_thirty_two_settled_deliveries_wait_behind_a_slow_one():
         assert t.settle(tag) == []
     assert t.settle(33) == [(tag, False) for tag in range(2, 34)]  # the 32nd: one by one
     assert t.settle(1) == [(1, True)]
+
+
+def test_settling_an_unknown_or_settled_tag_leaves_nothing_behind():
+    t = AckTracker(loose=2)
+    t.delivered(1)
+    assert t.settle(1) == [(1, True)]
+    assert t.settle(1) == [] and t.settle(42) == [] and t.settle(43) == []
+    assert len(t) == 0  # nothing recorded for tags the channel never delivered
+
+
+def test_the_loose_count_restarts_after_in_order_acks_and_after_each_flush():
+    t = AckTracker(loose=3)
+    for tag in range(1, 12):
+        t.delivered(tag)
+    assert t.settle(1) == [(1, True)] and t.settle(2) == [(2, True)]  # none left waiting
+    assert t.settle(4) == [] and t.settle(5) == []  # behind 3
+    assert t.settle(6) == [(4, False), (5, False), (6, False)]  # the third one waiting
+    assert t.settle(7) == [] and t.settle(8) == []  # counting from zero again
+    assert t.settle(9) == [(7, False), (8, False), (9, False)]
+    assert t.settle(3) == [(3, True)]  # 4-9 were acked one by one
+    assert len(t) == 2  # 10 and 11, still in flight
 
 
 def test_a_requeued_delivery_in_the_loose_window_is_never_acknowledged():
@@ -61,7 +84,7 @@ def deliver(qc: BatchQueueConsumer, channel: Channel, tags) -> list[Message]:
     messages = [Message(channel, tag) for tag in tags]
     for m in messages:
         qc.handle_message(collector, {"tag": m.delivery_tag}, m)
-    assert [b for b, _ in collector.collected] == [{"tag": t} for t in tags]
+    assert collector.collected == [({"tag": m.delivery_tag}, m) for m in messages]
     return messages
 
 
@@ -74,6 +97,14 @@ def test_the_queue_consumer_acks_in_order_and_hands_back_what_is_requeued():
     assert first.requeued and channel.acks == [(2, True)]
     qc.ack_message(third)
     assert channel.acks == [(2, True), (3, True)] and not third.requeued
+
+
+def test_a_requeued_delivery_is_never_covered_by_a_later_multiple_ack():
+    qc, channel = BatchQueueConsumer(), Channel()
+    first, second = deliver(qc, channel, [1, 2])
+    qc.requeue_message(second)
+    qc.ack_message(first)
+    assert second.requeued and channel.acks == [(1, True)]  # not up to 2: it was handed back
 
 
 def test_a_closed_or_unknown_channel_is_left_to_the_broker():
@@ -105,10 +136,20 @@ class Recorder:
         self.requeued.append(message)
 
 
-def handler() -> BatchEventHandler:
-    h = BatchEventHandler("identity", "identity.user_created", failure=None)
+def handler(failure=None) -> BatchEventHandler:
+    h = BatchEventHandler("identity", "identity.user_created", failure=failure)
     h._ready = consumer.LightQueue()
     return h
+
+
+def test_the_handler_keeps_nameko_options_and_its_failure_callback():
+    def failure(queue, envelope, headers, exc):
+        pass
+
+    h = BatchEventHandler(
+        "identity", "identity.user_created", handler_type="broadcast", failure=failure
+    )
+    assert h.handler_type == "broadcast" and h._failure is failure
 
 
 def test_a_pack_is_handed_out_event_by_event_sharing_one_delivery():
@@ -128,10 +169,10 @@ def test_a_single_event_is_one_delivery_of_one():
 
 
 def test_a_worker_that_raised_fails_every_event_of_its_group():
-    h, recorder, failed = handler(), Recorder(), []
+    recorder, failed = Recorder(), []
+    h = handler(lambda queue, envelope, headers, exc: failed.append((queue, envelope, exc)))
     h.queue_consumer = recorder
     h.queue = bus.Queue("q")
-    h._failure = lambda queue, envelope, headers, exc: failed.append((queue, envelope, exc))
     boom = RuntimeError("worker died")
     group = [({"n": 1}, Delivery(Message(None, 1), 1)), ({"n": 2}, Delivery(Message(None, 2), 1))]
     assert h.handle_batch(group, None, exc_info=(RuntimeError, boom, None)) == (
@@ -143,14 +184,25 @@ def test_a_worker_that_raised_fails_every_event_of_its_group():
 
 
 def test_a_handled_group_settles_each_event_with_its_own_outcome():
-    h, recorder, failed = handler(), Recorder(), []
+    recorder, failed = Recorder(), []
+    h = handler(lambda queue, envelope, headers, exc: failed.append((envelope, headers)))
     h.queue_consumer = recorder
     h.queue = bus.Queue("q")
-    h._failure = lambda queue, envelope, headers, exc: failed.append(envelope)
-    d = Delivery(Message(None, 1), 3)
+    d = Delivery(Message(None, 1, headers={bus.H_ATTEMPT: 2}), 3)
     group = [({"n": 1}, d), ({"n": 2}, d), ({"n": 3}, d)]
     h.handle_batch(group, None, result=[True, ValueError("bad"), False])
-    assert failed == [{"n": 2}] and [m.delivery_tag for m in recorder.acked] == [1]
+    # the failure callback gets the message's headers: they carry the attempts so far
+    assert failed == [({"n": 2}, {bus.H_ATTEMPT: 2})]
+    assert [m.delivery_tag for m in recorder.acked] == [1]
+
+
+def test_a_handler_returning_too_few_outcomes_is_an_error_not_an_unsettled_message():
+    h, recorder = handler(lambda queue, envelope, headers, exc: None), Recorder()
+    h.queue_consumer = recorder
+    h.queue = bus.Queue("q")
+    d = Delivery(Message(None, 1), 2)
+    with pytest.raises(ValueError):
+        h.handle_batch([({"n": 1}, d), ({"n": 2}, d)], None, result=[True])
 
 
 class Publisher:

@@ -5,6 +5,8 @@ left that a refusal names. Written to kill mutants that survived the mutation ch
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -146,3 +148,34 @@ def test_an_expiry_equal_to_the_minters_is_not_wider():
         parent_expires_at=end,
         now=NOW,
     )
+
+
+def test_a_malformed_id_is_never_genuine():
+    genuine = rules.issue(KEY).token_id
+    for token_id in ["", "short", genuine.upper(), genuine + "0", genuine[:-1], "g" * 24]:
+        assert not rules.id_is_genuine(KEY, token_id), token_id
+
+
+def test_the_id_checksum_and_secret_hash_are_the_documented_hmacs():
+    """Stored hashes and issued ids outlive a release: the keyed functions must stay those the
+    module documents (HMAC-SHA256; the id's over ``id:<random part>``)."""
+    random_part, secret = "0123456789abcdef", "s" * 43
+    check = hmac.new(KEY, b"id:" + random_part.encode(), hashlib.sha256).hexdigest()[:8]
+    assert rules.id_is_genuine(KEY, random_part + check)
+    token_id = random_part + check
+    expected = hmac.new(KEY, f"{token_id}:{secret}".encode(), hashlib.sha256).digest()
+    assert rules.hash_secret(KEY, token_id, secret) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "kept"),
+    [
+        ("::ffff:192.0.2.1", "192.0.2.1"),  # mapped IPv4 kept as IPv4
+        ("2001:DB8::0:1", "2001:db8::1"),  # one spelling per address
+        ("not an ip", "not an ip"),
+        ("a\x00b\nc", "a?b?c"),
+        ("x" * 100, "x" * 64),
+    ],
+)
+def test_audit_addresses_are_normalised_or_cut_to_a_printable_excerpt(address, kept):
+    assert rules.audit_address(address) == kept
