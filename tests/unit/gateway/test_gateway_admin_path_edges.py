@@ -22,6 +22,7 @@ from ontrackio.gateway.paths import (
         (b"http://acme.localhost/admin/x", b"/admin/x"),
         (b"HTTPS://acme.localhost:8443/a//b", b"/a//b"),
         (b"hTtP://acme.localhost", b"/"),
+        (b"http:///admin", b"/admin"),  # an empty authority: the path starts right away
         (b"/http://acme.localhost/admin", b"/http://acme.localhost/admin"),
         (b"/plain", b"/plain"),
     ],
@@ -52,6 +53,9 @@ def test_the_deepest_encoding_that_settles_is_judged_and_one_more_fails_closed()
         (b"/a\\b%5Cc", ["a", "b", "c"]),
         (b"/a?b/c#d", ["a"]),
         (b"/a#b?c", ["a"]),
+        (b"/a?b?c/d", ["a"]),
+        (b"/a#b#c/d", ["a"]),
+        (b"/a;x;y/b", ["a", "b"]),
         ("/\uff21\u212a".encode(), ["ak"]),
         (b"/", []),
     ],
@@ -77,6 +81,12 @@ def test_a_scope_without_raw_path_is_judged_by_its_decoded_path():
     assert not scope_is_admin({"path": "/assets"})
     assert scope_is_admin({"raw_path": b"", "path": "/admin"})
     assert not scope_is_admin({})  # neither spelling: the root path
+
+
+def test_a_raw_path_that_is_admin_counts_whatever_the_decoded_path_says():
+    """A server whose decoding differs from ours must not hide an admin raw path."""
+    assert scope_is_admin({"raw_path": b"/admin", "path": "/assets"})
+    assert scope_is_admin({"raw_path": b"/x%3f/../admin", "path": "/x?/../admin"})
 
 
 def test_a_decoded_path_with_a_lone_surrogate_is_still_judged():

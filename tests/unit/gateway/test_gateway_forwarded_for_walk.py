@@ -100,6 +100,16 @@ def test_a_websocket_behind_a_trusted_proxy_gets_its_client_address():
     assert seen == {"client_ip": ip_address("198.51.100.4"), "peer_trusted": True}
 
 
+def test_the_app_behind_it_gets_the_request_body(asgi):
+    async def app(scope, receive, send):
+        message = await receive()
+        await JSONResponse({"body": message["body"].decode()})(scope, receive, send)
+
+    middleware = ClientIPMiddleware(app, trusted_proxies=TRUSTED)
+    result = asgi(middleware, method="POST", body=[b"hello"], client=("198.51.100.7", 1))
+    assert result.json() == {"body": "hello"}
+
+
 def test_a_lifespan_scope_passes_through_untouched():
     seen = []
 
