@@ -43,6 +43,15 @@ def test_the_loose_count_restarts_after_in_order_acks_and_after_each_flush():
     assert len(t) == 2  # 10 and 11, still in flight
 
 
+def test_deliveries_acked_in_order_do_not_count_towards_the_loose_window():
+    t = AckTracker(loose=4)
+    for tag in range(1, 6):
+        t.delivered(tag)
+    assert t.settle(1) == [(1, True)]  # in order: nothing left waiting
+    assert t.settle(3) == [] and t.settle(4) == []  # two behind 2, fewer than four
+    assert t.settle(5) == []
+
+
 def test_a_requeued_delivery_in_the_loose_window_is_never_acknowledged():
     t = AckTracker(loose=2)
     for tag in (1, 2, 3):
