@@ -11,12 +11,13 @@ export UV_PROJECT_ENVIRONMENT := .venv
 
 PROTO_FILES := $(shell find protos -name '*.proto')
 
-.PHONY: help deps protos run test test-unit lint bench clean
+.PHONY: help deps protos run test test-unit lint bench mutate clean
 
 help:
 	@echo "make run    - start all services, the gateway and a demo tenant"
 	@echo "make test   - install what is needed and run the whole test suite"
 	@echo "make bench  - measure against bare baselines (table + bench-results/*.json)"
+	@echo "make mutate - mutation check of the core modules (slow; docs/testing.md)"
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -55,6 +56,27 @@ lint: deps
 bench: protos
 	$(VENV_PY) -m bench.run
 
+# Mutation check (docs/testing.md "Mutation check"); not part of `make test` or CI. mutmut
+# names a mutated module after its path, so it runs in .mutate/, where `ontrackio` is a link
+# to services/ (as in .gen/); it copies that tree, tests/ and pyproject.toml ([tool.mutmut])
+# into .mutate/mutants/ and runs the unit tests there, MUTATE_JOBS at a time. A run without
+# MUTANTS starts afresh; MUTANTS (globs: MUTANTS='ontrackio.core.outbox.*') keeps the earlier
+# results and runs only those mutants again, against the tests as they are now. The last line
+# counts the verdicts per module. Afterwards: cd .mutate && ../.venv/bin/mutmut show <name>.
+MUTATE_JOBS ?= 2
+MUTANTS ?=
+
+mutate: protos
+	$(if $(MUTANTS),,rm -rf .mutate)
+	mkdir -p .mutate
+	ln -sfn ../services .mutate/ontrackio
+	ln -sfn ../tests .mutate/tests
+	ln -sfn ../pyproject.toml .mutate/pyproject.toml
+	cd .mutate && ../.venv/bin/mutmut run --max-children $(MUTATE_JOBS) $(foreach m,$(MUTANTS),'$(m)')
+	cd .mutate && ../.venv/bin/mutmut results
+	cd .mutate && ../.venv/bin/mutmut results --all true \
+	  | sed -E 's/^ *([a-z_.]+)\.x[_ǁ].*: (.*)$$/\1: \2/' | sort | uniq -c
+
 clean:
-	rm -rf .gen .run bench-results
+	rm -rf .gen .run bench-results .mutate
 	find services -path '*/v1/*_pb2*.py*' -delete
