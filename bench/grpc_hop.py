@@ -27,7 +27,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.common import ROOT, figure, log
+from bench.common import ROOT, cpu_seconds, figure, log
 from ontrackio.core.grpcserver import TENANT_METADATA
 from ontrackio.core.v1 import core_pb2, core_pb2_grpc
 from ontrackio.devtools.stack import free_port
@@ -117,12 +117,6 @@ def measure(
     if not server_pid:
         return rate
     return rate, (cpu_seconds(server_pid) - cpu_before) * 1e6 / result["calls"]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` (all its threads) so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _start(kind: str, env: dict[str, str], pki_dir: Path) -> tuple[subprocess.Popen, str]:

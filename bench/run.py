@@ -23,16 +23,14 @@ import threading
 import time
 import traceback
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
-from psycopg import sql
 
 from bench import audit, events, fleet, grpc_hop, pools, provisioning
 from bench.common import ROOT, cpu_seconds, failed, figure, log
 from ontrackio.devtools import infra
-from ontrackio.devtools.stack import Stack
+from ontrackio.devtools.stack import Stack, drop_deployment
 
 RESULTS = ROOT / "bench-results"
 
@@ -56,37 +54,6 @@ BENCH_ENV = {
     "ONTRACK_DELETION_GRACE_SECONDS": "0",
     "ONTRACK_LOG_LEVEL": "WARNING",
 }
-
-
-def drop_deployment(admin_dsn: str, deployment: str, concurrency: int = 4) -> int:
-    """Drop every database and role named `<deployment>_…`; returns databases dropped."""
-    pattern = f"{deployment}\\_%"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        dbs = [
-            r[0]
-            for r in conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)
-            )
-        ]
-
-    def drop(names: list[str]) -> None:
-        with psycopg.connect(admin_dsn, autocommit=True) as c:
-            for db in names:
-                c.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
-                )
-
-    chunks = [dbs[i::concurrency] for i in range(concurrency)]
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(drop, chunks))
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        roles = [
-            r[0]
-            for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,))
-        ]
-        for role in roles:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-    return len(dbs)
 
 
 def idle_cpu(stack: Stack, seconds: float = 30.0) -> float:
@@ -267,7 +234,8 @@ def bench(report: Report, args) -> None:
             report.figures += figs
 
         report.section("pools", "ms", "<= 50 ms", pool_section)
-        log(f"dropped {drop_deployment(found.pg_dsn, pool_deployment)} pool databases")
+        dropped = drop_deployment(found.pg_dsn, pool_deployment, concurrency=4)
+        log(f"dropped {dropped} pool databases")
 
         # 3b. Audit trail: append vs plain INSERT, seal, verify; one tenant database.
         def audit_section():
@@ -275,7 +243,8 @@ def bench(report: Report, args) -> None:
             report.figures.extend(figs)
 
         report.section("audit trail", "µs/entry", "ratio <= 2", audit_section)
-        log(f"dropped {drop_deployment(found.pg_dsn, pool_deployment)} audit databases")
+        dropped = drop_deployment(found.pg_dsn, pool_deployment, concurrency=4)
+        log(f"dropped {dropped} audit databases")
 
         # 4. The running system.
         gateway_running = (ROOT / "services" / "gateway" / "main.py").exists()
@@ -395,9 +364,9 @@ def bench(report: Report, args) -> None:
             stack.stop()
         finally:
             try:
-                log(f"dropped {drop_deployment(found.pg_dsn, deployment)} databases")
+                log(f"dropped {drop_deployment(found.pg_dsn, deployment, concurrency=4)} databases")
                 stack.drop_databases()
-                drop_deployment(found.pg_dsn, pool_deployment)
+                drop_deployment(found.pg_dsn, pool_deployment, concurrency=4)
             finally:
                 broker.delete()
                 found.close()

@@ -13,15 +13,9 @@ from __future__ import annotations
 import base64
 import json
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-PROPERTY = settings(
-    max_examples=200,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+from tests.unit.gateway.strategies import PROPERTY  # noqa: F401 - the suite's one profile
 
 TEXT_ATOMS = [
     "\x00", "\ud800", "\udfff", "\ud83d", "\ufeff", "\u200b", "\u200d",

@@ -10,6 +10,7 @@ import pytest
 
 from ontrackio.core import bus, consumer
 from ontrackio.core.consumer import AckTracker, BatchEventHandler, BatchQueueConsumer, Delivery
+from tests.unit.core.test_core_consumer import FakeConsumer
 
 
 def test_by_default_thirty_two_settled_deliveries_wait_behind_a_slow_one():
@@ -134,17 +135,6 @@ def test_an_ack_on_a_closing_channel_is_swallowed():
     assert failing.acks == []
 
 
-class Recorder:
-    def __init__(self):
-        self.acked, self.requeued = [], []
-
-    def ack_message(self, message):
-        self.acked.append(message)
-
-    def requeue_message(self, message):
-        self.requeued.append(message)
-
-
 def handler(failure=None) -> BatchEventHandler:
     h = BatchEventHandler("identity", "identity.user_created", failure=failure)
     h._ready = consumer.LightQueue()
@@ -178,7 +168,7 @@ def test_a_single_event_is_one_delivery_of_one():
 
 
 def test_a_worker_that_raised_fails_every_event_of_its_group():
-    recorder, failed = Recorder(), []
+    recorder, failed = FakeConsumer(), []
     h = handler(lambda queue, envelope, headers, exc: failed.append((queue, envelope, exc)))
     h.queue_consumer = recorder
     h.queue = bus.Queue("q")
@@ -193,7 +183,7 @@ def test_a_worker_that_raised_fails_every_event_of_its_group():
 
 
 def test_a_handled_group_settles_each_event_with_its_own_outcome():
-    recorder, failed = Recorder(), []
+    recorder, failed = FakeConsumer(), []
     h = handler(lambda queue, envelope, headers, exc: failed.append((envelope, headers)))
     h.queue_consumer = recorder
     h.queue = bus.Queue("q")
@@ -206,7 +196,7 @@ def test_a_handled_group_settles_each_event_with_its_own_outcome():
 
 
 def test_a_handler_returning_too_few_outcomes_is_an_error_not_an_unsettled_message():
-    h, recorder = handler(lambda queue, envelope, headers, exc: None), Recorder()
+    h, recorder = handler(lambda queue, envelope, headers, exc: None), FakeConsumer()
     h.queue_consumer = recorder
     h.queue = bus.Queue("q")
     d = Delivery(Message(None, 1), 2)
