@@ -16,10 +16,14 @@ from ontrackio.identity.v1 import events_pb2
 from ontrackio.privacy.v1 import privacy_pb2, privacy_pb2_grpc
 from tests.conftest import unique
 from tests.helpers import create_tenant, eventually, md
-from tests.integration.test_metrics import scrape, value
+from tests.integration.test_metrics import scrape
 
-SKIPPED = 'ontrack_outbox_sweep_databases_total{outcome="skipped",service="identity"}'
-VISITED = 'ontrack_outbox_sweep_databases_total{outcome="visited",service="identity"}'
+SWEPT = "ontrack_outbox_sweep_databases_total"
+
+
+def swept(system, outcome: str) -> float:
+    """The identity worker's count of databases the sweep `outcome` (the series must exist)."""
+    return scrape(system, "identity-worker").value(SWEPT, outcome=outcome, service="identity")
 
 
 def test_the_sweep_publishes_what_a_crashed_writer_left_and_skips_idle_databases(
@@ -28,8 +32,8 @@ def test_the_sweep_publishes_what_a_crashed_writer_left_and_skips_idle_databases
     slug = unique("w")
     create_tenant(channels, slug)
     # Idle databases are skipped: the counter grows while this tenant (and others) sit idle.
-    before = value(scrape(system, "identity-worker"), SKIPPED)
-    eventually(lambda: value(scrape(system, "identity-worker"), SKIPPED) > before, timeout=15)
+    before = swept(system, "skipped")
+    eventually(lambda: swept(system, "skipped") > before, timeout=15)
 
     # A writer committed a user_created event and died before its relay published it.
     user_id = str(uuid.uuid4())
@@ -40,7 +44,7 @@ def test_the_sweep_publishes_what_a_crashed_writer_left_and_skips_idle_databases
     )
     event = dataclasses.replace(event, occurred_at=event.occurred_at - timedelta(seconds=30))
     db = Names(settings.deployment, "identity").tenant_database(slug)
-    visited = value(scrape(system, "identity-worker"), VISITED)
+    before_sweep = scrape(system, "identity-worker")
     with Clusters(settings).admin_connect("main", db) as conn:
         outbox.add(conn, event)
 
@@ -52,6 +56,9 @@ def test_the_sweep_publishes_what_a_crashed_writer_left_and_skips_idle_databases
         timeout=30,
     )
     assert subject.email == "orphan@example.com"
-    assert value(scrape(system, "identity-worker"), VISITED) > visited
+    visited = scrape(system, "identity-worker").rise(
+        before_sweep, SWEPT, outcome="visited", service="identity"
+    )
+    assert visited >= 1  # the sweep visited the database with the orphaned row
     with Clusters(settings).admin_connect("main", db) as conn:
         assert outbox.backlog(conn) == 0  # published and marked sent by the sweep
