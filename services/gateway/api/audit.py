@@ -16,6 +16,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.responses import Response
 
+from ontrackio.gateway.accept import quality as accept_quality
 from ontrackio.gateway.api.operation import Call, Operation, Param, bearer
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, PAGING
 from ontrackio.gateway.api.services import Services
@@ -99,12 +100,13 @@ def parse_time(text: str | None) -> Timestamp | None:
 
 
 def wants_csv(params: dict[str, Any], accept: str) -> bool:
-    """CSV when ?format=csv, or when no format is given and Accept prefers text/csv."""
+    """CSV when ?format=csv; JSON when ?format=json; else CSV exactly when Accept gives
+    text/csv a higher quality than application/json (RFC 9110 q-values, gateway/accept.py);
+    JSON on a tie, so no Accept, ``*/*`` or ``text/csv;q=0`` get JSON."""
     fmt = params.get("format")
     if fmt:
         return fmt == "csv"
-    kinds = [part.split(";")[0].strip().lower() for part in (accept or "").split(",")]
-    return "text/csv" in kinds and "application/json" not in kinds[: kinds.index("text/csv")]
+    return accept_quality(accept, "text/csv") > accept_quality(accept, "application/json")
 
 
 def entry_json(e: pb.AuditRecord) -> dict[str, Any]:

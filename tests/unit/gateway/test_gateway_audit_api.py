@@ -51,7 +51,8 @@ def test_hostile_times_are_refused_by_the_schema_or_parsed(text):
         ({}, "", False),
         ({}, "text/csv", True),
         ({}, "application/json, text/csv", False),
-        ({}, "text/csv;q=0.9, */*", True),
+        ({}, "text/csv;q=0.9, */*", False),  # */* (so JSON) has q=1: JSON preferred
+        ({}, "text/csv;q=0", False),  # q=0: not acceptable
         ({"format": "json"}, "text/csv", False),
         ({"format": "csv"}, "application/json", True),
     ],
