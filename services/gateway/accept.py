@@ -10,6 +10,9 @@ matching), 0 when no range matches. An element that is not a valid media range w
 weight is ignored; a header with no valid element is treated as absent: every type is
 acceptable, quality 1. Qualities are integers in thousandths, so nothing depends on float
 rounding. Any text is answered; nothing here raises.
+
+Not python-mimeparse (considered): it splits the header at every comma, quoted or not, and
+raises on the first malformed element, so one bad element would decide for the whole header.
 """
 
 from __future__ import annotations
