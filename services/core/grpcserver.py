@@ -179,10 +179,15 @@ class PlatformInterceptor(grpc.ServerInterceptor):
             log.exception("unhandled error in %s", method)
             return status_for(exc)
 
+        # Whether spans are recorded is settled by the time a method is first called (the
+        # process installs its provider, if any, before serving); asking OpenTelemetry on
+        # every call read the environment each time, half of this wrapper's own cost.
+        recording = telemetry.recording()
+
         def span_of():
             return (
                 tracer.start_as_current_span(method, kind=trace.SpanKind.SERVER)
-                if telemetry.recording()
+                if recording
                 else _NO_SPAN
             )
 
