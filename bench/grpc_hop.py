@@ -382,28 +382,45 @@ def run(env: dict[str, str], rounds: int = 2, seconds: float = 3.0) -> tuple[lis
     return figs, raw
 
 
-def run_against_stack(stack, slug: str, echo_seq: float, seconds: float = 3.0) -> dict:
-    """Ping through a running identity api (real directory via the control database),
-    placed as the echo was: the api's threads on SERVER_CPU while it is measured."""
+def run_against_stack(stack, slug: str, rounds: int = 3, seconds: float = 2.0) -> dict:
+    """Ping through a running identity api (real directory via the control database) against
+    a TLS echo started beside it, so both meet the same machine: the running stack's other
+    processes share it too. Alternating rounds, best of each; the api's threads are moved to
+    SERVER_CPU while it is measured, as the echo's are."""
     api = stack.procs["identity-api"].pid
-    if PINNED:
-        pin(api, {SERVER_CPU})
+    echo, echo_target = _start("echo", stack.env(), stack.pki_dir)
+    best = {"api": 0.0, "echo": 0.0}
     try:
-        rate = measure(stack.target("identity"), "seq", seconds, slug=slug, pki_dir=stack.pki_dir)
+        for r in range(rounds):
+            for who in ("api", "echo") if r % 2 == 0 else ("echo", "api"):
+                if who == "echo":
+                    rate = measure(echo_target, "seq", seconds, pki_dir=stack.pki_dir)
+                else:
+                    if PINNED:
+                        pin(api, {SERVER_CPU})
+                    try:
+                        rate = measure(
+                            stack.target("identity"), "seq", seconds, slug=slug,
+                            pki_dir=stack.pki_dir,
+                        )  # fmt: skip
+                    finally:
+                        if PINNED:
+                            pin(api, set(CPUS))
+                best[who] = max(best[who], rate)
+                log(f"grpc via the running stack, round {r + 1}: {who:4s} {rate:7.0f}/s")
     finally:
-        if PINNED:
-            pin(api, set(CPUS))
+        _stop(echo)
     return figure(
         "gRPC hop, sequential, running identity api",
-        rate,
-        echo_seq,
+        best["api"],
+        best["echo"],
         "calls/s",
         f"ratio >= {GOAL}",
-        rate >= GOAL * echo_seq,
+        best["api"] >= GOAL * best["echo"],
         "the identity api process of the running stack (mutual TLS; tenant looked up in the "
-        "control database, cached ONTRACK_TENANT_CACHE_SECONDS); baseline = the "
-        "bare TLS echo's best sequential rate above, client and api placed as for it; the "
-        "rest of the stack shares the machine, so this one is indicative",
+        "control database, cached ONTRACK_TENANT_CACHE_SECONDS); baseline = a bare TLS echo "
+        f"started beside the running stack, measured in the same {rounds} alternating rounds "
+        f"of {seconds:.0f} s (best of each), placed as the api",
     )
 
 

@@ -304,7 +304,7 @@ def bench(report: Report, args) -> None:
                     "calls/s",
                     "ratio >= 0.8",
                     lambda: report.figures.append(
-                        grpc_hop.run_against_stack(stack, median_slugs[0], echo_seq)
+                        grpc_hop.run_against_stack(stack, median_slugs[0])
                     ),
                 )
 
