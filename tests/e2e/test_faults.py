@@ -79,11 +79,11 @@ def test_broker_connections_killed_while_events_flow(system, channels, settings)
         lambda: count(settings, "inventory", slug, "SELECT count(*) FROM owners") == total,
         timeout=60,
     )
-    # Every event was published (none left unsent) and applied exactly once per consumer.
-    assert (
-        count(settings, "identity", slug, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        == 0
-    )
+    # Every event was published (none left unsent: a row whose publish was confirmed but
+    # whose mark was lost with the connection is marked by the relay's retry or the sweep,
+    # so this is eventual too) and applied exactly once per consumer.
+    unsent = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+    eventually(lambda: count(settings, "identity", slug, unsent) == 0, timeout=30)
     for service in ("privacy", "inventory"):
         assert (
             count(
