@@ -64,6 +64,20 @@ def deny_everyone_here(channels, slug: str) -> None:
     )
 
 
+def probes(gw: Gateway, slug: str, reader: str, admin: str):
+    """Two requests whose status shows the caches: a read with the `reader` token (401 once
+    its revocation is seen) and the allowlist with the `admin` token (403 once a change
+    denying this address is seen)."""
+
+    def assets() -> int:
+        return gw.call("GET", "/api/v1/assets?page_size=1", slug, reader).status
+
+    def allowlist() -> int:
+        return gw.call("GET", "/admin/api/v1/allowlist", slug, admin).status
+
+    return assets, allowlist
+
+
 def test_without_events_a_revocation_and_an_allowlist_change_wait_for_their_ttls(
     system, channels, deaf_broker, tmp_path
 ):
@@ -78,13 +92,7 @@ def test_without_events_a_revocation_and_an_allowlist_change_wait_for_their_ttls
         ONTRACK_AMQP_URL=deaf_broker.url,
         ONTRACK_GATEWAY_WORKERS="1",  # one cache: every request meets the same one
     ) as port:
-        gw = Gateway(port)
-
-        def assets():
-            return gw.call("GET", "/api/v1/assets?page_size=1", slug, reader).status
-
-        def allowlist():
-            return gw.call("GET", "/admin/api/v1/allowlist", slug, admin).status
+        assets, allowlist = probes(Gateway(port), slug, reader, admin)
 
         t_token = time.monotonic()  # the record is cached during this request, not earlier
         assert assets() == 200
@@ -138,13 +146,7 @@ def test_a_broker_reconnect_clears_the_token_and_allowlist_caches(
         ONTRACK_GATEWAY_TOKEN_CACHE_SECONDS=str(ttl),
         ONTRACK_GATEWAY_ALLOWLIST_CACHE_SECONDS=str(ttl),
     ) as port:
-        gw = Gateway(port)
-
-        def assets():
-            return gw.call("GET", "/api/v1/assets?page_size=1", slug, reader).status
-
-        def allowlist():
-            return gw.call("GET", "/admin/api/v1/allowlist", slug, admin).status
+        assets, allowlist = probes(Gateway(port), slug, reader, admin)
 
         cached_at = time.monotonic()
         assert assets() == 200 and allowlist() == 200
