@@ -148,6 +148,7 @@ class EventTypes:
             )
             if event.occurred_at.utcoffset() is None:  # consumers subtract it from aware times
                 raise ValueError("occurred_at has no time zone")
+            event.occurred_at.astimezone(UTC)  # OverflowError past year 9999 or before year 1
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise InvalidEvent(f"malformed envelope: {type(exc).__name__}: {exc}") from None
         if event.type not in self._types:

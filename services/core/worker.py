@@ -205,7 +205,8 @@ def apply_batch(process: WorkerProcess, bodies: list, effect) -> list[bool | Bas
         span.end()
     for body, outcome in zip(bodies, outcomes, strict=True):
         event_type = body.get("type") if isinstance(body, dict) else None
-        _count(rt.service, event_type if event_type in rt.events else "unknown", outcome)
+        known = isinstance(event_type, str) and event_type in rt.events  # a list is unhashable
+        _count(rt.service, event_type if known else "unknown", outcome)
     return outcomes
 
 
