@@ -25,9 +25,14 @@ class Kind(enum.Enum):
 
 
 class DomainError(Exception):
-    """A failure the caller can act on; its message is safe to show to the caller."""
+    """A failure the caller can act on; its message is safe to show to the caller.
+
+    `reason`, when set, names this failure more precisely than its kind: it travels with
+    the status (gRPC trailing metadata ``ontrack-reason``) so that the gateway can answer
+    it with a problem type of its own (gateway/problems.py, REASONS)."""
 
     kind: Kind = Kind.INTERNAL
+    reason: str | None = None
 
 
 class InvalidArgument(DomainError):
@@ -49,6 +54,20 @@ class FailedPrecondition(DomainError):
 class EventRefused(FailedPrecondition):
     """An event its handler must not act on (the registry contradicts it): never retried,
     parked in the dead-letter queue at once, where an operator can inspect or replay it."""
+
+
+class KeyUnavailable(FailedPrecondition):
+    """A tenant's key cannot be used now: the KMS key is disabled, scheduled for deletion,
+    its grant revoked, or the KMS unreachable. That tenant's encrypted fields fail closed
+    until the key is usable again (nothing is cached past it); other tenants are not
+    affected. `cause` is one of CAUSES, for metrics and the audit trail."""
+
+    reason = "tenant-key-unavailable"
+    CAUSES = ("disabled", "pending_deletion", "access_denied", "not_found", "unreachable", "invalid")
+
+    def __init__(self, cause: str):
+        self.cause = cause if cause in self.CAUSES else "invalid"
+        super().__init__(f"tenant key unavailable ({self.cause.replace('_', ' ')})")
 
 
 class PermissionDenied(DomainError):

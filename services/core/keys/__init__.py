@@ -1,0 +1,1 @@
+"""Envelope encryption: key providers (KMS), tenants' data keys, encrypted fields."""
