@@ -20,6 +20,7 @@ import pytest
 
 from ontrackio.core import config
 from ontrackio.devtools import infra, sessions
+from ontrackio.devtools.kmsemulator import KmsEmulator
 from ontrackio.devtools.stack import ROOT, Stack
 from tests.helpers import CallerChannel
 
@@ -35,6 +36,9 @@ TEST_ENV = {
     "ONTRACK_TENANT_CACHE_SECONDS": "0.5",
     "ONTRACK_GRPC_WORKERS": "8",
     "ONTRACK_AUDIT_ANCHOR_SECONDS": "1",
+    # Tenant keys: a disabled key must show within seconds, a re-enabled one recover fast.
+    "ONTRACK_DATA_KEY_CACHE_SECONDS": "2",
+    "ONTRACK_DATA_KEY_RETRY_SECONDS": "0.5",
 }
 
 
@@ -102,10 +106,20 @@ def amqp_url(infrastructure, deployment):
 
 
 @pytest.fixture(scope="session")
-def stack(infrastructure, harness_session, amqp_url):
+def kms():
+    """The KMS the system under test uses: moto's server behind a proxy that refuses as
+    AWS does (devtools/kmsemulator.py), with a platform key. Test stacks run outside
+    development mode, where the local key provider is refused. The AWS_* variables it
+    needs are set in os.environ for the session (in-process code and the CLI use boto3)."""
+    with KmsEmulator() as emulator, mock.patch.dict(os.environ, emulator.env()):
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def stack(infrastructure, harness_session, amqp_url, kms):
     """The deployment's process set (not started); drops its databases at the end."""
     deployment, run_dir = harness_session.deployment, harness_session.run_dir
-    env = dict(TEST_ENV, ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}")
+    env = dict(TEST_ENV, ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}", **kms.env())
     # Placement: besides "main", the same server reached another way (its local socket) as
     # a second cluster, and a cluster nobody listens on, to see failures reported.
     clusters = {
@@ -141,9 +155,10 @@ def system(stack, settings):
 
 
 def _test_identity(method: str) -> str:
-    """The identity a test plays for `method`: the CLI for token and allowlist administration
-    (only the gateway and the CLI may), operator tooling for everything else."""
-    return "cli" if method.startswith("/ontrackio.identity.v1.AccessService/") else "operator"
+    """The identity a test plays for `method`: the CLI for token, allowlist and key
+    administration (only the gateway and the CLI may), operator tooling for everything else."""
+    cli_services = ("/ontrackio.identity.v1.AccessService/", "/ontrackio.identity.v1.KeyService/")
+    return "cli" if method.startswith(cli_services) else "operator"
 
 
 @pytest.fixture(scope="session")

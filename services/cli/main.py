@@ -366,6 +366,10 @@ from ontrackio.cli import audit as _audit  # noqa: E402 - it builds on `cli` abo
 
 _audit.register(cli)
 
+from ontrackio.cli import keys as _keys  # noqa: E402 - it builds on `tenant` above
+
+_keys.register(tenant)
+
 
 def main() -> None:
     try:

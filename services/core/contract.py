@@ -23,16 +23,22 @@ from google.protobuf.message import Message
 
 from ontrackio.core.directory import TenantInfo
 from ontrackio.core.events import EventTypes
+from ontrackio.core.keys.reencrypt import EncryptedColumn
+from ontrackio.core.keys.ring import KeySource
 from ontrackio.core.v1 import core_pb2
 
 # (settings, the calling service) -> a look-up of one tenant by slug (None: no such tenant).
 TenantLookup = Callable[[Any, str], Callable[[str], TenantInfo | None]]
+# (settings, the calling service) -> that service's wrapped data keys of a tenant.
+KeySourceFactory = Callable[[Any, str], KeySource]
 
 # What a lifecycle follower subscribes to: handler -> the registry's event (the registry's
 # messages for them carry at least `slug` and `placement`).
 LIFECYCLE_HANDLERS: Mapping[str, str] = {
     "handle_tenant_created": "tenant_created",
     "handle_tenant_deleted": "tenant_deleted",
+    # a new data key version: re-encrypt the service's older rows (core/keys/reencrypt.py)
+    "handle_data_keys_rotated": "data_keys_rotated",
 }
 # What a lifecycle follower reports: event -> (payload message, schema version).
 LIFECYCLE_REPORTS: Mapping[str, tuple[type[Message], int]] = {
@@ -74,7 +80,10 @@ class Contract:
     - `subscribes`: handler method -> (source service, event name);
     - `tenants_from`: the tenant registry whose lifecycle this service follows (None: none);
     - `from_every_service`: event name every service of the deployment publishes -> the
-      method handling it; each service's event gets the handler `handle_<service>_<event>`.
+      method handling it; each service's event gets the handler `handle_<service>_<event>`;
+    - `encrypted`: the columns of its tenant databases that hold encrypted fields
+      (core/keys/envelope.py), which core re-encrypts after a data key rotation and
+      reports on (EncryptionService).
     """
 
     service: str
@@ -82,6 +91,7 @@ class Contract:
     subscribes: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     tenants_from: str | None = None
     from_every_service: Mapping[str, str] = field(default_factory=dict)
+    encrypted: tuple[EncryptedColumn, ...] = ()
 
     def published(self) -> dict[str, tuple[type[Message], int]]:
         """Every event type this service publishes, lifecycle reports included."""
@@ -98,12 +108,17 @@ class Deployment:
     """
 
     def __init__(
-        self, contracts: Iterable[Contract], *, tenant_lookup: TenantLookup | None = None
+        self,
+        contracts: Iterable[Contract],
+        *,
+        tenant_lookup: TenantLookup | None = None,
+        key_source: KeySourceFactory | None = None,
     ) -> None:
         self.contracts: tuple[Contract, ...] = tuple(contracts)
         # How a process of another service reaches the tenant registry (None: only the
-        # registry's own service runs here, with its own bootstrap).
+        # registry's own service runs here, with its own bootstrap), and the key store.
         self.tenant_lookup = tenant_lookup
+        self.key_source = key_source
         self.services: tuple[str, ...] = tuple(c.service for c in self.contracts)
         problems = [f"service {s!r} has two contracts" for s in _twice(self.services)]
         types: dict[str, tuple[type[Message], int]] = {}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from ontrackio.core import bus, config, grpcserver, logs, metrics, topology
 from ontrackio.core.contract import Deployment
+from ontrackio.core.keys import status_api as encryption_status
 from ontrackio.core.runtime import Runtime, build
 
 
@@ -53,7 +54,7 @@ def api_main(
     server, port = _or_exit(
         lambda: grpcserver.build_server(
             service,
-            registrations(rt),
+            [*registrations(rt), encryption_status.registration(rt)],
             rt.directory,
             settings,
             address=f"{settings.grpc_host}:{port_setting}",

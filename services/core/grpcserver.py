@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 TENANT_METADATA = "x-ontrack-tenant"
 _tenant: contextvars.ContextVar[TenantInfo | None] = contextvars.ContextVar("tenant", default=None)
+_caller_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
+# Trailing metadata naming a domain error's reason (core/errors.py), for callers that must
+# tell one FAILED_PRECONDITION from another (the gateway's problem types).
+REASON_METADATA = "ontrack-reason"
 _NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)  # reusable; its set_attribute does nothing
 _OK = grpc.StatusCode.OK
 
@@ -52,6 +56,20 @@ _OK = grpc.StatusCode.OK
 def tenant_or_none() -> TenantInfo | None:
     """The tenant of the call being served, if any (for logs)."""
     return _tenant.get()
+
+
+def current_caller() -> str:
+    """The identity (core/trust.py) calling the method being served."""
+    caller = _caller_var.get()
+    if caller is None:  # a programming error: called outside a served call
+        raise RuntimeError("no caller in this call")
+    return caller
+
+
+def actor_of(context) -> str:
+    """Who acts, for the audit trail: the actor the gateway or the CLI named (the
+    interceptor refuses it from anyone else), else ``operator``."""
+    return dict(context.invocation_metadata()).get(trust.ACTOR_METADATA, "operator")[:200]
 
 
 def current_tenant() -> TenantInfo:
@@ -140,6 +158,7 @@ class PlatformInterceptor(grpc.ServerInterceptor):
                 )
             if caller not in allowed:
                 raise _Refusal(grpc.StatusCode.PERMISSION_DENIED, f"{caller} may not call {short}")
+            _caller_var.set(caller)
             if caller not in trust.ACTOR_BEARERS:
                 for key in trust.EDGE_METADATA:
                     if key in metadata:
@@ -168,10 +187,13 @@ class PlatformInterceptor(grpc.ServerInterceptor):
             return request
 
         def failure_of(exc: Exception, context) -> tuple[grpc.StatusCode, str] | None:
-            """The status to answer with; None when the servicer aborted the call itself."""
+            """The status to answer with; None when the servicer aborted the call itself.
+            A domain error's reason goes with it as trailing metadata."""
             if isinstance(exc, _Refusal):
                 return exc.code, exc.detail
             if isinstance(exc, DomainError):
+                if exc.reason:
+                    context.set_trailing_metadata(((REASON_METADATA, exc.reason),))
                 return status_for(exc)
             if context.code() is not None:
                 counters[context.code()].inc()

@@ -44,6 +44,23 @@ EVENT_LAG = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+KEY_REFUSALS = Counter(
+    "ontrack_tenant_key_refusals",
+    "Uses of a tenant's data keys refused because its key is unavailable (fail closed), "
+    "by cause (disabled, pending_deletion, access_denied, not_found, unreachable, invalid)",
+    ["service", "cause"],
+)
+KEY_UNWRAPS = Counter(
+    "ontrack_tenant_key_unwraps",
+    "Key rings fetched and unwrapped at the KMS (a first use, or after the cache time)",
+    ["service", "outcome"],
+)
+REENCRYPTED_ROWS = Counter(
+    "ontrack_reencrypted_rows",
+    "Encrypted values re-encrypted under a tenant's current data key version",
+    ["service"],
+)
+
 
 class RuntimeCollector:
     """Pool, relay and (in workers) dead-letter-queue figures of one process."""
@@ -63,6 +80,11 @@ class RuntimeCollector:
             ("ontrack_pool_connections_max", self._rt.pools.max_total, "Per-process cap"),
             ("ontrack_relay_pending_batches", self._rt.relay.pending, "Units awaiting publish"),
             ("ontrack_relay_unsent_outboxes", self._rt.relay.unsent, "Outboxes being retried"),
+            (
+                "ontrack_tenant_keys_unavailable",
+                self._rt.keys.unavailable(),
+                "Tenants whose key this process could not use at its last attempt",
+            ),
         ]:
             g = GaugeMetricFamily(name, help_, labels=labels)
             g.add_metric(self._labels, value)

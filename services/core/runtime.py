@@ -6,13 +6,15 @@ Nothing here runs at import time; api and worker entrypoints call `build()` once
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ontrackio.core import telemetry
 from ontrackio.core.bus import Publisher
-from ontrackio.core.config import Settings
+from ontrackio.core.audit import log as audit_log
+from ontrackio.core.config import ConfigError, Settings
 from ontrackio.core.contract import Deployment
 from ontrackio.core.db import migrations
 from ontrackio.core.db.clusters import Clusters
@@ -21,7 +23,13 @@ from ontrackio.core.db.provisioning import Provisioner
 from ontrackio.core.db.tenantdb import TenantDatabases
 from ontrackio.core.directory import TenantDirectory, TenantInfo
 from ontrackio.core.events import EventTypes
+from ontrackio.core.keys import provider as key_provider
+from ontrackio.core.keys.envelope import FieldCipher
+from ontrackio.core.keys.kms import KeyProvider
+from ontrackio.core.keys.ring import KeySource, TenantKeys
 from ontrackio.core.relay import Relay
+
+log = logging.getLogger(__name__)
 
 
 def service_dir(service: str) -> Path:
@@ -40,6 +48,9 @@ class Runtime:
     deployment: Deployment  # the contracts of the services this process knows
     directory: TenantDirectory = field(init=False)
     dbs: TenantDatabases = field(init=False)
+    kms: KeyProvider = field(init=False)  # the key provider (core/keys)
+    keys: TenantKeys = field(init=False)  # this service's tenants' data keys
+    fields: FieldCipher = field(init=False)  # encrypted fields of its tenant databases
 
     @property
     def events(self) -> EventTypes:
@@ -58,10 +69,13 @@ def build(
     lookup: Callable[[Runtime], Callable[[str], TenantInfo | None]],
     deployment: Deployment,
     kind: type[Runtime] = Runtime,
+    key_source: Callable[[Runtime], KeySource] | None = None,
 ) -> Runtime:
     """Wire a service's infrastructure; `lookup(rt)` gives its tenant-directory source,
     `deployment` the contracts of the services the process knows, `kind` the Runtime
-    class (a service may add its own parts to it)."""
+    class (a service may add its own parts to it), `key_source(rt)` where its tenants'
+    wrapped data keys come from (default: the key store the deployment names). A key
+    provider the settings refuse (local outside development mode) is a ConfigError."""
     telemetry.setup(service, settings.otel_exporter)
     clusters = Clusters(settings)
     pools = PoolManager(
@@ -99,4 +113,42 @@ def build(
         relay=rt.relay,
         events=deployment.events,
     )
+    rt.kms = key_provider.from_settings(settings)
+    if key_source is None:
+        if deployment.key_source is None:
+            raise ConfigError(f"{service}: the deployment names no key store to ask")
+        source = deployment.key_source(settings, service)
+    else:
+        source = key_source(rt)
+    rt.keys = TenantKeys(
+        service,
+        settings.deployment,
+        rt.kms,
+        source,
+        ttl=settings.data_key_cache_seconds,
+        retry=settings.data_key_retry_seconds,
+        on_unavailable=lambda info, cause: _audit_key(rt, info, "key.unavailable", cause),
+        on_restored=lambda info: _audit_key(rt, info, "key.restored", None),
+    )
+    rt.fields = FieldCipher(rt.keys)
     return rt
+
+
+def _audit_key(rt: Runtime, info: TenantInfo, action: str, cause: str | None) -> None:
+    """An audit entry in the tenant's database when its key becomes unusable or usable
+    again for this process (best effort: the database may be what failed)."""
+    try:
+        with rt.dbs.unit_of_work(info) as u:
+            audit_log.append(
+                u.conn,
+                audit_log.Entry(
+                    "system",
+                    action,
+                    f"tenant:{info.slug}",
+                    None,
+                    {"service": rt.service, **({"cause": cause} if cause else {})},
+                    outcome="refused" if cause else "done",
+                ),
+            )
+    except Exception as exc:  # noqa: BLE001 - never turn a key refusal into another error
+        log.warning("could not audit %s for %s: %s", action, info.slug, type(exc).__name__)

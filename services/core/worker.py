@@ -41,6 +41,7 @@ from ontrackio.core.consumer import (
 )
 from ontrackio.core.errors import EventRefused
 from ontrackio.core.groupcommit import GroupCommitter, Work
+from ontrackio.core.keys import reencrypt
 from ontrackio.core.runtime import Runtime
 from ontrackio.core.v1 import core_pb2
 
@@ -281,6 +282,30 @@ class ServiceWorker:
             rt.provisioner.drop(msg.slug, msg.placement)
         dropped = core_pb2.TenantDropped(slug=msg.slug, service=rt.service)
         rt.publisher.publish([rt.events.new(f"{rt.service}.tenant_dropped", msg.slug, dropped)])
+
+    @on
+    def handle_data_keys_rotated(self, event: ev.Event) -> None:
+        """Re-encrypt the service's values under the tenant's new data key version
+        (core/keys/reencrypt.py). Processes that cached the old keys may write under the
+        old version for up to the data key cache time, so a second pass follows once that
+        time has passed since the rotation. A crash redelivers the event; the job resumes."""
+        msg = event.message()
+        rt = self.platform
+        rt.keys.forget(msg.slug)
+        columns = rt.deployment.contract(rt.service).encrypted
+        if not columns:
+            return
+        info = rt.directory.require_live(msg.slug)
+
+        def run() -> int:
+            return reencrypt.reencrypt(rt, info, columns, rt.settings.reencrypt_rows_per_second)
+
+        done = run()
+        since = (datetime.now(UTC) - event.occurred_at).total_seconds()
+        if since < rt.settings.data_key_cache_seconds:
+            time.sleep(rt.settings.data_key_cache_seconds - since)
+        done += run()
+        log.info("tenant %s: %d values re-encrypted under the new data key", msg.slug, done)
 
     @timer(interval=1)
     def relay_outbox(self) -> None:

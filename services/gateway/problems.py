@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -61,6 +62,35 @@ _USER_FACING_CODES = frozenset(
         _S.ALREADY_EXISTS,
         _S.ABORTED,
         _S.FAILED_PRECONDITION,
+    }
+)
+
+
+# The services' precise reasons (trailing metadata ontrack-reason, core/errors.py) that get
+# a problem type and status of their own instead of their gRPC code's. A type is a stable
+# URI clients may switch on; it is documented in docs/keys.md.
+PROBLEM_TYPE_BASE = "https://problems.ontrack.io/"
+REASON_METADATA = "ontrack-reason"
+
+
+@dataclass(frozen=True)
+class Reason:
+    status: int
+    type_: str
+    title: str
+    retry_after: str | None = None  # seconds, for a Retry-After header
+
+
+REASONS: Mapping[str, Reason] = MappingProxyType(
+    {
+        # The tenant's key is disabled, deleted or its grant revoked (or the KMS is
+        # unreachable): the tenant's encrypted fields fail closed until it is usable again.
+        "tenant-key-unavailable": Reason(
+            503,
+            PROBLEM_TYPE_BASE + "tenant-key-unavailable",
+            "Tenant key unavailable",
+            retry_after="30",  # a retry soon is pointless but harmless; clients back off
+        ),
     }
 )
 
@@ -129,10 +159,34 @@ def problem_from_grpc(
     return problem(http_status_for_grpc(code), detail=shown, instance=instance)
 
 
+def reason_of(exc: grpc.RpcError) -> Reason | None:
+    """The precise reason a service gave with its status, if the gateway knows it."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    try:
+        pairs = trailing() if callable(trailing) else ()
+    except Exception:  # noqa: BLE001 - an error without metadata has no reason
+        return None
+    for key, value in pairs or ():
+        if key == REASON_METADATA and isinstance(value, str):
+            return REASONS.get(value)
+    return None
+
+
 def problem_from_rpc_error(exc: grpc.RpcError, *, instance: str | None = None) -> ProblemResponse:
-    """Works for grpc.aio.AioRpcError and sync grpc.Call errors; anything else maps to 502."""
+    """Works for grpc.aio.AioRpcError and sync grpc.Call errors; anything else maps to 502.
+    A reason the service named (REASONS) gives the problem its own type and status."""
     code = exc.code() if callable(getattr(exc, "code", None)) else None
     details = exc.details() if callable(getattr(exc, "details", None)) else None
+    reason = reason_of(exc)
+    if reason is not None and code == grpc.StatusCode.FAILED_PRECONDITION:
+        return problem(
+            reason.status,
+            detail=details,
+            title=reason.title,
+            type_=reason.type_,
+            instance=instance,
+            headers={"Retry-After": reason.retry_after} if reason.retry_after else None,
+        )
     return problem_from_grpc(
         code if isinstance(code, grpc.StatusCode) else None, details, instance=instance
     )

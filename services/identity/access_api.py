@@ -6,7 +6,7 @@ import json
 
 from ontrackio.core.audit import log as audit_log
 from ontrackio.core.audit import origin
-from ontrackio.core.grpcserver import current_tenant
+from ontrackio.core.grpcserver import actor_of, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime
 from ontrackio.identity import access
@@ -36,10 +36,6 @@ def allowlist_pb(row) -> pb.Allowlist:
     )
 
 
-def _actor(context) -> str:
-    return dict(context.invocation_metadata()).get("x-ontrack-actor", "operator")[:200]
-
-
 class AccessServicer(pb_grpc.AccessServiceServicer):
     def __init__(self, rt: Runtime):
         self.dbs = rt.dbs
@@ -54,7 +50,7 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
                 scopes=list(request.scopes),
                 cidrs=list(request.cidrs),
                 expires_in_seconds=request.expires_in_seconds,
-                actor=_actor(context),
+                actor=actor_of(context),
             )
         return pb.CreateTokenResponse(token=token_pb(row), secret=bearer)
 
@@ -65,7 +61,7 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
 
     def RevokeToken(self, request, context):
         with origin.bound(call_origin(context)), self.dbs.unit_of_work(current_tenant()) as u:
-            return token_pb(access.revoke_token(u, request.id, _actor(context)))
+            return token_pb(access.revoke_token(u, request.id, actor_of(context)))
 
     def LookupToken(self, request, context):
         tenant = current_tenant()
@@ -92,7 +88,7 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
                         access.set_allowlist(
                             u,
                             list(request.cidrs),
-                            actor=_actor(context),
+                            actor=actor_of(context),
                             caller_address=request.caller_address,
                             confirm_lockout=request.confirm_lockout,
                         )
@@ -103,7 +99,7 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
                     audit_log.append(
                         u.conn,
                         audit_log.Entry(
-                            _actor(context),
+                            actor_of(context),
                             "allowlist.lockout_refused",
                             "allowlist",
                             None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import entry, trust
-from ontrackio.core.grpcserver import Registration, current_tenant
+from ontrackio.core.grpcserver import Registration, actor_of, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime, build
 from ontrackio.core.vocabulary import TIERS
@@ -19,7 +19,9 @@ from ontrackio.identity.audit_api import AuditServicer
 from ontrackio.identity.control import Control
 from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import InvalidTenant
-from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc
+from ontrackio.identity.keys_api import KeyServicer
+from ontrackio.identity.keystore import KeyStore
+from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, keys_pb2_grpc
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
@@ -63,10 +65,6 @@ def user_pb(row) -> pb.User:
     )
 
 
-def _actor(context) -> str:
-    return dict(context.invocation_metadata()).get("x-ontrack-actor", "operator")[:200]
-
-
 class TenantServicer(pb_grpc.TenantServiceServicer):
     def __init__(self, rt: Runtime, control: Control):
         self.rt, self.control = rt, control
@@ -85,7 +83,7 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
             allowed_regions=self.rt.settings.allowed_regions,
             placements=placements,
         )
-        return tenant_pb(self.control.create(new, _actor(context)))
+        return tenant_pb(self.control.create(new, actor_of(context)))
 
     def GetTenant(self, request, context):
         return tenant_pb(self.control.get(rules.validate_slug(request.slug)))
@@ -98,18 +96,18 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
     def SuspendTenant(self, request, context):
         return tenant_pb(
             self.control.change_status(
-                rules.validate_slug(request.slug), "suspend", _actor(context)
+                rules.validate_slug(request.slug), "suspend", actor_of(context)
             )
         )
 
     def ResumeTenant(self, request, context):
         return tenant_pb(
-            self.control.change_status(rules.validate_slug(request.slug), "resume", _actor(context))
+            self.control.change_status(rules.validate_slug(request.slug), "resume", actor_of(context))
         )
 
     def DeleteTenant(self, request, context):
         return tenant_pb(
-            self.control.change_status(rules.validate_slug(request.slug), "delete", _actor(context))
+            self.control.change_status(rules.validate_slug(request.slug), "delete", actor_of(context))
         )
 
     def ResolveDomain(self, request, context):
@@ -118,7 +116,7 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
     def VerifyDomain(self, request, context):
         return tenant_pb(
             self.control.verify_domain(
-                rules.validate_slug(request.slug), request.domain, _actor(context)
+                rules.validate_slug(request.slug), request.domain, actor_of(context)
             )
         )
 
@@ -150,6 +148,7 @@ class IdentityRuntime(Runtime):
     """Identity's runtime: the shared parts and the tenant registry (one per process)."""
 
     control: Control = field(init=False)
+    keystore: KeyStore = field(init=False)
 
 
 def bootstrap(service: str, settings, deployment) -> IdentityRuntime:
@@ -160,9 +159,11 @@ def bootstrap(service: str, settings, deployment) -> IdentityRuntime:
         lambda rt: lambda slug: rt.control.lookup(slug),
         deployment,
         kind=IdentityRuntime,
+        key_source=lambda rt: lambda info: rt.keystore.ring(info.slug, service),
     )
     rt.control = Control(rt)
     rt.control.ensure()
+    rt.keystore = KeyStore(rt.control, rt.kms, settings.deployment)
     return rt
 
 
@@ -185,6 +186,12 @@ CALLERS: dict[str, trust.Callers] = {
             trust.CREDENTIALS,
         ),
         **trust.every("LookupToken TouchToken", trust.EDGE),  # checking presented tokens
+    },
+    "ontrackio.identity.v1.KeyService": {
+        "GetDataKeys": trust.DOMAIN_SERVICES,  # each service's own keys, named by its certificate
+        "GetTenantKey": trust.CREDENTIALS | trust.OPERATORS,
+        "SetTenantKey": trust.CREDENTIALS,  # the admin API and the CLI, audited with an actor
+        **trust.every("RotateDataKeys RewrapDataKeys", trust.CREDENTIALS),
     },
     "ontrackio.identity.v1.AuditService": {
         "ListAudit": trust.CREDENTIALS | trust.OPERATORS,  # the admin API, the CLI, operators
@@ -213,6 +220,12 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             AccessServicer(rt),
             "ontrackio.identity.v1.AccessService",
             callers=CALLERS["ontrackio.identity.v1.AccessService"],
+        ),
+        Registration(
+            keys_pb2_grpc.add_KeyServiceServicer_to_server,
+            KeyServicer(rt.keystore),
+            "ontrackio.identity.v1.KeyService",
+            callers=CALLERS["ontrackio.identity.v1.KeyService"],
         ),
         Registration(
             audit_pb2_grpc.add_AuditServiceServicer_to_server,

@@ -12,8 +12,10 @@ import grpc
 from ontrackio.core import grpcclient
 from ontrackio.core.config import Settings
 from ontrackio.core.directory import TenantInfo
-from ontrackio.core.errors import Unavailable
-from ontrackio.identity.v1 import identity_pb2, identity_pb2_grpc
+from ontrackio.core.errors import KeyUnavailable, Unavailable
+from ontrackio.core.grpcserver import REASON_METADATA, TENANT_METADATA
+from ontrackio.core.keys.ring import KeyRing, KeySource, WrappedKey
+from ontrackio.identity.v1 import identity_pb2, identity_pb2_grpc, keys_pb2, keys_pb2_grpc
 
 
 def _names(enum, prefix: str) -> dict[int, str]:
@@ -49,6 +51,38 @@ def tenant_lookup(settings: Settings, service: str) -> Callable[[str], TenantInf
             t.placement,
             TIERS.get(t.tier, ""),
             t.delete_after.ToDatetime(tzinfo=UTC) if t.HasField("delete_after") else None,
+        )
+
+    return call
+
+
+def _cause(exc: grpc.RpcError) -> str:
+    """KeyUnavailable's cause from its message, "tenant key unavailable (<cause>)"."""
+    detail = exc.details() or ""
+    inner = detail[detail.find("(") + 1 : detail.rfind(")")] if "(" in detail else ""
+    return inner.replace(" ", "_")
+
+
+def key_source(settings: Settings, service: str) -> KeySource:
+    """`service`'s wrapped data keys of a tenant, from identity's KeyService (as its
+    certificate). Identity's refusal "tenant key unavailable" stays KeyUnavailable; any
+    other failure is Unavailable (retry later). Made from green threads as tenant_lookup."""
+    stub = keys_pb2_grpc.KeyServiceStub(grpcclient.channel(settings, "identity", service))
+
+    def call(info) -> KeyRing:
+        try:
+            r = stub.GetDataKeys(
+                keys_pb2.GetDataKeysRequest(), metadata=((TENANT_METADATA, info.slug),)
+            )
+        except grpc.RpcError as exc:
+            reasons = dict(exc.trailing_metadata() or ())
+            if reasons.get(REASON_METADATA) == KeyUnavailable.reason:
+                raise KeyUnavailable(_cause(exc)) from None
+            raise Unavailable("key store unavailable; retry later") from None
+        return KeyRing(
+            r.tenant_id,
+            r.current_version,
+            tuple(WrappedKey(k.version, k.kek, k.wrapped) for k in r.keys),
         )
 
     return call

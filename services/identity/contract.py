@@ -14,6 +14,7 @@ CONTRACT = Contract(
         "tenant_created": (events.TenantCreated, 1),
         "tenant_activated": (events.TenantActivated, 1),
         "tenant_deleted": (events.TenantDeleted, 1),
+        "data_keys_rotated": (events.DataKeysRotated, 1),
         "user_created": (events.UserCreated, 1),
         "user_deactivated": (events.UserDeactivated, 1),
         "token_revoked": (access.TokenRevoked, 1),

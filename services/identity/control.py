@@ -1,5 +1,5 @@
 """The control database: the tenant registry, its saga progress and its audit trail
-(``core/audit``, targets ``tenant:<id>``).
+(``core/audit``, targets ``tenant:<id>``). Its key store is identity/keystore.py.
 
 A custom domain is stored unverified and routes nowhere (``by_domain`` does not find it)
 until an operator marks it verified (``verify_domain``).
@@ -249,6 +249,14 @@ class Control:
             ).fetchall()
             for tenant_id, slug, placement in rows:
                 self._audit(u, tenant_id, "system", "tenant.drop_databases", None, None)
+                # Crypto-shredding: without its data keys, nothing the tenant left behind
+                # (backups, a copy of a database) can be decrypted any more.
+                shredded = u.conn.execute(
+                    "DELETE FROM tenant_data_keys WHERE tenant_id = %s", (tenant_id,)
+                ).rowcount
+                self._audit(
+                    u, tenant_id, "system", "tenant.keys_destroy", None, {"data_keys": shredded}
+                )
                 u.emit(
                     "identity.tenant_deleted",
                     events_pb2.TenantDeleted(slug=slug, placement=placement),

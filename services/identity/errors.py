@@ -57,3 +57,8 @@ class TokenWidening(PermissionDenied):
 
 class MintingTokenInvalid(PermissionDenied):
     """The token acting as minter is unknown, revoked or expired."""
+
+
+class CustomerKeyRefused(FailedPrecondition):
+    """A customer-managed key cannot be used for this tenant (tier, or the key failed its
+    test encrypt and decrypt)."""

@@ -50,6 +50,19 @@ class IdentityWorker(ServiceWorker):
         for slug in self.platform.control.start_due_deletions():
             log.info("tenant %s: grace period over, dropping its databases", slug)
 
+    @timer(interval=1)
+    def rewrap_data_keys(self) -> None:
+        """Every second: re-wrap up to ONTRACK_KEY_REWRAP_PER_SECOND data keys that are not
+        under their tenant's KEK (BYO-KMS switch, KEK rotation); see identity/keystore.py."""
+        rt = self.platform
+        try:
+            done, refused = rt.keystore.rewrap_step(max(1, int(rt.settings.key_rewrap_per_second)))
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            log.warning("data key re-wrap skipped: %s", type(exc).__name__)
+            return
+        if done or refused:
+            log.info("data keys: %d re-wrapped, %d refused by the KMS", done, refused)
+
     _last_anchor = 0.0
 
     @timer(interval=1)

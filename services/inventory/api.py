@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import entry, trust
-from ontrackio.core.grpcserver import Registration, current_tenant
+from ontrackio.core.grpcserver import Registration, actor_of, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime
 from ontrackio.inventory import assets
@@ -21,16 +21,52 @@ def asset_pb(row) -> pb.Asset:
         owner_email=row["owner_email"],
         owner_active=row["owner_active"],
         created_at=ts(row["created_at"]),
+        has_recovery_key=row["has_recovery_key"],
     )
 
 
 class AssetServicer(pb_grpc.AssetServiceServicer):
     def __init__(self, rt: Runtime):
         self.dbs = rt.dbs
+        self.fields = rt.fields
+
+    def _seal(self, info):
+        return lambda row_id, value: self.fields.encrypt_text(
+            info, *assets.RECOVERY_KEY, row_id, value
+        )
 
     def CreateAsset(self, request, context):
-        with self.dbs.unit_of_work(current_tenant()) as u:
-            return asset_pb(assets.create(u, request.name, request.kind, request.owner_user_id))
+        info = current_tenant()
+        with self.dbs.unit_of_work(info) as u:
+            return asset_pb(
+                assets.create(
+                    u,
+                    request.name,
+                    request.kind,
+                    request.owner_user_id,
+                    request.recovery_key,
+                    self._seal(info),
+                )
+            )
+
+    def GetRecoveryKey(self, request, context):
+        info = current_tenant()
+
+        def unseal(row_id, blob):
+            return self.fields.decrypt_text(info, *assets.RECOVERY_KEY, row_id, blob)
+
+        with self.dbs.unit_of_work(info) as u:
+            value = assets.recovery_key(u, request.id, unseal, actor_of(context))
+        return pb.RecoveryKey(asset_id=request.id, recovery_key=value)
+
+    def SetRecoveryKey(self, request, context):
+        info = current_tenant()
+        with self.dbs.unit_of_work(info) as u:
+            return asset_pb(
+                assets.set_recovery_key(
+                    u, request.id, request.recovery_key, self._seal(info), actor_of(context)
+                )
+            )
 
     def GetAsset(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
@@ -45,7 +81,7 @@ class AssetServicer(pb_grpc.AssetServiceServicer):
 # Who may call each method (core/trust.py; the interceptor refuses everyone else).
 CALLERS: dict[str, trust.Callers] = {
     "ontrackio.inventory.v1.AssetService": trust.every(
-        "CreateAsset GetAsset ListAssets", trust.TENANT_DATA
+        "CreateAsset GetAsset ListAssets GetRecoveryKey SetRecoveryKey", trust.TENANT_DATA
     )
 }
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ontrackio.core import paging
+from ontrackio.core.audit import log as audit_log
+from ontrackio.core.audit import origin
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.vocabulary import ASSET_KINDS
 from ontrackio.inventory.errors import AssetNotFound, InvalidAsset
@@ -14,7 +16,8 @@ from ontrackio.inventory.v1 import events_pb2
 
 KINDS = ASSET_KINDS
 SELECT = """SELECT a.id, a.name, a.kind, a.owner_user_id, a.created_at,
-    coalesce(o.email, '') AS owner_email, coalesce(o.active, false) AS owner_active
+    coalesce(o.email, '') AS owner_email, coalesce(o.active, false) AS owner_active,
+    a.recovery_key IS NOT NULL AS has_recovery_key
     FROM assets a LEFT JOIN owners o ON o.user_id = a.owner_user_id"""
 
 
@@ -28,12 +31,38 @@ def validate(name: str, kind: str, owner_user_id: str) -> tuple[str, str, str | 
     return name, kind, owner
 
 
-def create(u: UnitOfWork, name: str, kind: str, owner_user_id: str) -> dict[str, Any]:
+# An encrypted field of a row: (row id, value) -> ciphertext, and back (core/keys/envelope.py).
+Seal = Callable[[str, str], bytes]
+Unseal = Callable[[str, bytes], str]
+RECOVERY_KEY = ("assets", "recovery_key")
+MAX_RECOVERY_KEY_CHARS = 256  # BitLocker's are 55 characters, FileVault's 29
+
+
+def validate_recovery_key(value: str) -> str:
+    value = value.strip()
+    if len(value) > MAX_RECOVERY_KEY_CHARS or not value.isprintable():
+        raise InvalidAsset(
+            f"recovery_key must be at most {MAX_RECOVERY_KEY_CHARS} printable characters"
+        )
+    return value
+
+
+def create(
+    u: UnitOfWork,
+    name: str,
+    kind: str,
+    owner_user_id: str,
+    recovery_key: str = "",
+    seal: Seal | None = None,
+) -> dict[str, Any]:
     name, kind, owner = validate(name, kind, owner_user_id)
+    recovery_key = validate_recovery_key(recovery_key)
     asset_id = str(uuid.uuid4())
+    sealed = seal(asset_id, recovery_key) if recovery_key and seal else None
     u.conn.execute(
-        "INSERT INTO assets (id, name, kind, owner_user_id) VALUES (%s, %s, %s, %s)",
-        (asset_id, name, kind, owner),
+        "INSERT INTO assets (id, name, kind, owner_user_id, recovery_key)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (asset_id, name, kind, owner, sealed),
     )
     u.emit(
         "inventory.asset_created",
@@ -44,6 +73,40 @@ def create(u: UnitOfWork, name: str, kind: str, owner_user_id: str) -> dict[str,
 
 def get(u: UnitOfWork, asset_id: str) -> dict[str, Any]:
     return paging.one_by_id(u.conn, SELECT, "a.id", asset_id, AssetNotFound("asset not found"))
+
+
+def set_recovery_key(
+    u: UnitOfWork, asset_id: str, recovery_key: str, seal: Seal, actor: str
+) -> dict[str, Any]:
+    """Set (or with "" remove) the asset's recovery key; audited."""
+    recovery_key = validate_recovery_key(recovery_key)
+    get(u, asset_id)  # AssetNotFound first
+    sealed = seal(asset_id, recovery_key) if recovery_key else None
+    u.conn.execute("UPDATE assets SET recovery_key = %s WHERE id = %s", (sealed, asset_id))
+    action = "asset.recovery_key_set" if recovery_key else "asset.recovery_key_remove"
+    audit_log.append(
+        u.conn, audit_log.Entry(actor, action, f"asset:{asset_id}", origin=origin.current())
+    )
+    return get(u, asset_id)
+
+
+def recovery_key(u: UnitOfWork, asset_id: str, unseal: Unseal, actor: str) -> str:
+    """The asset's recovery key; every read is audited (who read which asset's key)."""
+    row = paging.one_by_id(
+        u.conn,
+        "SELECT a.id, a.recovery_key FROM assets a",
+        "a.id",
+        asset_id,
+        AssetNotFound("asset not found"),
+    )
+    if row["recovery_key"] is None:
+        raise AssetNotFound("the asset has no recovery key")
+    value = unseal(str(row["id"]), row["recovery_key"])
+    audit_log.append(
+        u.conn,
+        audit_log.Entry(actor, "asset.recovery_key_read", f"asset:{asset_id}", origin=origin.current()),
+    )
+    return value
 
 
 def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]], str]:

@@ -1,6 +1,7 @@
 """Inventory's contract: it announces assets and follows identity's users (owners)."""
 
 from ontrackio.core.contract import Contract
+from ontrackio.core.keys.reencrypt import EncryptedColumn
 from ontrackio.inventory.v1 import events_pb2 as events
 
 CONTRACT = Contract(
@@ -11,4 +12,5 @@ CONTRACT = Contract(
         "handle_user_deactivated": ("identity", "user_deactivated"),
     },
     tenants_from="identity",
+    encrypted=(EncryptedColumn("assets", "recovery_key"),),
 )

@@ -19,7 +19,7 @@ from tests.integration.test_supervision import Console, alive, group_alive
 
 
 @pytest.fixture
-def stack(infrastructure, request):
+def stack(infrastructure, request, kms):
     """A process set of its own (deployment, broker account, ports), so that it never meets
     the session's running system. Its deployment is claimed like a test session's
     (devtools/sessions.py: swept if this process crashes); its databases, broker account and
@@ -31,7 +31,7 @@ def stack(infrastructure, request):
         infrastructure.pg_dsn,
         broker.url,
         claimed.run_dir,
-        extra_env=dict(TEST_ENV),
+        extra_env=dict(TEST_ENV, **kms.env()),
     )
     failed_before = request.session.testsfailed
     try:

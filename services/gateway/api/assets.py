@@ -7,6 +7,7 @@ from typing import Any
 from ontrackio.core import vocabulary
 from ontrackio.gateway.api.operation import Call, Operation, bearer, json_body
 from ontrackio.gateway.api.schemas import (
+    ADMIN_ERRORS,
     PAGING,
     TIME,
     UUID_ID,
@@ -29,8 +30,25 @@ ASSET = {
         "owner_email": {"type": ["string", "null"]},
         "owner_active": {"type": "boolean"},
         "created_at": TIME,
+        "has_recovery_key": {"type": "boolean"},
     },
     "required": ["id", "name", "kind", "created_at"],
+}
+RECOVERY_KEY_TEXT = {
+    "type": "string",
+    "maxLength": 256,
+    "description": "a disk-encryption recovery key (BitLocker, FileVault); stored encrypted",
+}
+RECOVERY_KEY = {
+    "type": "object",
+    "properties": {"asset_id": {"type": "string", "format": "uuid"}, "recovery_key": RECOVERY_KEY_TEXT},
+    "required": ["asset_id", "recovery_key"],
+}
+NEW_RECOVERY_KEY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["recovery_key"],
+    "properties": {"recovery_key": RECOVERY_KEY_TEXT},
 }
 NEW_ASSET = {
     "type": "object",
@@ -40,6 +58,7 @@ NEW_ASSET = {
         "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
         "kind": {"type": "string", "enum": KINDS},
         "owner_user_id": {"type": "string", "pattern": UUID_PATTERN},
+        "recovery_key": RECOVERY_KEY_TEXT,
     },
 }
 
@@ -53,6 +72,7 @@ def asset_json(a: vpb.Asset) -> dict[str, Any]:
         "owner_email": a.owner_email or None,
         "owner_active": a.owner_active,
         "created_at": time_json(a, "created_at"),
+        "has_recovery_key": a.has_recovery_key,
     }
 
 
@@ -69,6 +89,7 @@ async def create_asset(c: Call, s: Services):
             name=c.body["name"],
             kind=c.body["kind"],
             owner_user_id=c.body.get("owner_user_id") or "",
+            recovery_key=c.body.get("recovery_key") or "",
         ),
     )
     return asset_json(a), {"Location": f"/api/v1/assets/{a.id}"}
@@ -78,6 +99,16 @@ async def get_asset(c: Call, s: Services):
     return asset_json(
         await s.rpc(c, s.upstream.assets.GetAsset, vpb.GetAssetRequest(id=c.params["id"]))
     )
+
+
+async def get_recovery_key(c: Call, s: Services):
+    r = await s.rpc(c, s.upstream.assets.GetRecoveryKey, vpb.GetAssetRequest(id=c.params["id"]))
+    return {"asset_id": r.asset_id, "recovery_key": r.recovery_key}
+
+
+async def set_recovery_key(c: Call, s: Services):
+    request = vpb.SetRecoveryKeyRequest(id=c.params["id"], recovery_key=c.body["recovery_key"])
+    return asset_json(await s.rpc(c, s.upstream.assets.SetRecoveryKey, request))
 
 
 OPERATIONS = [
@@ -116,5 +147,33 @@ OPERATIONS = [
         ASSET,
         params=(UUID_ID,),
         tags=("assets",),
+    ),
+    Operation(
+        "GET",
+        "/admin/api/v1/assets/{id}/recovery-key",
+        "getRecoveryKey",
+        "The asset's disk-encryption recovery key; every read is audit-logged. 404 when it "
+        "has none; 503 (tenant-key-unavailable) while the tenant's key cannot be used.",
+        get_recovery_key,
+        bearer("admin"),
+        RECOVERY_KEY,
+        params=(UUID_ID,),
+        admin=True,
+        error_codes=ADMIN_ERRORS,
+        tags=("admin", "assets"),
+    ),
+    Operation(
+        "PUT",
+        "/admin/api/v1/assets/{id}/recovery-key",
+        "setRecoveryKey",
+        "Set the asset's recovery key (\"\" removes it); stored encrypted, audit-logged.",
+        set_recovery_key,
+        bearer("admin"),
+        ASSET,
+        body=json_body(NEW_RECOVERY_KEY),
+        params=(UUID_ID,),
+        admin=True,
+        error_codes=ADMIN_ERRORS,
+        tags=("admin", "assets"),
     ),
 ]

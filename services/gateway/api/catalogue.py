@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ontrackio.gateway.api import allowlist, assets, audit, tokens, users
+from ontrackio.gateway.api import allowlist, assets, audit, encryption, tokens, users
 from ontrackio.gateway.api.operation import Operation
 
 OPERATIONS: list[Operation] = [
@@ -11,4 +11,5 @@ OPERATIONS: list[Operation] = [
     *allowlist.OPERATIONS,
     *tokens.OPERATIONS,
     *audit.OPERATIONS,
+    *encryption.OPERATIONS,
 ]

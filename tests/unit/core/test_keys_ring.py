@@ -1,0 +1,167 @@
+"""TenantKeys and FieldCipher over the local key provider (a real KEK on disk): first use,
+the cache time, fail closed and recovery without a new object, rotation, and fields bound
+to their row and tenant."""
+
+from __future__ import annotations
+
+import pytest
+
+from ontrackio.core.directory import TenantInfo
+from ontrackio.core.errors import FieldUnreadable, KeyUnavailable
+from ontrackio.core.keys.envelope import FieldCipher
+from ontrackio.core.keys.kms import context_of
+from ontrackio.core.keys.local import LocalKms
+from ontrackio.core.keys.ring import KeyRing, TenantKeys, WrappedKey
+
+ACME = TenantInfo("acme", "active", "main", "enterprise")
+GLOBEX = TenantInfo("globex", "active", "main", "business")
+
+
+class Store:
+    """A key store as identity keeps it: wrapped data keys per tenant, generated on first
+    use under the tenant's KEK; counts look-ups."""
+
+    def __init__(self, kms: LocalKms, service: str = "inventory"):
+        self.kms, self.service = kms, service
+        self.rings: dict[str, list[WrappedKey]] = {}
+        self.keks = {"acme": "local:acme", "globex": "local:globex"}
+        self.lookups = 0
+
+    def add_version(self, slug: str) -> int:
+        version = len(self.rings.setdefault(slug, [])) + 1
+        kek = self.keks[slug]
+        key = self.kms.generate_data_key(kek, context_of("ot", f"id-{slug}", self.service, version))
+        self.rings[slug].append(WrappedKey(version, kek, key.wrapped))
+        return version
+
+    def __call__(self, info: TenantInfo) -> KeyRing:
+        self.lookups += 1
+        if info.slug not in self.rings:
+            self.add_version(info.slug)
+        ring = self.rings[info.slug]
+        return KeyRing(f"id-{info.slug}", ring[-1].version, tuple(ring))
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def kms(tmp_path):
+    return LocalKms(tmp_path / "kms")
+
+
+@pytest.fixture
+def world(kms):
+    store, clock, events = Store(kms), Clock(), []
+    keys = TenantKeys(
+        "inventory",
+        "ot",
+        kms,
+        store,
+        ttl=60,
+        retry=2,
+        clock=clock,
+        on_unavailable=lambda info, cause: events.append(("unavailable", info.slug, cause)),
+        on_restored=lambda info: events.append(("restored", info.slug)),
+    )
+    return keys, FieldCipher(keys), store, clock, events
+
+
+def test_a_field_round_trips_and_keys_are_fetched_once_per_cache_time(world):
+    keys, fields, store, clock, _ = world
+    blob = fields.encrypt_text(ACME, "assets", "recovery_key", "row-1", "sekrit")
+    assert b"sekrit" not in blob
+    assert fields.decrypt_text(ACME, "assets", "recovery_key", "row-1", blob) == "sekrit"
+    assert store.lookups == 1
+    clock.now += 59
+    fields.decrypt_text(ACME, "assets", "recovery_key", "row-1", blob)
+    assert store.lookups == 1
+    clock.now += 2
+    fields.decrypt_text(ACME, "assets", "recovery_key", "row-1", blob)
+    assert store.lookups == 2
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        (ACME, "assets", "recovery_key", "row-2"),
+        (ACME, "assets", "notes", "row-1"),
+        (ACME, "owners", "recovery_key", "row-1"),
+        (GLOBEX, "assets", "recovery_key", "row-1"),
+    ],
+)
+def test_a_ciphertext_moved_anywhere_else_does_not_decrypt(world, where):
+    _, fields, *_ = world
+    blob = fields.encrypt_text(ACME, "assets", "recovery_key", "row-1", "sekrit")
+    with pytest.raises(FieldUnreadable):
+        fields.decrypt_text(*where, blob)
+
+
+def test_a_disabled_kek_fails_that_tenant_closed_and_it_recovers_without_a_new_object(world, kms):
+    keys, fields, store, clock, events = world
+    acme = fields.encrypt_text(ACME, "assets", "recovery_key", "r", "a")
+    globex = fields.encrypt_text(GLOBEX, "assets", "recovery_key", "r", "g")
+    kms.disable("local:acme")
+    # Within the cache time the unwrapped key still serves (documented trade-off) ...
+    assert fields.decrypt_text(ACME, "assets", "recovery_key", "r", acme) == "a"
+    clock.now += 61
+    # ... after it, that tenant fails closed, reads and writes alike; the other does not.
+    for attempt in range(3):
+        with pytest.raises(KeyUnavailable) as refused:
+            fields.decrypt_text(ACME, "assets", "recovery_key", "r", acme)
+        assert refused.value.cause == "disabled"
+        assert refused.value.reason == "tenant-key-unavailable"
+        assert str(refused.value) == "tenant key unavailable (disabled)"
+    with pytest.raises(KeyUnavailable):
+        fields.encrypt_text(ACME, "assets", "recovery_key", "r2", "new")
+    assert fields.decrypt_text(GLOBEX, "assets", "recovery_key", "r", globex) == "g"
+    assert events == [("unavailable", "acme", "disabled")]  # told once, not per refusal
+    assert keys.unavailable() == 1
+    lookups = store.lookups
+    kms.enable("local:acme")
+    # Still refused until the retry time passes, without asking the store or the KMS.
+    with pytest.raises(KeyUnavailable):
+        fields.decrypt_text(ACME, "assets", "recovery_key", "r", acme)
+    assert store.lookups == lookups
+    clock.now += 2.5
+    assert fields.decrypt_text(ACME, "assets", "recovery_key", "r", acme) == "a"
+    assert events[-1] == ("restored", "acme")
+    assert keys.unavailable() == 0
+
+
+def test_after_a_rotation_new_values_use_the_new_version_and_old_ones_stay_readable(world):
+    keys, fields, store, clock, _ = world
+    old = fields.encrypt_text(ACME, "assets", "recovery_key", "r", "old")
+    assert store.add_version("acme") == 2
+    # A value under a version the cached ring lacks makes it fetch the ring again.
+    clock.now += 61
+    new = fields.encrypt_text(ACME, "assets", "recovery_key", "r", "new")
+    assert new[1:5] == (2).to_bytes(4, "big") and old[1:5] == (1).to_bytes(4, "big")
+    assert fields.decrypt_text(ACME, "assets", "recovery_key", "r", old) == "old"
+    assert fields.current_version(ACME) == 2
+    keys.forget("acme")
+    assert fields.decrypt_text(ACME, "assets", "recovery_key", "r", new) == "new"
+
+
+def test_a_version_the_store_does_not_have_is_a_key_refusal(world):
+    _, fields, store, *_ = world
+    blob = bytearray(fields.encrypt_text(ACME, "assets", "recovery_key", "r", "x"))
+    blob[1:5] = (7).to_bytes(4, "big")
+    with pytest.raises(KeyUnavailable) as refused:
+        fields.decrypt_text(ACME, "assets", "recovery_key", "r", bytes(blob))
+    assert refused.value.cause == "not_found"
+
+
+def test_a_wrapped_key_of_another_tenant_does_not_unwrap(world, kms):
+    keys, fields, store, *_ = world
+    store("globex")
+    store.rings["acme"] = list(store.rings["globex"])  # globex's wrapped key served for acme
+    store.keks["acme"] = "local:globex"
+    with pytest.raises(KeyUnavailable) as refused:
+        fields.encrypt_text(ACME, "assets", "recovery_key", "r", "x")
+    assert refused.value.cause == "invalid"
