@@ -70,6 +70,19 @@ class KeyUnavailable(FailedPrecondition):
         super().__init__(f"tenant key unavailable ({self.cause.replace('_', ' ')})")
 
 
+class FieldUnreadable(FailedPrecondition):
+    """A stored encrypted field does not open (core/keys/fields.py): it is not in a format
+    this code writes, or it fails authentication (tampered, sealed under another key, or
+    copied from another row, column, table or tenant). Not retried: the stored value itself
+    is at fault. `cause` is one of CAUSES; the message never includes the value."""
+
+    CAUSES = ("too_short", "unknown_format", "bad_version", "not_authentic", "not_text")
+
+    def __init__(self, cause: str):
+        self.cause = cause if cause in self.CAUSES else "not_authentic"
+        super().__init__(f"encrypted field cannot be read ({self.cause.replace('_', ' ')})")
+
+
 class PermissionDenied(DomainError):
     kind = Kind.PERMISSION_DENIED
 
