@@ -178,19 +178,28 @@ class Invalid(ValueError):
     """A value does not match its schema; the message names where."""
 
 
+_TYPE_CHECKS = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
 def validate(value: Any, schema: dict[str, Any], where: str = "body") -> Any:
-    """Check ``value`` against ``schema`` (type, properties, required, additionalProperties,
-    enum, pattern, min/maxLength, items, maxItems, minimum/maximum); raise Invalid."""
+    """Check ``value`` against ``schema`` (type — one, or a list such as ``["string",
+    "null"]`` —, properties, required, additionalProperties, enum, pattern, min/maxLength,
+    items, maxItems, minimum/maximum); raise Invalid."""
     kind = schema.get("type")
-    checks = {
-        "object": lambda v: isinstance(v, dict),
-        "array": lambda v: isinstance(v, list),
-        "string": lambda v: isinstance(v, str),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-    }
-    if kind is not None and not checks[kind](value):
-        raise Invalid(f"{where} must be of type {kind}")
+    if kind is not None:
+        kinds = kind if isinstance(kind, list) else [kind]
+        kind = next((k for k in kinds if _TYPE_CHECKS[k](value)), None)
+        if kind is None:
+            raise Invalid(f"{where} must be of type {' or '.join(kinds)}")
+        if kind == "null":
+            return value
     if "enum" in schema and value not in schema["enum"]:
         raise Invalid(f"{where} must be one of {', '.join(map(str, schema['enum']))}")
     if kind == "string":

@@ -31,12 +31,16 @@ class Base:
     @on
     def handle_tenant_deleted(self, body): ...
 
+    @on
+    def handle_data_keys_rotated(self, body): ...
+
 
 REGISTRY = Contract(  # any message class will do for these tests
     "registry",
     publishes={
         "tenant_created": (core_pb2.TenantReady, 1),
         "tenant_deleted": (core_pb2.TenantDropped, 1),
+        "data_keys_rotated": (core_pb2.TenantDropped, 1),
         "thing_made": (core_pb2.TenantReady, 1),
     },
     tenants_from="registry",
@@ -78,6 +82,7 @@ def test_a_follower_gets_the_lifecycle_and_its_own_subscriptions():
         ("handle_thing_made", "registry", "thing_made"),
         ("handle_tenant_created", "registry", "tenant_created"),
         ("handle_tenant_deleted", "registry", "tenant_deleted"),
+        ("handle_data_keys_rotated", "registry", "data_keys_rotated"),
     }
 
 

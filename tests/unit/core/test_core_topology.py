@@ -83,6 +83,7 @@ def test_the_queues_are_those_of_the_last_central_table():
     before = {
         *[(s, "handle_tenant_created", "identity", "tenant_created") for s in services],
         *[(s, "handle_tenant_deleted", "identity", "tenant_deleted") for s in services],
+        *[(s, "handle_data_keys_rotated", "identity", "data_keys_rotated") for s in services],
         *[
             ("identity", f"handle_{s}_{e}", s, e)
             for s in services

@@ -159,7 +159,7 @@ def test_a_version_the_store_does_not_have_is_a_key_refusal(world):
 
 def test_a_wrapped_key_of_another_tenant_does_not_unwrap(world, kms):
     keys, fields, store, *_ = world
-    store("globex")
+    store(GLOBEX)
     store.rings["acme"] = list(store.rings["globex"])  # globex's wrapped key served for acme
     store.keks["acme"] = "local:globex"
     with pytest.raises(KeyUnavailable) as refused:
