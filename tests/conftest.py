@@ -39,6 +39,7 @@ TEST_ENV = {
     # Tenant keys: a disabled key must show within seconds, a re-enabled one recover fast.
     "ONTRACK_DATA_KEY_CACHE_SECONDS": "2",
     "ONTRACK_DATA_KEY_RETRY_SECONDS": "0.5",
+    "ONTRACK_REENCRYPT_ROWS_PER_SECOND": "300",
 }
 
 

@@ -15,6 +15,7 @@ server behind a proxy that refuses as AWS does, devtools/kmsemulator.py):
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 import uuid
 
@@ -212,6 +213,48 @@ def test_an_unusable_customer_key_fails_that_tenant_closed_and_recovers_by_itsel
         "before"
     )
     eventually(lambda: "key.restored" in audit_actions(settings, "inventory", enterprise[0]))
+
+
+def test_a_rewrap_the_old_key_refuses_waits_and_resumes_when_it_is_usable(
+    channels, gateway, kms
+):
+    """Switching from one customer key to another while the old one is revoked: the data
+    keys stay under the old key (and its fields fail closed) until it is usable again;
+    then the re-wrap finishes by itself."""
+    slug = unique("kw")
+    create_tenant(channels, slug, tier=ipb.TIER_ENTERPRISE)
+    tenant = (slug, make_token(channels, slug)[1])
+    first, second = kms.create_key(), kms.create_key()
+
+    def encryption():
+        return gateway.call("GET", "/admin/api/v1/encryption", *tenant).json()
+
+    assert gateway.call("PUT", "/admin/api/v1/encryption", *tenant, {"key_arn": first}).status == 200
+    asset = new_asset(gateway, tenant, RECOVERY.format("w")).json()
+    eventually(lambda: encryption()["state"] == "ready", timeout=30)
+    kms.revoke(first)
+    try:
+        r = gateway.call("PUT", "/admin/api/v1/encryption", *tenant, {"key_arn": second})
+        assert r.status == 200, r
+        time.sleep(3)  # several re-wrap steps of identity's worker
+        stuck = encryption()
+        assert stuck["state"] == "rewrapping" and stuck["rewrapped"] < stuck["total"]
+        assert stuck["key"] == second
+    finally:
+        kms.grant(first)
+    eventually(lambda: (e := encryption())["state"] == "ready" and e["rewrapped"] == e["total"], timeout=30)
+    kms.disable(first)  # the data keys no longer need it
+    try:
+        got = eventually_passes(lambda: _readable(gateway, tenant, asset["id"]), timeout=30)
+        assert got == RECOVERY.format("w")
+    finally:
+        kms.enable(first)
+
+
+def _readable(gateway, tenant, asset_id: str) -> str:
+    r = read_key(gateway, tenant, asset_id)
+    assert r.status == 200, r
+    return r.json()["recovery_key"]
 
 
 def test_rotation_reencrypts_old_values_and_keeps_them_readable(
