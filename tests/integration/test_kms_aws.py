@@ -195,6 +195,8 @@ def test_a_provider_from_settings_uses_the_emulators_platform_key(kms):
         kms_provider="aws",
         kms_key_id=kms.platform_key,
         kms_endpoint_url=kms.endpoint_url,
+        kms_region="",  # not the session's environment: the platform key's region
+        allowed_regions=(CENTRAL,),
     )
     provider = AwsKms.from_settings(settings)
     assert provider.platform_key() == kms.platform_key
