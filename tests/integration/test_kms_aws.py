@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from types import MappingProxyType
 from unittest import mock
 
 import pytest
@@ -54,6 +55,7 @@ def test_a_data_key_unwraps_under_its_key_and_context(kms, provider):
     assert len(key.plaintext) == DATA_KEY_BYTES
     assert key.plaintext not in key.wrapped
     assert provider.unwrap(kek, key.wrapped, CONTEXT) == key.plaintext
+    assert provider.unwrap(kek, key.wrapped, MappingProxyType(CONTEXT)) == key.plaintext
     assert provider.generate_data_key(kek, CONTEXT).plaintext != key.plaintext
 
 
