@@ -137,6 +137,13 @@ class KmsEmulator:
         self.stop()
 
     def start(self, timeout: float = 30.0) -> KmsEmulator:
+        try:
+            return self._start(timeout)
+        except BaseException:  # an interrupt too: leave no moto behind
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> KmsEmulator:
         self._moto_port = free_port()
         self.port = free_port()
         while self.port == self._moto_port:
@@ -152,7 +159,6 @@ class KmsEmulator:
         deadline = time.monotonic() + timeout
         while not _accepts(self._moto_port):
             if self._moto.poll() is not None or time.monotonic() > deadline:
-                self.stop()
                 log.seek(0)
                 said = log.read().decode(errors="replace").strip().splitlines()[-5:]
                 raise RuntimeError(f"moto's server did not start: {' / '.join(said)}")
@@ -395,8 +401,9 @@ def _accepts(port: int) -> bool:
 
 
 def main() -> None:
-    """``python -m ontrackio.devtools.kmsemulator``: run an emulator until interrupted,
-    printing the environment that points a process at it (JSON)."""
+    """``python -m ontrackio.devtools.kmsemulator``: run an emulator until interrupted
+    (Ctrl-C or SIGTERM), printing the environment that points a process at it (JSON)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `stop`
     with KmsEmulator() as kms:
         print(json.dumps(kms.env(), indent=2), flush=True)
         try:

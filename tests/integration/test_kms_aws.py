@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from types import MappingProxyType
 from unittest import mock
 
 import pytest
@@ -54,6 +55,7 @@ def test_a_data_key_unwraps_under_its_key_and_context(kms, provider):
     assert len(key.plaintext) == DATA_KEY_BYTES
     assert key.plaintext not in key.wrapped
     assert provider.unwrap(kek, key.wrapped, CONTEXT) == key.plaintext
+    assert provider.unwrap(kek, key.wrapped, MappingProxyType(CONTEXT)) == key.plaintext
     assert provider.generate_data_key(kek, CONTEXT).plaintext != key.plaintext
 
 
@@ -195,6 +197,8 @@ def test_a_provider_from_settings_uses_the_emulators_platform_key(kms):
         kms_provider="aws",
         kms_key_id=kms.platform_key,
         kms_endpoint_url=kms.endpoint_url,
+        kms_region="",  # not the session's environment: the platform key's region
+        allowed_regions=(CENTRAL,),
     )
     provider = AwsKms.from_settings(settings)
     assert provider.platform_key() == kms.platform_key

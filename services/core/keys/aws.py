@@ -266,6 +266,8 @@ class AwsKms:
 
     def _call(self, kek: str, operation: str, **params: Any) -> dict[str, Any]:
         client = self._client(self._key(kek).region)
+        # botocore takes a dict, not any Mapping, for an encryption context
+        params = {k: dict(v) if isinstance(v, Mapping) else v for k, v in params.items()}
         try:
             return getattr(client, operation)(**params)
         except (boto.ClientError, boto.BotoCoreError) as exc:

@@ -113,6 +113,7 @@ def test_settings_name_the_platform_key_its_region_and_the_endpoint():
         kms_key_id=WEST,
         allowed_regions=("eu-central-1", "eu-west-1"),
         kms_endpoint_url="http://127.0.0.1:4566",
+        kms_region="",  # whatever the session's environment says: the key's region
     )
     kms = AwsKms.from_settings(settings)
     assert (kms.name, kms.platform_key(), kms.region) == ("aws", WEST, "eu-west-1")
