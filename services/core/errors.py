@@ -59,11 +59,19 @@ class EventRefused(FailedPrecondition):
 class KeyUnavailable(FailedPrecondition):
     """A tenant's key cannot be used now: the KMS key is disabled, scheduled for deletion,
     its grant revoked, or the KMS unreachable. That tenant's encrypted fields fail closed
-    until the key is usable again (nothing is cached past it); other tenants are not
+    until the key is usable again (no refused key is used; keys unwrapped before stay
+    cached for the data key cache time, core/keys/ring.py); other tenants are not
     affected. `cause` is one of CAUSES, for metrics and the audit trail."""
 
     reason = "tenant-key-unavailable"
-    CAUSES = ("disabled", "pending_deletion", "access_denied", "not_found", "unreachable", "invalid")
+    CAUSES = (
+        "disabled",
+        "pending_deletion",
+        "access_denied",
+        "not_found",
+        "unreachable",
+        "invalid",
+    )
 
     def __init__(self, cause: str):
         self.cause = cause if cause in self.CAUSES else "invalid"

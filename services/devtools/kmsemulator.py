@@ -52,6 +52,7 @@ from ontrackio.core.keys.aws import parse_key_arn
 from ontrackio.devtools.stack import free_port
 
 HOST = "127.0.0.1"
+CONTEXT_FIELDS = ("EncryptionContext", "SourceEncryptionContext", "DestinationEncryptionContext")
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 # The key fields each refusing operation names, and for Decrypt / ReEncrypt the request
@@ -125,6 +126,9 @@ class KmsEmulator:
         self._server: ThreadingHTTPServer | None = None
         self._serving: threading.Thread | None = None
         self._revoked: set[str] = set()
+        # key ARN -> encryption context pairs every use of it must carry (a key policy's
+        # kms:EncryptionContext:<key> condition, which moto does not evaluate)
+        self._conditions: dict[str, dict[str, str]] = {}
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -243,6 +247,14 @@ class KmsEmulator:
         with self._lock:
             self._revoked.add(str(parse_key_arn(arn)))
 
+    def require_context(self, arn: str, **pairs: str) -> None:
+        """Emulate a key policy condition ``kms:EncryptionContext:<key> = <value>``: every
+        cryptographic operation with `arn` whose encryption context lacks one of `pairs`
+        (keys with ``:`` given as ``__``) is refused as AccessDeniedException."""
+        wanted = {k.replace("__", ":"): v for k, v in pairs.items()}
+        with self._lock:
+            self._conditions[str(parse_key_arn(arn))] = wanted
+
     def grant(self, arn: str) -> None:
         with self._lock:
             self._revoked.discard(str(parse_key_arn(arn)))
@@ -298,7 +310,7 @@ class KmsEmulator:
                 described = self._describe(headers, request[field])
                 if described is None:  # moto answers (NotFoundException) as it would
                     return self._forward(method, path, headers, body)
-                refused = self._refusal(operation, described)
+                refused = self._refusal(operation, described, request)
                 if refused is not None:
                     return refused
                 named[field] = described["Arn"]
@@ -319,16 +331,25 @@ class KmsEmulator:
             )
         if named.get(source) != under:  # the key the ciphertext is under was not checked yet
             described = self._describe(headers, under)
-            refused = self._refusal(operation, described) if described else None
+            refused = self._refusal(operation, described, request) if described else None
             if refused is not None:
                 return refused
         return status, sent, answered
 
-    def _refusal(self, operation: str, key: dict[str, Any]) -> Answer | None:
+    def _refusal(
+        self, operation: str, key: dict[str, Any], request: dict[str, Any]
+    ) -> Answer | None:
         arn, state = key["Arn"], key.get("KeyState")
         with self._lock:
             revoked = arn in self._revoked
-        if revoked:
+            wanted = self._conditions.get(arn, {})
+        named = [f for f in CONTEXT_FIELDS if f in request] or ["EncryptionContext"]
+        contexts = [request.get(f) or {} for f in named]
+        unmet = any(
+            not isinstance(c, dict) or any(c.get(k) != v for k, v in wanted.items())
+            for c in contexts
+        )
+        if revoked or (wanted and unmet):
             account = arn.split(":")[4]
             return error(
                 "AccessDeniedException",

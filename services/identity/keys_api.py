@@ -23,6 +23,7 @@ def tenant_key_pb(status: dict) -> pb.TenantKey:
             for s, v in status["services"]
         ],
         changed_at=ts(status["changed_at"]),
+        tenant_id=status["tenant_id"],
     )
 
 

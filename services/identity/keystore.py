@@ -25,7 +25,7 @@ from typing import Any
 
 from ontrackio.catalogue import SERVICES
 from ontrackio.core.errors import InvalidArgument, KeyUnavailable
-from ontrackio.core.keys.kms import KeyProvider, context_of
+from ontrackio.core.keys.kms import KeyProvider, check_context_of, context_of
 from ontrackio.core.keys.ring import KeyRing, WrappedKey
 from ontrackio.identity.control import Control
 from ontrackio.identity.domain import keys as rules
@@ -123,6 +123,7 @@ class KeyStore:
             "total": total,
             "services": [(s, list(v)) for s, v in versions],
             "changed_at": changed_at,
+            "tenant_id": str(tenant_id),
         }
 
     # -- commands ---------------------------------------------------------------------------
@@ -136,11 +137,11 @@ class KeyStore:
         if len(key_ref) > MAX_KEY_REF_CHARS:
             raise InvalidArgument(f"key_arn must be at most {MAX_KEY_REF_CHARS} characters")
         with self.control.uow() as u:
-            _tenant_id, tier, old, _ = self._tenant(u.conn, slug)
+            tenant_id, tier, old, _ = self._tenant(u.conn, slug)
         if key_ref:
             rules.check_byo_allowed(slug, tier)
             try:
-                self.kms.check(key_ref)
+                self.kms.check(key_ref, check_context_of(self.deployment, str(tenant_id)))
             except KeyUnavailable as exc:
                 raise CustomerKeyRefused(
                     f"the key failed a test encrypt and decrypt ({exc.cause.replace('_', ' ')});"

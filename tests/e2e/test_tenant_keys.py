@@ -151,6 +151,30 @@ def test_byo_kms_refuses_a_key_that_fails_its_test_and_one_in_another_region(
     assert alias.status == 400, alias
 
 
+def test_a_customer_key_limited_to_its_tenant_cannot_be_named_by_another(
+    channels, gateway, enterprise, kms
+):
+    """Every use of a customer's key names the tenant in its encryption context, so a key
+    policy requiring that tenant's id (docs/keys.md) makes the key useless to any other
+    tenant that names its ARN: the switch is refused at the key's test."""
+    owner = unique("ko")
+    create_tenant(channels, owner, tier=ipb.TIER_ENTERPRISE)
+    owner_token = make_token(channels, owner)[1]
+    tenant_id = gateway.call("GET", "/admin/api/v1/encryption", owner, owner_token).json()[
+        "tenant_id"
+    ]
+    arn = kms.create_key()
+    kms.require_context(arn, ontrack__tenant=tenant_id)
+    slug, token = enterprise
+    stolen = gateway.call("PUT", "/admin/api/v1/encryption", slug, token, {"key_arn": arn})
+    assert stolen.status == 409, stolen
+    assert "access denied" in stolen.json()["detail"]
+    own = gateway.call("PUT", "/admin/api/v1/encryption", owner, owner_token, {"key_arn": arn})
+    assert own.status == 200, own
+    asset = new_asset(gateway, (owner, owner_token), RECOVERY.format("own")).json()
+    assert read_key(gateway, (owner, owner_token), asset["id"]).status == 200
+
+
 @pytest.fixture(scope="module")
 def customer_key(gateway, enterprise, kms):
     """The enterprise tenant switched to a key of its own, its data keys re-wrapped."""

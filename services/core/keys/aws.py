@@ -237,11 +237,11 @@ class AwsKms:
         plaintext = self.unwrap(source, wrapped, context)
         return self._encrypt(destination, plaintext, context)["CiphertextBlob"]
 
-    def check(self, kek: str) -> None:
+    def check(self, kek: str, context: Mapping[str, str] = CHECK_CONTEXT) -> None:
         probe = os.urandom(DATA_KEY_BYTES)
-        sealed = self._encrypt(kek, probe, CHECK_CONTEXT)["CiphertextBlob"]
+        sealed = self._encrypt(kek, probe, context)["CiphertextBlob"]
         opened = self._call(
-            kek, "decrypt", CiphertextBlob=sealed, KeyId=kek, EncryptionContext=CHECK_CONTEXT
+            kek, "decrypt", CiphertextBlob=sealed, KeyId=kek, EncryptionContext=dict(context)
         )
         if opened["Plaintext"] != probe:
             raise KeyUnavailable("invalid")

@@ -20,7 +20,14 @@ from typing import Protocol
 
 from ontrackio.core.errors import InvalidArgument, KeyUnavailable
 
-__all__ = ["DataKey", "InvalidKey", "KeyProvider", "KeyUnavailable", "context_of"]
+__all__ = [
+    "DataKey",
+    "InvalidKey",
+    "KeyProvider",
+    "KeyUnavailable",
+    "check_context_of",
+    "context_of",
+]
 
 DATA_KEY_BYTES = 32  # AES-256
 
@@ -42,6 +49,15 @@ def context_of(deployment: str, tenant_id: str, service: str, version: int) -> d
         "ontrack:tenant": tenant_id,
         "ontrack:service": service,
         "ontrack:version": str(version),
+    }
+
+
+def check_context_of(deployment: str, tenant_id: str) -> dict[str, str]:
+    """The encryption context of a key's test before tenant `tenant_id` is switched to it."""
+    return {
+        "ontrack:deployment": deployment,
+        "ontrack:tenant": tenant_id,
+        "ontrack:purpose": "key-check",
     }
 
 
@@ -73,9 +89,11 @@ class KeyProvider(Protocol):
         leaving it (ReEncrypt)."""
         ...
 
-    def check(self, kek: str) -> None:
-        """Prove `kek` usable now: a test encrypt and decrypt with it (before a tenant is
-        switched to it). Raises KeyUnavailable or InvalidKey, naming the cause."""
+    def check(self, kek: str, context: Mapping[str, str] = ...) -> None:
+        """Prove `kek` usable now: a test encrypt and decrypt with it under `context` (before
+        a tenant is switched to it: ``check_context_of`` the tenant, so that a key policy
+        limited to that tenant's context passes and one limited to another's does not).
+        Raises KeyUnavailable or InvalidKey, naming the cause."""
         ...
 
     def region_of(self, kek: str) -> str | None:

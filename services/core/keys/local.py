@@ -133,10 +133,10 @@ class LocalKms:
         plaintext = self._unwrap(source_name, wrapped, context)
         return self._wrap(destination_name, plaintext, context)
 
-    def check(self, kek: str) -> None:
+    def check(self, kek: str, context: Mapping[str, str] = CHECK_CONTEXT) -> None:
         name = self._usable(kek)
         probe = os.urandom(DATA_KEY_BYTES)
-        if self._unwrap(name, self._wrap(name, probe, CHECK_CONTEXT), CHECK_CONTEXT) != probe:
+        if self._unwrap(name, self._wrap(name, probe, context), context) != probe:
             raise KeyUnavailable("invalid")
 
     def region_of(self, kek: str) -> str | None:

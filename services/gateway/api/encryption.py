@@ -34,6 +34,11 @@ ENCRYPTION = {
             },
         },
         "changed_at": TIME,
+        "tenant_id": {
+            "type": "string",
+            "description": "the encryption context's ontrack:tenant: what a customer key's "
+            "policy should require (docs/keys.md)",
+        },
     },
     "required": ["provider", "key", "customer_managed", "state", "rewrapped", "total"],
 }
@@ -64,6 +69,7 @@ def encryption_json(k: kpb.TenantKey) -> dict[str, Any]:
             for s in k.services
         ],
         "changed_at": time_json(k, "changed_at"),
+        "tenant_id": k.tenant_id,
     }
 
 
