@@ -330,9 +330,14 @@ def settings() -> Settings:
 
 
 def settings_or_exit() -> Settings:
-    """The process's settings, or exit(2) with the one-line reason on stderr."""
+    """The process's settings, checked for residency (core/residency.py), or exit(2) with
+    the one-line reason on stderr. Every process's start goes through here."""
+    from ontrackio.core import residency  # it reads this module's Settings
+
     try:
-        return settings()
+        loaded = settings()
+        residency.check(loaded, os.environ)
+        return loaded
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

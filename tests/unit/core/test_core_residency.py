@@ -5,6 +5,8 @@ never shows a password (the DSNs and URLs here carry one)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ontrackio.core import config, residency
@@ -505,3 +507,30 @@ def test_a_broker_url_that_does_not_parse_is_refused_without_its_text(url):
     message = refusal(amqp_url=url)
     assert message.startswith("ONTRACK_AMQP_URL: ") and "is not a URL" in message
 
+
+# -- every process checks at start -----------------------------------------------------------
+
+
+def test_settings_or_exit_refuses_a_cluster_outside_the_allowed_regions(monkeypatch, capsys):
+    monkeypatch.setenv("ONTRACK_DEVELOPMENT", "true")
+    monkeypatch.setenv("ONTRACK_PG_CLUSTERS", json.dumps({"main": DSN}))
+    monkeypatch.setenv("ONTRACK_PG_CLUSTER_REGIONS", '{"main": "us-east-1"}')
+    with pytest.raises(SystemExit) as info:
+        config.settings_or_exit()
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and PASSWORD not in err
+    assert err.startswith("configuration error: ONTRACK_PG_CLUSTER_REGIONS: cluster 'main'")
+
+
+def test_settings_or_exit_passes_the_environment_to_the_check(monkeypatch, capsys):
+    for name, value in {
+        **{f"ONTRACK_{k.upper()}": v for k, v in PRODUCTION.items()},
+        "ONTRACK_PG_CLUSTERS": json.dumps({"main": f"dbname=postgres password={PASSWORD}"}),
+        "ONTRACK_AMQP_URL": AMQP,
+        "PGHOST": REMOTE,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit):
+        config.settings_or_exit()
+    assert "ONTRACK_PG_CLUSTERS: cluster 'main': sslmode" in capsys.readouterr().err
