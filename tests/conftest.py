@@ -130,6 +130,7 @@ def stack(infrastructure, harness_session, amqp_url, kms):
     if SOCKET_DIR.joinpath(".s.PGSQL.5432").exists() and "127.0.0.1:5432" in infrastructure.pg_dsn:
         clusters["socket"] = f"postgresql://postgres@/postgres?host={SOCKET_DIR}"
     env["ONTRACK_PG_CLUSTERS"] = json.dumps(clusters)
+    env["ONTRACK_PG_CLUSTER_REGIONS"] = json.dumps(dict.fromkeys(clusters, "eu-central-1"))
     s = Stack(deployment, infrastructure.pg_dsn, amqp_url, run_dir, extra_env=env)
     yield s
     s.stop()

@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (the message says what is wrong), 1 anything 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -14,7 +15,7 @@ import click
 import grpc
 from google.protobuf import json_format
 
-from ontrackio.core import config, grpcclient
+from ontrackio.core import config, grpcclient, residency
 from ontrackio.core.vocabulary import TIERS
 
 BAD_INPUT = {
@@ -40,9 +41,11 @@ class Ctx:
     def settings(self):
         if self._settings is None:
             try:
-                self._settings = config.load()
+                settings = config.load()
+                residency.check(settings, os.environ)  # as every process at start
             except config.ConfigError as exc:
                 raise Failure(f"configuration error: {exc}", 2) from None
+            self._settings = settings
         return self._settings
 
     def channel(self, service: str):

@@ -14,8 +14,8 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from typing import Any, Literal, NamedTuple
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -37,14 +37,42 @@ DEVELOPMENT_DEFAULTS = {
 }
 
 
+class BrokerURL(NamedTuple):
+    """One broker URL of ONTRACK_AMQP_URL as kombu reads it."""
+
+    text: str
+    scheme: str  # kombu's transport ("amqp", "amqps"); "" for a bare host (kombu: amqp)
+    # Host, user, port and query as kombu reads them (kombu percent-decodes host and user);
+    # None where kombu could not read them (it refuses the URL at connect).
+    parts: SplitResult | None
+
+
+def broker_urls(amqp_url: str) -> list[BrokerURL]:
+    """Each broker URL in `amqp_url` (kombu takes several, `;`-separated), split as kombu
+    splits it (``kombu.utils.url.url_to_parts``: the scheme, then the rest read as an http
+    URL), so that no spelling reads one way here and another at connect."""
+    urls = []
+    for url in amqp_url.split(";"):
+        scheme, rest = "", url
+        try:
+            if "://" in url:
+                scheme = urlsplit(url).scheme
+                rest = url[len(scheme) + 3 :]
+            parts: SplitResult | None = urlsplit("http://" + rest)
+            parts.port  # noqa: B018 - kombu reads it: a port that is no port raises
+        except ValueError:
+            parts = None
+        urls.append(BrokerURL(url, scheme, parts))
+    return urls
+
+
 def guest_broker_user(amqp_url: str) -> bool:
     """Whether any broker URL in `amqp_url` (kombu takes several, `;`-separated) logs in as
     RabbitMQ's `guest`: named so (percent-decoded), or no user named (kombu's default)."""
-    for url in amqp_url.split(";"):
-        try:
-            user = urlsplit(url.strip()).username
-        except ValueError:  # unparseable: kombu refuses it at connect
+    for url in broker_urls(amqp_url):
+        if url.parts is None:
             continue
+        user = url.parts.username
         if not user or unquote(user) == "guest":
             return True
     return False
@@ -302,9 +330,14 @@ def settings() -> Settings:
 
 
 def settings_or_exit() -> Settings:
-    """The process's settings, or exit(2) with the one-line reason on stderr."""
+    """The process's settings, checked for residency (core/residency.py), or exit(2) with
+    the one-line reason on stderr. Every process's start goes through here."""
+    from ontrackio.core import residency  # it reads this module's Settings
+
     try:
-        return settings()
+        loaded = settings()
+        residency.check(loaded, os.environ)
+        return loaded
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

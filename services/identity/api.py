@@ -72,7 +72,6 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
     def CreateTenant(self, request, context):
         if request.tier not in TIER_FROM_PB:
             raise InvalidTenant(f"tier must be one of {', '.join(TIERS)}")
-        placements = self.rt.clusters.names
         new = rules.new_tenant(
             request.slug,
             request.name,
@@ -81,7 +80,7 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
             request.region or self.rt.settings.region,
             request.placement or self.rt.settings.pg_control_cluster,
             allowed_regions=self.rt.settings.allowed_regions,
-            placements=placements,
+            cluster_regions=self.rt.settings.pg_cluster_regions,
         )
         return tenant_pb(self.control.create(new, actor_of(context)))
 

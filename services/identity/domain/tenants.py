@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ontrackio.catalogue import SERVICES
@@ -48,9 +49,11 @@ def new_tenant(
     placement: str,
     *,
     allowed_regions: tuple[str, ...],
-    placements: list[str],
+    cluster_regions: Mapping[str, str],
 ) -> NewTenant:
-    """Validate a tenant to create; raises InvalidTenant naming the bad field."""
+    """Validate a tenant to create; raises InvalidTenant naming the bad field.
+    `cluster_regions`: each cluster a tenant may be placed on -> the region it is in (the
+    tenant's region must be its placement's: its data lives there)."""
     validate_slug(slug)
     name = (name or "").strip()
     if not name or len(name) > 200:
@@ -63,8 +66,14 @@ def new_tenant(
         raise InvalidTenant(
             f"region {region!r} is not allowed; allowed: {', '.join(allowed_regions)}"
         )
-    if placement not in placements:
-        raise InvalidTenant(f"unknown placement {placement!r}; known: {', '.join(placements)}")
+    if placement not in cluster_regions:
+        known = ", ".join(sorted(cluster_regions))
+        raise InvalidTenant(f"unknown placement {placement!r}; known: {known}")
+    if cluster_regions[placement] != region:
+        raise InvalidTenant(
+            f"region {region!r} is not the region of placement {placement!r} "
+            f"({cluster_regions[placement]!r})"
+        )
     normalised = tuple(dict.fromkeys(normalise_domain(d) for d in domains))
     return NewTenant(slug, name, tier, normalised, region, placement)
 

@@ -4,8 +4,6 @@ kombu's default `guest`) and never echoes the URL, which carries a password."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -26,14 +24,7 @@ SECRETS = {
 REFUSED = "ONTRACK_AMQP_URL: the broker's guest user is refused outside development mode"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("ONTRACK_"):
-            monkeypatch.delenv(name)
-    config.settings.cache_clear()
-    yield
-    config.settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("clean_config")
 
 
 def load(url: str, development: bool = False) -> config.Settings:

@@ -11,7 +11,7 @@ from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import BadTransition, InvalidTenant
 
 REGIONS = ("eu-central-1", "eu-west-1")
-PLACEMENTS = ["main", "eu2"]
+CLUSTER_REGIONS = {"main": "eu-central-1", "eu2": "eu-west-1"}
 
 
 def make(**changes):
@@ -24,7 +24,7 @@ def make(**changes):
         "placement": "main",
     }
     args.update(changes)
-    return rules.new_tenant(**args, allowed_regions=REGIONS, placements=PLACEMENTS)
+    return rules.new_tenant(**args, allowed_regions=REGIONS, cluster_regions=CLUSTER_REGIONS)
 
 
 def test_valid_tenant_is_returned_normalised():
@@ -66,8 +66,20 @@ def test_region_outside_allowed_regions_is_refused():
 
 
 def test_unknown_placement_is_refused():
-    with pytest.raises(InvalidTenant, match="unknown placement 'mars'"):
+    with pytest.raises(InvalidTenant, match="unknown placement 'mars'; known: eu2, main"):
         make(placement="mars")
+
+
+def test_a_region_other_than_its_placement_clusters_is_refused_naming_both():
+    with pytest.raises(InvalidTenant) as info:
+        make(region="eu-west-1", placement="main")  # both allowed, but main is in eu-central-1
+    assert str(info.value) == (
+        "region 'eu-west-1' is not the region of placement 'main' ('eu-central-1')"
+    )
+
+
+def test_a_tenant_in_its_placement_clusters_region_is_accepted():
+    assert make(region="eu-west-1", placement="eu2").placement == "eu2"
 
 
 def test_domains_are_lowercased_stripped_and_lose_trailing_dot():
