@@ -66,11 +66,16 @@ def register(tenant: click.Group) -> None:
             current = versions.get(svc, {}).get("current_version", 0)
             counts = [
                 f"{c['table']}.{c['column']}: "
-                + (", ".join(f"v{v}={n}" for v, n in sorted(c.get("rows_by_version", {}).items())) or "empty")
+                + (
+                    ", ".join(f"v{v}={n}" for v, n in sorted(c.get("rows_by_version", {}).items()))
+                    or "empty"
+                )
                 for c in r.get("columns", [])
             ]
             state = "re-encrypting" if r.get("reencrypting") else "current"
-            out.append(f"{svc:<10} v{current} {state}" + (f"  ({'; '.join(counts)})" if counts else ""))
+            out.append(
+                f"{svc:<10} v{current} {state}" + (f"  ({'; '.join(counts)})" if counts else "")
+            )
         return "\n".join(out)
 
     def finish(c: Ctx, slug: str, wait: bool, timeout: float) -> None:
@@ -79,7 +84,9 @@ def register(tenant: click.Group) -> None:
         while wait and busy(data):
             if time.monotonic() > deadline:
                 c.out(data, lines(data))
-                raise Failure(f"still working after {timeout:g} s (see `ontrack tenant key show {slug}`)")
+                raise Failure(
+                    f"still working after {timeout:g} s (see `ontrack tenant key show {slug}`)"
+                )
             time.sleep(WAIT_POLL_SECONDS)
             data = progress(c, slug)
         c.out(data, lines(data))

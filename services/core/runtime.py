@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ontrackio.core import telemetry
-from ontrackio.core.bus import Publisher
 from ontrackio.core.audit import log as audit_log
+from ontrackio.core.bus import Publisher
 from ontrackio.core.config import ConfigError, Settings
 from ontrackio.core.contract import Deployment
 from ontrackio.core.db import migrations

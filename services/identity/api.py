@@ -72,13 +72,16 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
     def CreateTenant(self, request, context):
         if request.tier not in TIER_FROM_PB:
             raise InvalidTenant(f"tier must be one of {', '.join(TIERS)}")
+        settings = self.rt.settings
+        placement = request.placement or settings.pg_control_cluster
         new = rules.new_tenant(
             request.slug,
             request.name,
             TIER_FROM_PB[request.tier],
             list(request.domains),
-            request.region or self.rt.settings.region,
-            request.placement or self.rt.settings.pg_control_cluster,
+            # unsaid, a tenant is in its placement's region (residency checked that at start)
+            request.region or settings.pg_cluster_regions.get(placement, settings.region),
+            placement,
             allowed_regions=self.rt.settings.allowed_regions,
             cluster_regions=self.rt.settings.pg_cluster_regions,
         )
@@ -101,12 +104,16 @@ class TenantServicer(pb_grpc.TenantServiceServicer):
 
     def ResumeTenant(self, request, context):
         return tenant_pb(
-            self.control.change_status(rules.validate_slug(request.slug), "resume", actor_of(context))
+            self.control.change_status(
+                rules.validate_slug(request.slug), "resume", actor_of(context)
+            )
         )
 
     def DeleteTenant(self, request, context):
         return tenant_pb(
-            self.control.change_status(rules.validate_slug(request.slug), "delete", actor_of(context))
+            self.control.change_status(
+                rules.validate_slug(request.slug), "delete", actor_of(context)
+            )
         )
 
     def ResolveDomain(self, request, context):

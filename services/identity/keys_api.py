@@ -36,7 +36,10 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         return pb.DataKeys(
             tenant_id=ring.tenant_id,
             current_version=ring.current,
-            keys=[pb.WrappedDataKey(version=k.version, kek=k.kek, wrapped=k.wrapped) for k in ring.keys],
+            keys=[
+                pb.WrappedDataKey(version=k.version, kek=k.kek, wrapped=k.wrapped)
+                for k in ring.keys
+            ],
         )
 
     def GetTenantKey(self, request, context):

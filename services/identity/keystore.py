@@ -185,9 +185,7 @@ class KeyStore:
             added[service] = version
         with self.control.uow() as u:
             Control._audit(u, tenant_id, actor, "tenant.data_keys_rotate", current, added)
-            u.emit(
-                "identity.data_keys_rotated", events_pb2.DataKeysRotated(slug=slug), tenant=slug
-            )
+            u.emit("identity.data_keys_rotated", events_pb2.DataKeysRotated(slug=slug), tenant=slug)
         return self.status(slug)
 
     def request_rewrap(self, slug: str, actor: str) -> dict[str, Any]:
@@ -213,7 +211,8 @@ class KeyStore:
                 "SELECT k.tenant_id, k.service, k.version, k.kek, k.wrapped,"
                 " coalesce(t.key_ref, %(platform)s)"
                 " FROM tenant_data_keys k JOIN tenants t ON t.id = k.tenant_id"
-                " WHERE t.status <> 'deleted' AND " + _PENDING
+                " WHERE t.status <> 'deleted' AND "
+                + _PENDING
                 + " ORDER BY k.wrapped_at LIMIT %(limit)s FOR UPDATE OF k SKIP LOCKED",
                 {"platform": platform, "limit": limit},
             ).fetchall()

@@ -104,7 +104,9 @@ def recovery_key(u: UnitOfWork, asset_id: str, unseal: Unseal, actor: str) -> st
     value = unseal(str(row["id"]), row["recovery_key"])
     audit_log.append(
         u.conn,
-        audit_log.Entry(actor, "asset.recovery_key_read", f"asset:{asset_id}", origin=origin.current()),
+        audit_log.Entry(
+            actor, "asset.recovery_key_read", f"asset:{asset_id}", origin=origin.current()
+        ),
     )
     return value
 

@@ -123,9 +123,7 @@ def test_a_ciphertext_moved_to_another_row_or_tenant_does_not_decrypt(
 
 def test_byo_kms_is_refused_below_the_enterprise_tier(gateway, business, kms):
     slug, token = business
-    r = gateway.call(
-        "PUT", "/admin/api/v1/encryption", slug, token, {"key_arn": kms.create_key()}
-    )
+    r = gateway.call("PUT", "/admin/api/v1/encryption", slug, token, {"key_arn": kms.create_key()})
     assert r.status == 409, r
     assert "Enterprise tier" in r.json()["detail"]
     got = gateway.call("GET", "/admin/api/v1/encryption", slug, token).json()
@@ -233,15 +231,11 @@ def test_an_unusable_customer_key_fails_that_tenant_closed_and_recovers_by_itsel
         assert r.status == 200, r
         return r
 
-    assert eventually_passes(served, timeout=30).json()["recovery_key"] == RECOVERY.format(
-        "before"
-    )
+    assert eventually_passes(served, timeout=30).json()["recovery_key"] == RECOVERY.format("before")
     eventually(lambda: "key.restored" in audit_actions(settings, "inventory", enterprise[0]))
 
 
-def test_a_rewrap_the_old_key_refuses_waits_and_resumes_when_it_is_usable(
-    channels, gateway, kms
-):
+def test_a_rewrap_the_old_key_refuses_waits_and_resumes_when_it_is_usable(channels, gateway, kms):
     """Switching from one customer key to another while the old one is revoked: the data
     keys stay under the old key (and its fields fail closed) until it is usable again;
     then the re-wrap finishes by itself."""
@@ -253,7 +247,9 @@ def test_a_rewrap_the_old_key_refuses_waits_and_resumes_when_it_is_usable(
     def encryption():
         return gateway.call("GET", "/admin/api/v1/encryption", *tenant).json()
 
-    assert gateway.call("PUT", "/admin/api/v1/encryption", *tenant, {"key_arn": first}).status == 200
+    assert (
+        gateway.call("PUT", "/admin/api/v1/encryption", *tenant, {"key_arn": first}).status == 200
+    )
     asset = new_asset(gateway, tenant, RECOVERY.format("w")).json()
     eventually(lambda: encryption()["state"] == "ready", timeout=30)
     kms.revoke(first)
@@ -266,7 +262,9 @@ def test_a_rewrap_the_old_key_refuses_waits_and_resumes_when_it_is_usable(
         assert stuck["key"] == second
     finally:
         kms.grant(first)
-    eventually(lambda: (e := encryption())["state"] == "ready" and e["rewrapped"] == e["total"], timeout=30)
+    eventually(
+        lambda: (e := encryption())["state"] == "ready" and e["rewrapped"] == e["total"], timeout=30
+    )
     kms.disable(first)  # the data keys no longer need it
     try:
         got = eventually_passes(lambda: _readable(gateway, tenant, asset["id"]), timeout=30)

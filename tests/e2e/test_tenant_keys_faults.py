@@ -21,8 +21,8 @@ from ontrackio.identity.v1 import keys_pb2_grpc as kgrpc
 from ontrackio.inventory.v1 import inventory_pb2 as vpb
 from ontrackio.inventory.v1 import inventory_pb2_grpc as vgrpc
 from tests.conftest import unique
-from tests.e2e.test_tenant_keys import KEY_UNAVAILABLE, read_key, stored
 from tests.e2e.test_gateway_kit import gateway_fixture, make_token  # noqa: F401 - fixture
+from tests.e2e.test_tenant_keys import KEY_UNAVAILABLE, read_key, stored
 from tests.helpers import create_tenant, eventually, eventually_passes, md
 
 pytestmark = pytest.mark.fault

@@ -103,7 +103,10 @@ def reencrypt(
                     except FieldUnreadable:
                         log.error(
                             "tenant %s: %s.%s of row %s does not decrypt; left as it is",
-                            info.slug, col.table, col.column, row_id,
+                            info.slug,
+                            col.table,
+                            col.column,
+                            row_id,
                         )
                         skipped.append(str(row_id))
                         continue
@@ -120,7 +123,9 @@ def reencrypt(
     return done
 
 
-def status(rt, info: TenantInfo, columns: tuple[EncryptedColumn, ...]) -> list[tuple[EncryptedColumn, dict[int, int]]]:
+def status(
+    rt, info: TenantInfo, columns: tuple[EncryptedColumn, ...]
+) -> list[tuple[EncryptedColumn, dict[int, int]]]:
     """Each column's non-null values counted per data key version."""
     out = []
     with rt.dbs.unit_of_work(info) as u:

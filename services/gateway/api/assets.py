@@ -41,7 +41,10 @@ RECOVERY_KEY_TEXT = {
 }
 RECOVERY_KEY = {
     "type": "object",
-    "properties": {"asset_id": {"type": "string", "format": "uuid"}, "recovery_key": RECOVERY_KEY_TEXT},
+    "properties": {
+        "asset_id": {"type": "string", "format": "uuid"},
+        "recovery_key": RECOVERY_KEY_TEXT,
+    },
     "required": ["asset_id", "recovery_key"],
 }
 NEW_RECOVERY_KEY = {
@@ -166,7 +169,7 @@ OPERATIONS = [
         "PUT",
         "/admin/api/v1/assets/{id}/recovery-key",
         "setRecoveryKey",
-        "Set the asset's recovery key (\"\" removes it); stored encrypted, audit-logged.",
+        'Set the asset\'s recovery key ("" removes it); stored encrypted, audit-logged.',
         set_recovery_key,
         bearer("admin"),
         ASSET,

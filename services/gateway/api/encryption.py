@@ -65,7 +65,11 @@ def encryption_json(k: kpb.TenantKey) -> dict[str, Any]:
         "rewrapped": k.rewrapped,
         "total": k.total,
         "data_keys": [
-            {"service": s.service, "current_version": s.current_version, "versions": list(s.versions)}
+            {
+                "service": s.service,
+                "current_version": s.current_version,
+                "versions": list(s.versions),
+            }
             for s in k.services
         ],
         "changed_at": time_json(k, "changed_at"),

@@ -111,7 +111,7 @@ def test_a_disabled_kek_fails_that_tenant_closed_and_it_recovers_without_a_new_o
     assert fields.decrypt_text(ACME, "assets", "recovery_key", "r", acme) == "a"
     clock.now += 61
     # ... after it, that tenant fails closed, reads and writes alike; the other does not.
-    for attempt in range(3):
+    for _ in range(3):
         with pytest.raises(KeyUnavailable) as refused:
             fields.decrypt_text(ACME, "assets", "recovery_key", "r", acme)
         assert refused.value.cause == "disabled"
