@@ -44,6 +44,7 @@ from ontrackio.core.groupcommit import GroupCommitter, Work
 from ontrackio.core.keys import reencrypt
 from ontrackio.core.runtime import Runtime
 from ontrackio.core.v1 import core_pb2
+from ontrackio.core.vocabulary import LIVE_STATUSES
 
 log = logging.getLogger(__name__)
 # nameko config key under which run_worker hands every container its WorkerProcess.
@@ -295,7 +296,9 @@ class ServiceWorker:
         columns = rt.deployment.contract(rt.service).encrypted
         if not columns:
             return
-        info = rt.directory.require_live(msg.slug)
+        info = rt.directory.get(msg.slug)
+        if info is None or info.status not in LIVE_STATUSES:
+            return  # deleted meanwhile: nothing left to re-encrypt
 
         def run() -> int:
             return reencrypt.reencrypt(rt, info, columns, rt.settings.reencrypt_rows_per_second)

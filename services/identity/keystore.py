@@ -225,6 +225,8 @@ class KeyStore:
                     log.warning(
                         "re-wrap of a data key of tenant %s refused (%s)", tenant_id, exc.cause
                     )
+                    if exc.cause == "unreachable":
+                        break  # every other row would wait for the same timeouts
                     continue
                 u.conn.execute(
                     "UPDATE tenant_data_keys SET kek = %s, wrapped = %s, wrapped_at = now()"

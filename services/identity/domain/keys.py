@@ -1,10 +1,9 @@
-"""Rules of a tenant's key: who may bring their own, which KEK wraps its data keys, and
-which wrapped data keys must be re-wrapped. Pure: no KMS, no database."""
+"""Rules of a tenant's key: who may bring their own and which KEK wraps its data keys.
+Pure: no KMS, no database. (Which wrapped keys a re-wrap visits is one SQL condition,
+identity/keystore.py's _PENDING: under another KEK than the tenant's, or wrapped before a
+requested re-wrap.)"""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import datetime
 
 from ontrackio.core.vocabulary import TIERS
 from ontrackio.identity.errors import CustomerKeyRefused
@@ -26,18 +25,6 @@ def check_byo_allowed(slug: str, tier: str) -> None:
 def target_kek(key_ref: str | None, platform: str) -> str:
     """The KEK a tenant's data keys belong under: its own key, else the platform's."""
     return key_ref or platform
-
-
-@dataclass(frozen=True)
-class Wrapped:
-    kek: str
-    wrapped_at: datetime
-
-
-def needs_rewrap(key: Wrapped, target: str, rewrap_after: datetime | None) -> bool:
-    """A data key is re-wrapped when it is under another KEK than the tenant's, or was
-    wrapped before a KEK rotation was asked for."""
-    return key.kek != target or (rewrap_after is not None and key.wrapped_at < rewrap_after)
 
 
 def state(pending: int) -> str:
