@@ -36,6 +36,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+# Libraries whose debug output carries secrets: botocore logs KMS request and response
+# bodies, which hold plaintext data keys (Decrypt, GenerateDataKey).
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+
+
 def setup(process: str, level: str, fmt: str) -> None:
     """Configure the root logger once for `process` (e.g. "inventory-api")."""
     handler = logging.StreamHandler()
@@ -48,3 +53,5 @@ def setup(process: str, level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in QUIET_LOGGERS:  # at DEBUG they print request and response bodies
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -241,6 +241,11 @@ def _kms(settings: Settings, environ: Mapping[str, str]) -> Iterator[Endpoint]:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{where}: not an http(s) URL")
+    # A user part or a backslash is read differently by urlsplit and by urllib3 (which
+    # boto3 connects with): "https://a\\@b/" is host b here and host a there. Neither has
+    # a use in a KMS endpoint, so both are refused.
+    if "@" in parts.netloc or "\\" in url:
+        raise ConfigError(f"{where}: a user part or a backslash has no place in it")
     host = _host(unquote(parts.hostname), where)
     yield Endpoint(
         where,

@@ -43,6 +43,8 @@ class InvalidUser(InvalidArgument):
 
 class InvalidAuditQuery(InvalidArgument):
     """A ListAudit filter or a RecordRefusal field is not acceptable."""
+
+
 class DomainNotFound(NotFound):
     """The tenant has no such custom domain."""
 

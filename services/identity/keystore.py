@@ -23,9 +23,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
+
 from ontrackio.catalogue import SERVICES
 from ontrackio.core.errors import InvalidArgument, KeyUnavailable
-from ontrackio.core.keys.kms import KeyProvider, check_context_of, context_of
+from ontrackio.core.keys.kms import InvalidKey, KeyProvider, check_context_of, context_of
 from ontrackio.core.keys.ring import KeyRing, WrappedKey
 from ontrackio.identity.control import Control
 from ontrackio.identity.domain import keys as rules
@@ -35,6 +37,8 @@ from ontrackio.identity.v1 import events_pb2
 log = logging.getLogger(__name__)
 
 MAX_KEY_REF_CHARS = 2048
+# A data key the KMS refused to re-wrap is tried again after this long, behind the others.
+REWRAP_RETRY_SECONDS = 10.0
 
 _PENDING = """(k.kek <> coalesce(t.key_ref, %(platform)s)
                OR (t.key_rewrap_after IS NOT NULL AND k.wrapped_at < t.key_rewrap_after))"""
@@ -140,6 +144,8 @@ class KeyStore:
             tenant_id, tier, old, _ = self._tenant(u.conn, slug)
         if key_ref:
             rules.check_byo_allowed(slug, tier)
+            if key_ref == self.kms.platform_key():
+                raise CustomerKeyRefused("that is the platform's key, not a key of your own")
             try:
                 self.kms.check(key_ref, check_context_of(self.deployment, str(tenant_id)))
             except KeyUnavailable as exc:
@@ -151,11 +157,15 @@ class KeyStore:
         with self.control.uow() as u:
             tenant_id, _tier, old, _ = self._tenant(u.conn, slug, lock=True)
             if old != new:
-                u.conn.execute(
-                    "UPDATE tenants SET key_ref = %s, key_changed_at = now(), updated_at = now()"
-                    " WHERE id = %s",
-                    (new, tenant_id),
-                )
+                try:
+                    u.conn.execute(
+                        "UPDATE tenants SET key_ref = %s, key_changed_at = now(),"
+                        " updated_at = now() WHERE id = %s",
+                        (new, tenant_id),
+                    )
+                except psycopg.errors.UniqueViolation:
+                    raise CustomerKeyRefused("that key already protects another tenant") from None
+                self._retry_now(u, tenant_id)
                 Control._audit(
                     u,
                     tenant_id,
@@ -165,6 +175,14 @@ class KeyStore:
                     {"key": new or "platform"},
                 )
         return self.status(slug)
+
+    @staticmethod
+    def _retry_now(u, tenant_id) -> None:
+        """A new target for the tenant's keys: earlier refusals no longer hold them back."""
+        u.conn.execute(
+            "UPDATE tenant_data_keys SET rewrap_refused_at = NULL WHERE tenant_id = %s",
+            (tenant_id,),
+        )
 
     def rotate(self, slug: str, actor: str) -> dict[str, Any]:
         """A new data key version for every service; their old rows are re-encrypted by
@@ -196,42 +214,58 @@ class KeyStore:
                 "UPDATE tenants SET key_rewrap_after = now(), updated_at = now() WHERE id = %s",
                 (tenant_id,),
             )
+            self._retry_now(u, tenant_id)
             Control._audit(u, tenant_id, actor, "tenant.key_rewrap", None, None)
         return self.status(slug)
 
     def rewrap_step(self, limit: int) -> tuple[int, int]:
         """Re-wrap at most `limit` data keys that are not under their tenant's KEK (or were
-        wrapped before a requested re-wrap); (re-wrapped, refused). A key the KMS refuses
-        is left as it is and tried again by a later step; every row stays readable."""
+        wrapped before a requested re-wrap); (re-wrapped, refused).
+
+        A key the KMS refuses (or a stored KEK no longer acceptable) is left as it is,
+        readable as before, and marked: it waits REWRAP_RETRY_SECONDS and then queues
+        behind every key never refused, so one tenant's unusable key never stalls the
+        others. An unreachable KMS ends the step for the rest of that source key's rows
+        (each would wait out the same timeouts)."""
         platform = self.kms.platform_key()
         done = refused = 0
         finished: set = set()
+        down: set[str] = set()
         with self.control.uow() as u:
             rows = u.conn.execute(
                 "SELECT k.tenant_id, k.service, k.version, k.kek, k.wrapped,"
                 " coalesce(t.key_ref, %(platform)s)"
                 " FROM tenant_data_keys k JOIN tenants t ON t.id = k.tenant_id"
-                " WHERE t.status <> 'deleted' AND "
-                + _PENDING
-                + " ORDER BY k.wrapped_at LIMIT %(limit)s FOR UPDATE OF k SKIP LOCKED",
-                {"platform": platform, "limit": limit},
+                " WHERE t.status <> 'deleted' AND " + _PENDING + " AND (k.rewrap_refused_at IS NULL"
+                "      OR k.rewrap_refused_at < now() - make_interval(secs => %(retry)s))"
+                " ORDER BY k.rewrap_refused_at NULLS FIRST, k.wrapped_at"
+                " LIMIT %(limit)s FOR UPDATE OF k SKIP LOCKED",
+                {"platform": platform, "limit": limit, "retry": REWRAP_RETRY_SECONDS},
             ).fetchall()
             for tenant_id, service, version, kek, wrapped, target in rows:
+                where = (tenant_id, service, version)
+                if kek in down:
+                    continue
                 context = context_of(self.deployment, str(tenant_id), service, version)
                 try:
                     new = self.kms.rewrap(kek, target, bytes(wrapped), context)
-                except KeyUnavailable as exc:
+                except (KeyUnavailable, InvalidKey) as exc:
                     refused += 1
-                    log.warning(
-                        "re-wrap of a data key of tenant %s refused (%s)", tenant_id, exc.cause
+                    cause = getattr(exc, "cause", "invalid")
+                    log.warning("re-wrap of a data key of tenant %s refused (%s)", tenant_id, cause)
+                    u.conn.execute(
+                        "UPDATE tenant_data_keys SET rewrap_refused_at = now()"
+                        " WHERE tenant_id = %s AND service = %s AND version = %s",
+                        where,
                     )
-                    if exc.cause == "unreachable":
-                        break  # every other row would wait for the same timeouts
+                    if cause == "unreachable":
+                        down.add(kek)
                     continue
                 u.conn.execute(
-                    "UPDATE tenant_data_keys SET kek = %s, wrapped = %s, wrapped_at = now()"
+                    "UPDATE tenant_data_keys SET kek = %s, wrapped = %s, wrapped_at = now(),"
+                    " rewrap_refused_at = NULL"
                     " WHERE tenant_id = %s AND service = %s AND version = %s",
-                    (target, new, tenant_id, service, version),
+                    (target, new, *where),
                 )
                 done += 1
                 finished.add(tenant_id)

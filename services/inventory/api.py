@@ -37,6 +37,8 @@ class AssetServicer(pb_grpc.AssetServiceServicer):
 
     def CreateAsset(self, request, context):
         info = current_tenant()
+        if request.recovery_key:
+            self.fields.ready(info)
         with self.dbs.unit_of_work(info) as u:
             return asset_pb(
                 assets.create(
@@ -46,6 +48,7 @@ class AssetServicer(pb_grpc.AssetServiceServicer):
                     request.owner_user_id,
                     request.recovery_key,
                     self._seal(info),
+                    actor_of(context),
                 )
             )
 
@@ -55,12 +58,14 @@ class AssetServicer(pb_grpc.AssetServiceServicer):
         def unseal(row_id, blob):
             return self.fields.decrypt_text(info, *assets.RECOVERY_KEY, row_id, blob)
 
+        self.fields.ready(info)
         with self.dbs.unit_of_work(info) as u:
             value = assets.recovery_key(u, request.id, unseal, actor_of(context))
         return pb.RecoveryKey(asset_id=request.id, recovery_key=value)
 
     def SetRecoveryKey(self, request, context):
         info = current_tenant()
+        self.fields.ready(info)
         with self.dbs.unit_of_work(info) as u:
             return asset_pb(
                 assets.set_recovery_key(

@@ -54,6 +54,7 @@ def create(
     owner_user_id: str,
     recovery_key: str = "",
     seal: Seal | None = None,
+    actor: str = "operator",
 ) -> dict[str, Any]:
     name, kind, owner = validate(name, kind, owner_user_id)
     recovery_key = validate_recovery_key(recovery_key)
@@ -64,6 +65,8 @@ def create(
         " VALUES (%s, %s, %s, %s, %s)",
         (asset_id, name, kind, owner, sealed),
     )
+    if sealed is not None:
+        _audit_recovery_key(u, actor, "set", asset_id)
     u.emit(
         "inventory.asset_created",
         events_pb2.AssetCreated(asset_id=asset_id, name=name, kind=kind, owner_user_id=owner or ""),
@@ -80,14 +83,22 @@ def set_recovery_key(
 ) -> dict[str, Any]:
     """Set (or with "" remove) the asset's recovery key; audited."""
     recovery_key = validate_recovery_key(recovery_key)
-    get(u, asset_id)  # AssetNotFound first
+    # The row's own id, not the caller's spelling of it (a UUID in capitals is the same
+    # asset): the ciphertext is bound to it and the audit names it.
+    asset_id = str(get(u, asset_id)["id"])
     sealed = seal(asset_id, recovery_key) if recovery_key else None
     u.conn.execute("UPDATE assets SET recovery_key = %s WHERE id = %s", (sealed, asset_id))
-    action = "asset.recovery_key_set" if recovery_key else "asset.recovery_key_remove"
-    audit_log.append(
-        u.conn, audit_log.Entry(actor, action, f"asset:{asset_id}", origin=origin.current())
-    )
+    _audit_recovery_key(u, actor, "set" if recovery_key else "remove", asset_id)
     return get(u, asset_id)
+
+
+def _audit_recovery_key(u: UnitOfWork, actor: str, verb: str, asset_id: str) -> None:
+    audit_log.append(
+        u.conn,
+        audit_log.Entry(
+            actor, f"asset.recovery_key_{verb}", f"asset:{asset_id}", origin=origin.current()
+        ),
+    )
 
 
 def recovery_key(u: UnitOfWork, asset_id: str, unseal: Unseal, actor: str) -> str:
@@ -102,12 +113,7 @@ def recovery_key(u: UnitOfWork, asset_id: str, unseal: Unseal, actor: str) -> st
     if row["recovery_key"] is None:
         raise AssetNotFound("the asset has no recovery key")
     value = unseal(str(row["id"]), row["recovery_key"])
-    audit_log.append(
-        u.conn,
-        audit_log.Entry(
-            actor, "asset.recovery_key_read", f"asset:{asset_id}", origin=origin.current()
-        ),
-    )
+    _audit_recovery_key(u, actor, "read", str(row["id"]))
     return value
 
 

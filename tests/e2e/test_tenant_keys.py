@@ -324,3 +324,45 @@ def test_deleting_a_tenant_destroys_its_wrapped_keys(system, settings, channels,
             )
         ]
     assert "tenant.keys_destroy" in actions
+
+
+def test_a_recovery_key_set_through_a_capitalised_id_reads_back_and_is_not_cached(
+    settings, gateway, business
+):
+    asset = new_asset(gateway, business).json()
+    shouted = asset["id"].upper()
+    r = gateway.call(
+        "PUT",
+        f"/admin/api/v1/assets/{shouted}/recovery-key",
+        *business,
+        {"recovery_key": RECOVERY.format("caps")},
+    )
+    assert r.status == 200, r
+    got = read_key(gateway, business, asset["id"])
+    assert got.status == 200, got
+    assert got.json()["recovery_key"] == RECOVERY.format("caps")
+    assert got.headers["cache-control"] == "no-store"
+    actions = audit_actions(settings, "inventory", business[0])
+    assert "asset.recovery_key_set" in actions and "asset.recovery_key_read" in actions
+
+
+def test_neither_the_platform_key_nor_another_tenants_key_can_be_brought(
+    gateway, enterprise, channels, kms
+):
+    slug, token = enterprise
+    platform = gateway.call(
+        "PUT", "/admin/api/v1/encryption", slug, token, {"key_arn": kms.platform_key}
+    )
+    assert platform.status == 409, platform
+    assert "platform's key" in platform.json()["detail"]
+    other = unique("kt")
+    create_tenant(channels, other, tier=ipb.TIER_ENTERPRISE)
+    other_token = make_token(channels, other)[1]
+    shared = kms.create_key()
+    mine = gateway.call("PUT", "/admin/api/v1/encryption", other, other_token, {"key_arn": shared})
+    assert mine.status == 200, mine
+    theirs = gateway.call("PUT", "/admin/api/v1/encryption", slug, token, {"key_arn": shared})
+    assert theirs.status == 409, theirs
+    assert "already protects another tenant" in theirs.json()["detail"]
+    shown = gateway.call("GET", "/admin/api/v1/encryption", slug, token).json()
+    assert kms.platform_key not in json.dumps(shown)  # the platform's ARN is not shown

@@ -36,6 +36,10 @@ CLIENT_CONFIG = Config(
     connect_timeout=2,
     read_timeout=5,
     retries={"mode": "standard", "total_max_attempts": 2},
+    # The endpoint is ONTRACK_KMS_ENDPOINT_URL or the region's own, both checked for
+    # residency at start; AWS_ENDPOINT_URL(_KMS) or a config file's endpoint_url, which
+    # the check does not see, must not redirect it.
+    ignore_configured_endpoint_urls=True,
 )
 
 # What `check` encrypts its test value with: names no tenant, so a check's CloudTrail entry

@@ -50,5 +50,11 @@ class FieldCipher:
     ) -> str:
         return fields.unseal_text(*self._opening(info, table, column, row_id, blob))
 
+    def ready(self, info: TenantInfo) -> None:
+        """Load the tenant's keys now (no-op when cached): call it before opening a
+        transaction, so that a first use's key-store and KMS round trips, or a refusal,
+        never hold a database connection."""
+        self.keys.current(info)
+
     def current_version(self, info: TenantInfo) -> int:
         return self.keys.current(info)[1]

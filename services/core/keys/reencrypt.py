@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 100
 IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 # The big-endian version in bytes 2-5 of a ciphertext (fields.py), as SQL reads it.
+# PostgreSQL gives << and | the same precedence, left to right: every shift in parentheses.
 VERSION_SQL = (
-    "(get_byte({c}, 1) << 24 | get_byte({c}, 2) << 16 | get_byte({c}, 3) << 8 | get_byte({c}, 4))"
+    "((get_byte({c}, 1) << 24) | (get_byte({c}, 2) << 16)"
+    " | (get_byte({c}, 3) << 8) | get_byte({c}, 4))"
 )
 
 

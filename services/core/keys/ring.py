@@ -11,6 +11,8 @@ Contract:
   KMS refused. Other tenants are not affected. A key disabled while its data keys are
   cached stops that tenant within `ttl` (the cost of not asking the KMS on every field).
 - Recovery needs no restart: the first successful unwrap after a failure serves again.
+- Nothing is kept past its time: entries older than `ttl` are swept (at most every `ttl`),
+  so a tenant no longer used leaves no plaintext key behind in the process.
 - `on_unavailable(info, cause)` and `on_restored(info)` are told each change of a tenant's
   state (not each refused use), for the audit trail; metrics count every refusal.
 
@@ -29,8 +31,8 @@ from dataclasses import dataclass, field
 
 from ontrackio.core import metrics
 from ontrackio.core.directory import TenantInfo
-from ontrackio.core.errors import KeyUnavailable
-from ontrackio.core.keys.kms import KeyProvider, context_of
+from ontrackio.core.errors import FieldUnreadable, KeyUnavailable
+from ontrackio.core.keys.kms import InvalidKey, KeyProvider, context_of
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class TenantKeys:
         self._on_unavailable = on_unavailable
         self._on_restored = on_restored
         self._entries: dict[str, _Entry] = {}
+        self._swept_at = clock()
         self._lock = threading.Lock()
         self._refused = {
             cause: metrics.KEY_REFUSALS.labels(service, cause) for cause in KeyUnavailable.CAUSES
@@ -105,15 +108,16 @@ class TenantKeys:
         return entry.tenant_id, entry.current, entry.keys[entry.current]
 
     def key(self, info: TenantInfo, version: int) -> tuple[str, bytes]:
-        """(tenant id, the key of `version`); a version newer than the cached ring (rotated
-        meanwhile) is fetched once. KeyUnavailable also for a version the store lacks."""
+        """(tenant id, the key of `version`). A version newer than the cached ring (rotated
+        meanwhile) makes it fetch the ring once; a version the ring lacks is the stored
+        value's fault (FieldUnreadable "bad version"), not the key's."""
         entry = self._entry(info)
-        if version not in entry.keys:
+        if version not in entry.keys and version > entry.current:
             entry = self._entry(info, refresh=True)
         try:
             return entry.tenant_id, entry.keys[version]
         except KeyError:
-            raise self._refuse(KeyUnavailable("not_found")) from None
+            raise FieldUnreadable("bad_version") from None
 
     def forget(self, slug: str) -> None:
         """Drop the tenant's cached keys (after a rotation, re-wrap or deletion)."""
@@ -134,6 +138,8 @@ class TenantKeys:
     def _entry(self, info: TenantInfo, refresh: bool = False) -> _Entry:
         now = self._clock()
         with self._lock:
+            if now - self._swept_at > self._ttl:
+                self._sweep(now)
             entry = self._entries.get(info.slug)
         if entry is not None and not refresh:
             if entry.failure is not None and now - entry.at < self._retry:
@@ -141,10 +147,13 @@ class TenantKeys:
             if entry.failure is None and now - entry.at < self._ttl:
                 return entry
         was_failing = entry is not None and entry.failure is not None
+        valid = entry is not None and not was_failing and now - entry.at < self._ttl
         try:
             fresh = self._load(info, now)
         except KeyUnavailable as exc:
             self._unwraps[False].inc()
+            if valid:  # a failed refresh does not take away keys still within their time
+                raise self._refuse(exc) from None
             with self._lock:
                 self._store(info.slug, _Entry(now, failure=exc))
             if not was_failing:
@@ -161,6 +170,14 @@ class TenantKeys:
                 self._on_restored(info)
         return fresh
 
+    def _sweep(self, now: float) -> None:
+        """Drop every entry past its time (caller holds the lock): a tenant nobody uses any
+        more (deleted, moved away) must not keep its plaintext keys in this process."""
+        keep = max(self._ttl, self._retry)
+        for slug in [s for s, e in self._entries.items() if now - e.at >= keep]:
+            del self._entries[slug]
+        self._swept_at = now
+
     def _store(self, slug: str, entry: _Entry) -> None:
         if len(self._entries) >= MAX_CACHED_TENANTS and slug not in self._entries:
             self._entries.pop(next(iter(self._entries)))  # the oldest inserted
@@ -168,14 +185,17 @@ class TenantKeys:
 
     def _load(self, info: TenantInfo, now: float) -> _Entry:
         ring = self._source(info)
-        keys = {
-            k.version: self._provider.unwrap(
-                k.kek,
-                k.wrapped,
-                context_of(self._deployment, ring.tenant_id, self.service, k.version),
-            )
-            for k in ring.keys
-        }
+        try:
+            keys = {
+                k.version: self._provider.unwrap(
+                    k.kek,
+                    k.wrapped,
+                    context_of(self._deployment, ring.tenant_id, self.service, k.version),
+                )
+                for k in ring.keys
+            }
+        except InvalidKey:  # a stored KEK no longer acceptable (e.g. its region removed)
+            raise KeyUnavailable("invalid") from None
         if ring.current not in keys:
             raise KeyUnavailable("not_found")
         return _Entry(now, ring.tenant_id, ring.current, keys)

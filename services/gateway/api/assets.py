@@ -106,7 +106,8 @@ async def get_asset(c: Call, s: Services):
 
 async def get_recovery_key(c: Call, s: Services):
     r = await s.rpc(c, s.upstream.assets.GetRecoveryKey, vpb.GetAssetRequest(id=c.params["id"]))
-    return {"asset_id": r.asset_id, "recovery_key": r.recovery_key}
+    # A secret: no cache (browser, proxy) may keep it.
+    return {"asset_id": r.asset_id, "recovery_key": r.recovery_key}, {"Cache-Control": "no-store"}
 
 
 async def set_recovery_key(c: Call, s: Services):

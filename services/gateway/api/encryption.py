@@ -17,7 +17,10 @@ ENCRYPTION = {
     "type": "object",
     "properties": {
         "provider": {"type": "string", "enum": ["local", "aws"]},
-        "key": {"type": "string", "description": "the KMS key protecting the tenant's data keys"},
+        "key": {
+            "type": "string",
+            "description": "the customer's KMS key ARN, or \"platform\" for the platform's key",
+        },
         "customer_managed": {"type": "boolean"},
         "state": {"type": "string", "enum": ["ready", "rewrapping"]},
         "rewrapped": {"type": "integer", "minimum": 0},
@@ -59,7 +62,8 @@ NEW_KEY = {
 def encryption_json(k: kpb.TenantKey) -> dict[str, Any]:
     return {
         "provider": k.provider,
-        "key": k.kek,
+        # The platform's own key is not the tenant's business: named, not shown.
+        "key": k.kek if k.customer_managed else "platform",
         "customer_managed": k.customer_managed,
         "state": k.state,
         "rewrapped": k.rewrapped,

@@ -534,3 +534,25 @@ def test_settings_or_exit_passes_the_environment_to_the_check(monkeypatch, capsy
     with pytest.raises(SystemExit):
         config.settings_or_exit()
     assert "ONTRACK_PG_CLUSTERS: cluster 'main': sslmode" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://kms.us-east-1.amazonaws.com\\@kms.eu-central-1.amazonaws.com/",
+        "https://user@kms.eu-central-1.amazonaws.com/",
+        "https://kms.eu-central-1.amazonaws.com\\x/",
+    ],
+)
+def test_a_kms_endpoint_with_a_user_part_or_a_backslash_is_refused(url):
+    """urlsplit and urllib3 read such a URL's host differently (a bypass of the check)."""
+    with pytest.raises(ConfigError, match="ONTRACK_KMS_ENDPOINT_URL"):
+        residency.check(
+            config.load(
+                development=True,
+                kms_provider="aws",
+                kms_key_id="arn:aws:kms:eu-central-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                kms_endpoint_url=url,
+            ),
+            {},
+        )

@@ -148,13 +148,35 @@ def test_after_a_rotation_new_values_use_the_new_version_and_old_ones_stay_reada
     assert fields.decrypt_text(ACME, "assets", "recovery_key", "r", new) == "new"
 
 
-def test_a_version_the_store_does_not_have_is_a_key_refusal(world):
+def test_a_version_the_store_does_not_have_is_the_values_fault(world):
     _, fields, store, *_ = world
     blob = bytearray(fields.encrypt_text(ACME, "assets", "recovery_key", "r", "x"))
     blob[1:5] = (7).to_bytes(4, "big")
-    with pytest.raises(KeyUnavailable) as refused:
+    with pytest.raises(FieldUnreadable) as refused:
         fields.decrypt_text(ACME, "assets", "recovery_key", "r", bytes(blob))
-    assert refused.value.cause == "not_found"
+    assert refused.value.cause == "bad_version"
+    assert store.lookups == 2  # one look-up for the newer version
+
+
+def test_a_failed_refresh_keeps_the_keys_still_within_their_time(world, kms):
+    keys, fields, store, clock, _ = world
+    old = fields.encrypt_text(ACME, "assets", "recovery_key", "r", "old")
+    store.add_version("acme")  # rotated elsewhere; this process has not seen it
+    newer = bytearray(old)
+    newer[1:5] = (2).to_bytes(4, "big")
+    kms.disable("local:acme")
+    with pytest.raises(KeyUnavailable):  # fetching the newer version fails ...
+        fields.decrypt_text(ACME, "assets", "recovery_key", "r", bytes(newer))
+    # ... and the cached version 1 still serves until its time is up
+    assert fields.decrypt_text(ACME, "assets", "recovery_key", "r", old) == "old"
+
+
+def test_keys_of_a_tenant_no_longer_used_are_swept_after_their_time(world):
+    keys, fields, store, clock, _ = world
+    fields.encrypt_text(ACME, "assets", "recovery_key", "r", "a")
+    clock.now += 61
+    fields.encrypt_text(GLOBEX, "assets", "recovery_key", "r", "g")  # any use sweeps
+    assert set(keys._entries) == {"globex"}
 
 
 def test_a_wrapped_key_of_another_tenant_does_not_unwrap(world, kms):
