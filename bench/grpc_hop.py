@@ -187,9 +187,7 @@ def concurrent(
         req = core_pb2.PingRequest(payload=b"x" * 32)
         async with aio_channel(target, pki_dir) as ch:
             stub = core_pb2_grpc.DiagnosticsServiceStub(ch)
-            await asyncio.gather(
-                *(stub.Ping(req, metadata=md, timeout=5) for _ in range(WARM_UP))
-            )
+            await asyncio.gather(*(stub.Ping(req, metadata=md, timeout=5) for _ in range(WARM_UP)))
             count = [0]
             stop = time.perf_counter() + seconds
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from bench import audit, events, fleet, grpc_hop, pools, provisioning
+from bench import audit, events, fleet, grpc_hop, keys, pools, provisioning
 from bench.common import ROOT, cpu_seconds, failed, figure, log
 from ontrackio.devtools import infra
 from ontrackio.devtools.stack import Stack, drop_deployment
@@ -250,6 +250,16 @@ def bench(report: Report, args) -> None:
         report.section("audit trail", "µs/entry", "ratio <= 2", audit_section)
         dropped = drop_deployment(found.pg_dsn, pool_deployment, concurrency=4)
         log(f"dropped {dropped} audit databases")
+
+        # 3c. Envelope encryption: in this process against a KMS emulator it starts and
+        # stops; no database, no stack.
+        def keys_section():
+            figs, report.raw["keys"] = keys.run(
+                seconds=3.0 if args.quick else 6.0, tenants=20 if args.quick else 50
+            )
+            report.figures.extend(figs)
+
+        report.section("envelope encryption", "round trips/s", "ratio >= 0.8", keys_section)
 
         # 4. The running system.
         gateway_running = (ROOT / "services" / "gateway" / "main.py").exists()

@@ -3,8 +3,10 @@ key provider on first use, kept in memory for a bounded time.
 
 Contract:
 - `key(info, version)` and `current(info)` give a tenant's plaintext data key (and the
-  tenant id it is bound to). The first use costs one key-store look-up (identity) and one
-  KMS unwrap per version; later uses are a dictionary look-up until `ttl` seconds passed.
+  tenant id it is bound to); `field_key` and `current_field_key` the same key as a
+  `fields.FieldKey`, its cipher made once when the key was unwrapped (what FieldCipher
+  uses). The first use costs one key-store look-up (identity) and one KMS unwrap per
+  version; later uses are a dictionary look-up until `ttl` seconds passed.
 - Fail closed: when the provider cannot unwrap (the tenant's KEK disabled, pending
   deletion, its grant revoked, the KMS unreachable) every use raises KeyUnavailable for
   `retry` seconds, after which the KMS is asked again; nothing is served from a key the
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from ontrackio.core import metrics
 from ontrackio.core.directory import TenantInfo
 from ontrackio.core.errors import FieldUnreadable, KeyUnavailable
+from ontrackio.core.keys.fields import FieldKey
 from ontrackio.core.keys.kms import InvalidKey, KeyProvider, context_of
 
 log = logging.getLogger(__name__)
@@ -64,8 +67,9 @@ class _Entry:
     at: float
     tenant_id: str = ""
     current: int = 0
-    keys: dict[int, bytes] = field(default_factory=dict)
+    keys: dict[int, FieldKey] = field(default_factory=dict)
     failure: KeyUnavailable | None = None
+    until: float = 0.0  # served from the cache while the clock is before this (at + ttl)
 
 
 class TenantKeys:
@@ -104,14 +108,28 @@ class TenantKeys:
 
     def current(self, info: TenantInfo) -> tuple[str, int, bytes]:
         """(tenant id, current version, its key) of the tenant; raises KeyUnavailable."""
-        entry = self._entry(info)
-        return entry.tenant_id, entry.current, entry.keys[entry.current]
+        tenant_id, key = self.current_field_key(info)
+        return tenant_id, key.version, key.key
 
     def key(self, info: TenantInfo, version: int) -> tuple[str, bytes]:
         """(tenant id, the key of `version`). A version newer than the cached ring (rotated
         meanwhile) makes it fetch the ring once; a version the ring lacks is the stored
         value's fault (FieldUnreadable "bad version"), not the key's."""
-        entry = self._entry(info)
+        tenant_id, key = self.field_key(info, version)
+        return tenant_id, key.key
+
+    def current_field_key(self, info: TenantInfo) -> tuple[str, FieldKey]:
+        """`current`, the key ready to seal with (its version is `.version`)."""
+        entry = self._entries.get(info.slug)  # one dict read: atomic, no lock needed
+        if entry is None or entry.failure is not None or self._clock() >= entry.until:
+            entry = self._entry(info)
+        return entry.tenant_id, entry.keys[entry.current]
+
+    def field_key(self, info: TenantInfo, version: int) -> tuple[str, FieldKey]:
+        """`key`, the key ready to open with."""
+        entry = self._entries.get(info.slug)
+        if entry is None or entry.failure is not None or self._clock() >= entry.until:
+            entry = self._entry(info)
         if version not in entry.keys and version > entry.current:
             entry = self._entry(info, refresh=True)
         try:
@@ -137,17 +155,17 @@ class TenantKeys:
 
     def _entry(self, info: TenantInfo, refresh: bool = False) -> _Entry:
         now = self._clock()
-        with self._lock:
-            if now - self._swept_at > self._ttl:
+        if now - self._swept_at > self._ttl:
+            with self._lock:
                 self._sweep(now)
-            entry = self._entries.get(info.slug)
+        entry = self._entries.get(info.slug)  # one dict read: atomic, no lock needed
         if entry is not None and not refresh:
             if entry.failure is not None and now - entry.at < self._retry:
                 raise self._refuse(entry.failure)
-            if entry.failure is None and now - entry.at < self._ttl:
+            if entry.failure is None and now < entry.until:
                 return entry
         was_failing = entry is not None and entry.failure is not None
-        valid = entry is not None and not was_failing and now - entry.at < self._ttl
+        valid = entry is not None and not was_failing and now < entry.until
         try:
             fresh = self._load(info, now)
         except KeyUnavailable as exc:
@@ -187,10 +205,13 @@ class TenantKeys:
         ring = self._source(info)
         try:
             keys = {
-                k.version: self._provider.unwrap(
-                    k.kek,
-                    k.wrapped,
-                    context_of(self._deployment, ring.tenant_id, self.service, k.version),
+                k.version: FieldKey(
+                    self._provider.unwrap(
+                        k.kek,
+                        k.wrapped,
+                        context_of(self._deployment, ring.tenant_id, self.service, k.version),
+                    ),
+                    k.version,
                 )
                 for k in ring.keys
             }
@@ -198,4 +219,4 @@ class TenantKeys:
             raise KeyUnavailable("invalid") from None
         if ring.current not in keys:
             raise KeyUnavailable("not_found")
-        return _Entry(now, ring.tenant_id, ring.current, keys)
+        return _Entry(now, ring.tenant_id, ring.current, keys, until=now + self._ttl)

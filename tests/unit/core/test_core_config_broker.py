@@ -118,9 +118,7 @@ def test_guest_is_refused_however_it_is_percent_encoded(user, tail):
 
 
 # Tab, CR and LF are dropped by URL parsing (and by kombu's): a user of only those is no user.
-@given(
-    user=st.text(st.characters(codec="utf-8", exclude_characters=":@/?#[]%;\t\r\n"), min_size=1)
-)
+@given(user=st.text(st.characters(codec="utf-8", exclude_characters=":@/?#[]%;\t\r\n"), min_size=1))
 def test_any_other_user_is_accepted(user):
     url = f"amqp://{user}:{PASSWORD}@broker/vh"
     if user != "guest":

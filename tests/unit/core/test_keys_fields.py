@@ -210,3 +210,67 @@ def test_unreadable_is_a_failed_precondition_whose_message_shows_no_value():
     assert exc.kind is errors.Kind.FAILED_PRECONDITION
     assert str(exc) == "encrypted field cannot be read (not authentic)"
     assert errors.FieldUnreadable("anything else").cause == "not_authentic"
+
+
+# -- FieldKey: a data key made ready once ---------------------------------------------------------
+
+
+def test_a_field_key_seals_and_opens_as_the_functions_do():
+    key, aad = fields.FieldKey(KEY, 3), fields.aad(*PLACE)
+    assert key.version == 3 and key.key == KEY and key.prefix == sealed(version=3)[:5]
+    assert fields.unseal(KEY, aad, key.seal(aad, b"SN-1234")) == b"SN-1234"
+    assert key.unseal(aad, sealed(b"SN-1234", version=3)) == b"SN-1234"
+    assert fields.unseal_text(KEY, aad, key.seal_text(aad, "Zoë")) == "Zoë"
+    assert key.unseal_text(aad, fields.seal_text(KEY, 3, aad, "Zoë")) == "Zoë"
+    assert key.unseal(aad, memoryview(sealed(b"v", version=3))) == b"v"
+    assert key.unseal(aad, bytearray(sealed(b"v", version=3))) == b"v"
+
+
+@pytest.mark.parametrize(
+    "blob, cause",
+    [
+        (sealed(version=4), "not_authentic"),  # another version's: not this key's to open
+        (sealed(version=3)[:20], "too_short"),
+        (b"\x02" + sealed(version=3)[1:], "unknown_format"),
+        (b"\x01\x00\x00\x00\x00" + sealed(version=3)[5:], "bad_version"),
+        (sealed(b"v", version=3, place=(*PLACE[:3], "43")), "not_authentic"),
+    ],
+    ids=["other-version", "short", "format", "version-0", "other-row"],
+)
+def test_a_field_key_names_why_a_blob_does_not_open(blob, cause):
+    with pytest.raises(FieldUnreadable) as info:
+        fields.FieldKey(KEY, 3).unseal(fields.aad(*PLACE), blob)
+    assert info.value.cause == cause
+
+
+def test_a_field_key_checks_its_text_and_size_as_seal_text_does():
+    key, aad = fields.FieldKey(KEY, 1), fields.aad(*PLACE)
+    for text in ("a\x00b", "\ud800", "é" * (fields.MAX_PLAINTEXT_BYTES // 2 + 1)):
+        with pytest.raises(InvalidFieldValue):
+            key.seal_text(aad, text)
+    with pytest.raises(InvalidFieldValue, match=r"at most 65536 bytes \(65537 given\)"):
+        key.seal(aad, bytes(fields.MAX_PLAINTEXT_BYTES + 1))
+    with pytest.raises(FieldUnreadable) as info:
+        key.unseal_text(aad, key.seal(aad, b"\xff"))
+    assert info.value.cause == "not_text"
+
+
+@pytest.mark.parametrize("key, version", [(bytes(31), 1), (KEY, 0), (KEY, 2**31)])
+def test_a_field_key_is_checked_when_made(key, version):
+    with pytest.raises(ValueError):
+        fields.FieldKey(key, version)
+
+
+def test_a_field_key_never_shows_its_key():
+    shown = repr(fields.FieldKey(KEY, 2))
+    assert shown == "FieldKey(version=2)" and KEY.hex() not in shown
+
+
+def test_a_tenant_id_that_cannot_be_encoded_is_refused_every_time():
+    """The AAD up to the row id is kept per (tenant, table, column); a refusal is not."""
+    for _ in range(2):
+        with pytest.raises(errors.InvalidArgument):
+            fields.aad("t\ud800", "assets", "serial_number", "1")
+    assert fields.aad("t", "assets", "serial_number", "1") == fields.encode_parts(
+        fields.AAD_LABEL, ("t", "assets", "serial_number", "1")
+    )

@@ -187,3 +187,42 @@ def test_a_wrapped_key_of_another_tenant_does_not_unwrap(world, kms):
     with pytest.raises(KeyUnavailable) as refused:
         fields.encrypt_text(ACME, "assets", "recovery_key", "r", "x")
     assert refused.value.cause == "invalid"
+
+
+def test_the_field_key_is_the_data_key_made_ready_once_per_unwrap(world):
+    keys, _, store, clock, _ = world
+    tenant_id, key = keys.current_field_key(ACME)
+    assert (tenant_id, key.version, key.key) == keys.current(ACME)
+    assert keys.field_key(ACME, 1) == (tenant_id, key)
+    assert keys.key(ACME, 1) == (tenant_id, key.key)
+    assert keys.current_field_key(ACME)[1] is key  # cached with the ring, not made per use
+    clock.now += 61
+    assert keys.current_field_key(ACME)[1] is not key  # the ring fetched and unwrapped again
+    assert store.lookups == 2
+
+
+@pytest.mark.parametrize(
+    "blob, cause",
+    [
+        (b"", "too_short"),
+        (b"\x02" + bytes(40), "unknown_format"),
+        (b"\x01\x00\x00\x00\x00" + bytes(40), "bad_version"),
+    ],
+)
+def test_a_blob_that_is_no_sealed_value_is_unreadable_naming_why(world, blob, cause):
+    _, fields, *_ = world
+    for decrypt in (fields.decrypt, fields.decrypt_text):
+        with pytest.raises(FieldUnreadable) as unreadable:
+            decrypt(ACME, "assets", "recovery_key", "r", blob)
+        assert unreadable.value.cause == cause
+
+
+def test_bytes_round_trip_and_an_older_version_opens_with_its_own_key(world):
+    keys, fields, store, clock, _ = world
+    old = fields.encrypt(ACME, "assets", "photo", "r", b"\x00\xff")
+    store.add_version("acme")
+    clock.now += 61
+    new = fields.encrypt(ACME, "assets", "photo", "r", b"\x01")
+    assert fields.decrypt(ACME, "assets", "photo", "r", old) == b"\x00\xff"
+    assert fields.decrypt(ACME, "assets", "photo", "r", new) == b"\x01"
+    assert new[:5] == keys.current_field_key(ACME)[1].prefix != old[:5]
