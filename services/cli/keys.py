@@ -120,26 +120,30 @@ def register(tenant: click.Group) -> None:
         c.call(keys(c).SetTenantKey, pb.SetTenantKeyRequest(key_arn=arn), metadata=metadata(slug))
         finish(c, slug, wait, timeout)
 
-    @key.command("rotate")
-    @click.argument("slug")
-    @waiting
-    @click.pass_obj
-    def key_rotate(c: Ctx, slug: str, wait: bool, timeout: float) -> None:
-        """A new data key version for every service of SLUG; older values are re-encrypted
-        in the background (old versions stay readable meanwhile)."""
-        from ontrackio.identity.v1 import keys_pb2 as pb
+    def background(name: str, rpc: str, request: str, doc: str) -> None:
+        """`ontrack tenant key NAME SLUG [--wait]`: start KeyService.RPC, show its progress."""
 
-        c.call(keys(c).RotateDataKeys, pb.RotateDataKeysRequest(), metadata=metadata(slug))
-        finish(c, slug, wait, timeout)
+        @key.command(name, help=doc)
+        @click.argument("slug")
+        @waiting
+        @click.pass_obj
+        def command(c: Ctx, slug: str, wait: bool, timeout: float) -> None:
+            from ontrackio.identity.v1 import keys_pb2 as pb
 
-    @key.command("rewrap")
-    @click.argument("slug")
-    @waiting
-    @click.pass_obj
-    def key_rewrap(c: Ctx, slug: str, wait: bool, timeout: float) -> None:
-        """Re-wrap SLUG's data keys under the newest version of its key (after the KMS key
-        was rotated)."""
-        from ontrackio.identity.v1 import keys_pb2 as pb
+            c.call(getattr(keys(c), rpc), getattr(pb, request)(), metadata=metadata(slug))
+            finish(c, slug, wait, timeout)
 
-        c.call(keys(c).RewrapDataKeys, pb.RewrapDataKeysRequest(), metadata=metadata(slug))
-        finish(c, slug, wait, timeout)
+    background(
+        "rotate",
+        "RotateDataKeys",
+        "RotateDataKeysRequest",
+        "A new data key version for every service of SLUG; older values are re-encrypted in "
+        "the background (old versions stay readable meanwhile).",
+    )
+    background(
+        "rewrap",
+        "RewrapDataKeys",
+        "RewrapDataKeysRequest",
+        "Re-wrap SLUG's data keys under the newest version of its key (after the KMS key was "
+        "rotated).",
+    )
