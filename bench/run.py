@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import shutil
 import signal
@@ -30,6 +31,7 @@ import psycopg
 from bench import audit, events, fleet, grpc_hop, keys, pools, provisioning
 from bench.common import ROOT, cpu_seconds, failed, figure, log
 from ontrackio.devtools import infra
+from ontrackio.devtools.kmsemulator import KmsEmulator
 from ontrackio.devtools.stack import Stack, drop_deployment
 
 RESULTS = ROOT / "bench-results"
@@ -174,9 +176,18 @@ def bench(report: Report, args) -> None:
     broker = infra.DeploymentBroker.create(found, deployment)  # its own vhost and user
     vhost, amqp = broker.vhost, broker.url
     run_dir = ROOT / ".run" / f"bench-{deployment}"
-    stack = Stack(deployment, found.pg_dsn, amqp, run_dir, extra_env=dict(BENCH_ENV))
-    settings = stack.settings()
-    pool_settings = stack.settings(deployment=pool_deployment)
+    # The bench's stack runs outside development mode, as production does: its key provider
+    # is AWS KMS, here the emulator (moto's server behind a proxy that refuses as AWS does).
+    kms = KmsEmulator().start()
+    os.environ.update({k: v for k, v in kms.env().items() if k.startswith("AWS_")})
+    kms_settings = {
+        k.removeprefix("ONTRACK_").lower(): v
+        for k, v in kms.env().items()
+        if k.startswith("ONTRACK_")
+    }
+    stack = Stack(deployment, found.pg_dsn, amqp, run_dir, extra_env={**BENCH_ENV, **kms.env()})
+    settings = stack.settings(**kms_settings)
+    pool_settings = stack.settings(deployment=pool_deployment, **kms_settings)
     log(f"deployment {deployment} (pools: {pool_deployment}), vhost {vhost}, run dir {run_dir}")
     ok = False
     try:
@@ -385,6 +396,7 @@ def bench(report: Report, args) -> None:
             finally:
                 broker.delete()
                 found.close()
+                kms.stop()
                 if ok:
                     shutil.rmtree(run_dir, ignore_errors=True)
                 else:
