@@ -116,7 +116,9 @@ class Control:
     # -- commands ---------------------------------------------------------------------------
 
     @staticmethod
-    def _audit(u: UnitOfWork, tenant_id, actor: str, action: str, old: Any, new: Any) -> None:
+    def audit(u: UnitOfWork, tenant_id, actor: str, action: str, old: Any, new: Any) -> None:
+        """An entry of the control audit trail about tenant `tenant_id`, in `u`'s transaction
+        (the registry's changes here, its key store's in identity/keystore.py)."""
         audit_log.append(
             u.conn,
             audit_log.Entry(
@@ -145,7 +147,7 @@ class Control:
                         " VALUES (%s, %s, 'pending')",
                         (tenant_id, service),
                     )
-                self._audit(
+                self.audit(
                     u,
                     tenant_id,
                     actor,
@@ -197,7 +199,7 @@ class Control:
                     "UPDATE tenants SET status = %s, updated_at = now() WHERE id = %s",
                     (target, row[0]),
                 )
-            self._audit(
+            self.audit(
                 u, row[0], actor, f"tenant.{action}", {"status": row[1]}, {"status": target}
             )
         self.rt.directory.forget(slug)
@@ -228,7 +230,7 @@ class Control:
                     " verified_by = %s WHERE domain = %s",
                     (actor[:200], domain),
                 )
-                self._audit(
+                self.audit(
                     u,
                     tenant[0],
                     actor,
@@ -248,13 +250,13 @@ class Control:
                 " FOR UPDATE SKIP LOCKED) RETURNING id, slug, placement"
             ).fetchall()
             for tenant_id, slug, placement in rows:
-                self._audit(u, tenant_id, "system", "tenant.drop_databases", None, None)
+                self.audit(u, tenant_id, "system", "tenant.drop_databases", None, None)
                 # Crypto-shredding: without its data keys, nothing the tenant left behind
                 # (backups, a copy of a database) can be decrypted any more.
                 shredded = u.conn.execute(
                     "DELETE FROM tenant_data_keys WHERE tenant_id = %s", (tenant_id,)
                 ).rowcount
-                self._audit(
+                self.audit(
                     u, tenant_id, "system", "tenant.keys_destroy", None, {"data_keys": shredded}
                 )
                 u.emit(
@@ -303,7 +305,7 @@ class Control:
                     "UPDATE tenants SET status = 'active', updated_at = now() WHERE id = %s",
                     (tenant_id,),
                 )
-                self._audit(
+                self.audit(
                     u,
                     tenant_id,
                     "system",
@@ -323,7 +325,7 @@ class Control:
                     (tenant_id,),
                 )
                 u.conn.execute("DELETE FROM tenant_domains WHERE tenant_id = %s", (tenant_id,))
-                self._audit(
+                self.audit(
                     u,
                     tenant_id,
                     "system",

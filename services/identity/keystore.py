@@ -166,7 +166,7 @@ class KeyStore:
                 except psycopg.errors.UniqueViolation:
                     raise CustomerKeyRefused("that key already protects another tenant") from None
                 self._retry_now(u, tenant_id)
-                Control._audit(
+                Control.audit(
                     u,
                     tenant_id,
                     actor,
@@ -202,7 +202,7 @@ class KeyStore:
             self._generate(tenant_id, key_ref, service, version)
             added[service] = version
         with self.control.uow() as u:
-            Control._audit(u, tenant_id, actor, "tenant.data_keys_rotate", current, added)
+            Control.audit(u, tenant_id, actor, "tenant.data_keys_rotate", current, added)
             u.emit("identity.data_keys_rotated", events_pb2.DataKeysRotated(slug=slug), tenant=slug)
         return self.status(slug)
 
@@ -215,7 +215,7 @@ class KeyStore:
                 (tenant_id,),
             )
             self._retry_now(u, tenant_id)
-            Control._audit(u, tenant_id, actor, "tenant.key_rewrap", None, None)
+            Control.audit(u, tenant_id, actor, "tenant.key_rewrap", None, None)
         return self.status(slug)
 
     def rewrap_step(self, limit: int) -> tuple[int, int]:
@@ -276,5 +276,5 @@ class KeyStore:
                     {"platform": platform, "tenant": tenant_id},
                 ).fetchone()[0]
                 if not left:
-                    Control._audit(u, tenant_id, "system", "tenant.key_rewrapped", None, None)
+                    Control.audit(u, tenant_id, "system", "tenant.key_rewrapped", None, None)
         return done, refused
