@@ -36,7 +36,8 @@ class Scrape:
             return cls.parse(r.read().decode())
 
     def has(self, name: str, **labels: str) -> bool:
-        return any(self._matching(name, labels))
+        """A series called `name` with `labels` exists (whatever its value, 0 included)."""
+        return next(self._matching(name, labels), None) is not None
 
     def value(self, name: str, **labels: str) -> float:
         """The sum of the samples called `name` (e.g. `…_total`) whose labels include
