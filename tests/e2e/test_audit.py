@@ -5,6 +5,7 @@ gateway's audit operation and refusal reports through the running gateway."""
 from __future__ import annotations
 
 import json
+import time
 
 import grpc
 import psycopg
@@ -142,6 +143,7 @@ def test_refusal_reports_are_validated_and_rate_limited(channels, audit_stub, ed
         with pytest.raises(grpc.RpcError) as exc:
             edge_stub.RecordRefusal(bad, metadata=md(slug))
         assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    started = time.monotonic()
     flood = [
         edge_stub.RecordRefusal(
             pb.RecordRefusalRequest(action="allowlist.denied", target="x" * 5000),
@@ -149,7 +151,11 @@ def test_refusal_reports_are_validated_and_rate_limited(channels, audit_stub, ed
         ).recorded
         for _ in range(120)
     ]
-    assert 40 <= sum(flood) < 120 and not flood[-1]  # the burst (50), then the rate
+    elapsed = time.monotonic() - started
+    # The burst (50), then the rate (5/s): whatever refilled while the flood ran, no more.
+    # (Whether the very last report fell on a refill is timing, not behaviour.)
+    assert 40 <= sum(flood) <= 50 + 5 * elapsed + 1, (sum(flood), elapsed)
+    assert not all(flood[50:])
     listed = audit_stub.ListAudit(pb.ListAuditRequest(page_size=500), metadata=md(slug))
     refusals = [e for e in listed.entries if e.action == "allowlist.denied"]
     assert len(refusals) == sum(flood) and all(len(e.target) <= 200 for e in refusals)
