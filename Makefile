@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := .venv
 
 PROTO_FILES := $(shell find protos -name '*.proto')
 
-.PHONY: help deps protos run test test-unit lint bench mutate clean
+.PHONY: help deps system-packages protos run test test-unit lint bench mutate clean
 
 help:
 	@echo "make run    - start all services, the gateway and a demo tenant"
@@ -26,6 +26,17 @@ $(UV):
 .venv/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
+
+# Distribution packages the tests' counterparts need: xmlsec1 (pysaml2 signs the test IdP's
+# responses with it) and chromium (the browser tests). Installed once, when missing.
+SYSTEM_BINARIES := xmlsec1 chromium
+system-packages:
+	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	  || { echo "could not install$$missing (run as root, or install them)"; exit 1; }; \
+	fi
 
 deps: .venv/.synced
 
@@ -44,7 +55,7 @@ protos: .gen/stamp
 run: protos
 	$(VENV_PY) -m ontrackio.devtools.run
 
-test: protos
+test: protos system-packages
 	$(VENV_PY) -m pytest
 
 test-unit: protos
@@ -53,7 +64,7 @@ test-unit: protos
 lint: deps
 	.venv/bin/ruff check services tests bench
 
-bench: protos
+bench: protos system-packages
 	$(VENV_PY) -m bench.run
 
 # Mutation check (docs/testing.md "Mutation check"); not part of `make test` or CI. mutmut
