@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -130,6 +130,11 @@ class GatewaySettings(BaseSettings):
     tls_key_file: Path | None = None
     tls_key_password: SecretStr | None = None
     hsts_max_age: int = Field(63_072_000, ge=0)
+    # How browsers reach a tenant: https://<slug>.<base_domain>[:public_port]. SAML ACS and
+    # OIDC redirect URLs are built from this, never from the request's (forwarded) headers.
+    # Unset: https when this process serves TLS (else http), and its own port.
+    public_scheme: Literal["https", "http"] | None = None
+    public_port: int | None = Field(None, ge=1, le=65535)
 
     @field_validator("trusted_proxies", "metrics_allow", mode="before")
     @classmethod
@@ -200,6 +205,13 @@ class GatewaySettings(BaseSettings):
     @property
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None
+
+    def canonical_origin(self, slug: str) -> str:
+        """The tenant's canonical origin, e.g. ``https://acme.ontrack.example``."""
+        scheme = self.public_scheme or ("https" if self.tls_enabled else "http")
+        port = self.public_port if self.public_port is not None else self.port
+        default = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+        return f"{scheme}://{slug}.{self.base_domain}" + ("" if default else f":{port}")
 
     def security_txt(self) -> str | None:
         """The rendered security.txt.
