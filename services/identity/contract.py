@@ -7,6 +7,7 @@ tenant_created and tenant_deleted, and identity hears every service's lifecycle 
 from ontrackio.core.contract import Contract
 from ontrackio.identity.v1 import access_pb2 as access
 from ontrackio.identity.v1 import events_pb2 as events
+from ontrackio.identity.v1 import sessions_pb2 as sessions
 
 CONTRACT = Contract(
     service="identity",
@@ -19,6 +20,7 @@ CONTRACT = Contract(
         "user_deactivated": (events.UserDeactivated, 1),
         "token_revoked": (access.TokenRevoked, 1),
         "allowlist_changed": (access.AllowlistChanged, 1),
+        "sessions_revoked": (sessions.SessionsRevoked, 1),
     },
     tenants_from="identity",
     from_every_service={

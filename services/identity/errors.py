@@ -64,3 +64,14 @@ class MintingTokenInvalid(PermissionDenied):
 class CustomerKeyRefused(FailedPrecondition):
     """A customer-managed key cannot be used for this tenant (tier, or the key failed its
     test encrypt and decrypt)."""
+
+
+class SignInRefused(PermissionDenied):
+    """A sign-in was refused. The caller (the gateway) shows one generic answer whatever the
+    ``why``; ``why`` goes to the audit trail (domain-not-allowed, no-account, inactive, …)."""
+
+    reason = "sign-in-refused"
+
+    def __init__(self, why: str):
+        super().__init__("sign-in refused")
+        self.why = why

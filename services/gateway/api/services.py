@@ -8,7 +8,8 @@ from typing import Any
 
 from ontrackio.gateway.allowlists import Allowlists
 from ontrackio.gateway.api.operation import Call
-from ontrackio.gateway.auth import Authenticator
+from ontrackio.gateway.auth.bearer import Authenticator
+from ontrackio.gateway.auth.session import SessionChecker
 from ontrackio.gateway.upstream import Upstream
 
 
@@ -17,6 +18,9 @@ class Services:
     upstream: Upstream
     tokens: Authenticator
     allowlists: Allowlists
+    sessions: SessionChecker | None = None
+    csrf_key: bytes = b""  # session CSRF tokens are derived under it (sessions/rules.py)
+    secure_cookies: bool = True  # the tenant's canonical origin is https
 
     async def rpc(self, call: Call, method: Any, request: Any) -> Any:
         """``method(request)`` for the call's tenant and actor, naming where it came from (the
