@@ -21,7 +21,8 @@ from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import InvalidTenant
 from ontrackio.identity.keys_api import KeyServicer
 from ontrackio.identity.keystore import KeyStore
-from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, keys_pb2_grpc
+from ontrackio.identity.signin_api import SignInServicer
+from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, keys_pb2_grpc, signin_pb2_grpc
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
@@ -203,6 +204,14 @@ CALLERS: dict[str, trust.Callers] = {
         "ListAudit": trust.CREDENTIALS | trust.OPERATORS,  # the admin API, the CLI, operators
         "RecordRefusal": trust.EDGE,  # attempts the gateway refused
     },
+    "ontrackio.identity.v1.SignInService": {
+        # the sign-in and invitation pages, before any session exists
+        **trust.every("SignInWithPassword GetInvitation AcceptInvitation", trust.EDGE),
+        # the admin API and the CLI (the first owner's invitation), audited with an actor
+        **trust.every(
+            "CreateInvitation ListInvitations RevokeInvitation UnlockUser", trust.CREDENTIALS
+        ),
+    },
 }
 
 
@@ -238,6 +247,12 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             AuditServicer(rt),
             "ontrackio.identity.v1.AuditService",
             callers=CALLERS["ontrackio.identity.v1.AuditService"],
+        ),
+        Registration(
+            signin_pb2_grpc.add_SignInServiceServicer_to_server,
+            SignInServicer(rt),
+            "ontrackio.identity.v1.SignInService",
+            callers=CALLERS["ontrackio.identity.v1.SignInService"],
         ),
     ]
 

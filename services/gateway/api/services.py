@@ -17,6 +17,9 @@ class Services:
     upstream: Upstream
     tokens: Authenticator
     allowlists: Allowlists
+    # The sign-in pages build links and cookies from these (canonical origin, TLS, keys).
+    settings: Any = None  # GatewaySettings
+    core: Any = None  # core config.Settings
 
     async def rpc(self, call: Call, method: Any, request: Any) -> Any:
         """``method(request)`` for the call's tenant and actor, naming where it came from (the
