@@ -25,6 +25,7 @@ from ontrackio.identity.v1 import (
     identity_pb2_grpc,
     keys_pb2_grpc,
     sessions_pb2_grpc,
+    signin_pb2_grpc,
 )
 from ontrackio.inventory.v1 import inventory_pb2_grpc
 
@@ -57,6 +58,7 @@ class Upstream:
         self.access: Any = None
         self.audit: Any = None
         self.keys: Any = None
+        self.signin: Any = None
         self.assets: Any = None
         self.identity_health: Any = None
 
@@ -74,6 +76,7 @@ class Upstream:
         self.audit = audit_pb2_grpc.AuditServiceStub(identity)
         self.keys = keys_pb2_grpc.KeyServiceStub(identity)
         self.sessions = sessions_pb2_grpc.SessionServiceStub(identity)
+        self.signin = signin_pb2_grpc.SignInServiceStub(identity)
         self.identity_health = health_pb2_grpc.HealthStub(identity)
         self.assets = inventory_pb2_grpc.AssetServiceStub(inventory)
 

@@ -25,7 +25,14 @@ from ontrackio.identity.keystore import KeyStore
 from ontrackio.identity.roles import rules as role_rules
 from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.sessions_api import SessionServicer
-from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, keys_pb2_grpc, sessions_pb2_grpc
+from ontrackio.identity.signin_api import SignInServicer
+from ontrackio.identity.v1 import (
+    access_pb2_grpc,
+    audit_pb2_grpc,
+    keys_pb2_grpc,
+    sessions_pb2_grpc,
+    signin_pb2_grpc,
+)
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
@@ -223,6 +230,14 @@ CALLERS: dict[str, trust.Callers] = {
         "ListAudit": trust.CREDENTIALS | trust.OPERATORS,  # the admin API, the CLI, operators
         "RecordRefusal": trust.EDGE,  # attempts the gateway refused
     },
+    "ontrackio.identity.v1.SignInService": {
+        # the sign-in and invitation pages, before any session exists
+        **trust.every("SignInWithPassword GetInvitation AcceptInvitation", trust.EDGE),
+        # the admin API and the CLI (the first owner's invitation), audited with an actor
+        **trust.every(
+            "CreateInvitation ListInvitations RevokeInvitation UnlockUser", trust.CREDENTIALS
+        ),
+    },
 }
 
 
@@ -264,6 +279,12 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             AuditServicer(rt),
             "ontrackio.identity.v1.AuditService",
             callers=CALLERS["ontrackio.identity.v1.AuditService"],
+        ),
+        Registration(
+            signin_pb2_grpc.add_SignInServiceServicer_to_server,
+            SignInServicer(rt),
+            "ontrackio.identity.v1.SignInService",
+            callers=CALLERS["ontrackio.identity.v1.SignInService"],
         ),
     ]
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from ontrackio.gateway.api import allowlist, assets, audit, encryption, sessions, tokens, users
+from ontrackio.gateway.api import (
+    allowlist,
+    assets,
+    audit,
+    encryption,
+    sessions,
+    signin,
+    tokens,
+    users,
+)
 from ontrackio.gateway.api.operation import Operation
 
 OPERATIONS: list[Operation] = [
@@ -13,4 +22,5 @@ OPERATIONS: list[Operation] = [
     *audit.OPERATIONS,
     *encryption.OPERATIONS,
     *sessions.OPERATIONS,
+    *signin.OPERATIONS,
 ]
