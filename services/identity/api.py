@@ -21,7 +21,8 @@ from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import InvalidTenant
 from ontrackio.identity.keys_api import KeyServicer
 from ontrackio.identity.keystore import KeyStore
-from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, keys_pb2_grpc
+from ontrackio.identity.sso.saml.api import SamlServicer
+from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, keys_pb2_grpc, saml_pb2_grpc
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
@@ -203,6 +204,12 @@ CALLERS: dict[str, trust.Callers] = {
         "ListAudit": trust.CREDENTIALS | trust.OPERATORS,  # the admin API, the CLI, operators
         "RecordRefusal": trust.EDGE,  # attempts the gateway refused
     },
+    "ontrackio.identity.v1.SamlService": {
+        # the browser's sign-in, through the gateway only (it passes the canonical origin)
+        **trust.every("GetSpMetadata StartLogin ConsumeResponse", trust.EDGE),
+        # the admin API and the CLI, audited with an actor
+        **trust.every("GetSamlConfig SetSamlConfig ImportSamlMetadata", trust.CREDENTIALS),
+    },
 }
 
 
@@ -238,6 +245,12 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             AuditServicer(rt),
             "ontrackio.identity.v1.AuditService",
             callers=CALLERS["ontrackio.identity.v1.AuditService"],
+        ),
+        Registration(
+            saml_pb2_grpc.add_SamlServiceServicer_to_server,
+            SamlServicer(rt),
+            "ontrackio.identity.v1.SamlService",
+            callers=CALLERS["ontrackio.identity.v1.SamlService"],
         ),
     ]
 
