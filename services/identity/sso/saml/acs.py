@@ -121,6 +121,8 @@ def parse_xml(raw: bytes) -> etree._Element:
     """``raw`` as an XML document we accept, or MalformedSamlResponse: no DTD (so no entity
     declarations: XXE, billion laughs), no comments or processing instructions (a comment
     splitting a NameID is the classic truncation attack)."""
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:  # never parsed at all (billion laughs)
+        raise MalformedSamlResponse("dtd")
     try:
         root = etree.fromstring(raw, _parsers.parser)
     except (etree.XMLSyntaxError, ValueError):
