@@ -150,10 +150,12 @@ class SamlServicer(pb_grpc.SamlServiceServicer):
         """The proven identity handed to sign-in (allowed domains, accounts, the session)."""
         from ontrackio.identity.signin import sso  # the lead's; lands with sessions
 
+        domains = list(self.rt.control.get(info.slug)["domains"] or [])  # verified ones
         with self.dbs.unit_of_work(info) as u:
             return sso.complete(
                 u,
                 verified.identity,
+                verified_domains=domains,
                 client_address=request.client_address,
                 user_agent=request.user_agent,
                 next=next_path,
