@@ -24,6 +24,7 @@ from ontrackio.identity.v1 import (
     audit_pb2_grpc,
     identity_pb2_grpc,
     keys_pb2_grpc,
+    saml_pb2_grpc,
     sessions_pb2_grpc,
     signin_pb2_grpc,
 )
@@ -59,6 +60,7 @@ class Upstream:
         self.audit: Any = None
         self.keys: Any = None
         self.signin: Any = None
+        self.saml: Any = None
         self.assets: Any = None
         self.identity_health: Any = None
 
@@ -77,6 +79,7 @@ class Upstream:
         self.keys = keys_pb2_grpc.KeyServiceStub(identity)
         self.sessions = sessions_pb2_grpc.SessionServiceStub(identity)
         self.signin = signin_pb2_grpc.SignInServiceStub(identity)
+        self.saml = saml_pb2_grpc.SamlServiceStub(identity)
         self.identity_health = health_pb2_grpc.HealthStub(identity)
         self.assets = inventory_pb2_grpc.AssetServiceStub(inventory)
 

@@ -7,6 +7,7 @@ from ontrackio.gateway.api import (
     assets,
     audit,
     encryption,
+    saml,
     sessions,
     signin,
     tokens,
@@ -23,4 +24,5 @@ OPERATIONS: list[Operation] = [
     *encryption.OPERATIONS,
     *sessions.OPERATIONS,
     *signin.OPERATIONS,
+    *saml.OPERATIONS,
 ]

@@ -29,12 +29,12 @@ from ontrackio.gateway.api.operation import (
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, UUID_ID, time_json
 from ontrackio.gateway.api.services import Services
 from ontrackio.gateway.auth import csrf
-from ontrackio.gateway.auth.next_url import safe_next
 from ontrackio.gateway.auth.session import grant_response
 from ontrackio.gateway.pages import form_token
 from ontrackio.gateway.pages.render import error_page, page
 from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.signin import passwords
+from ontrackio.identity.signin.next_path import safe_next
 from ontrackio.identity.v1 import signin_pb2 as spb
 
 SIGN_IN_REFUSED = (
