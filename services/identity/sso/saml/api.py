@@ -135,6 +135,11 @@ class SamlServicer(pb_grpc.SamlServiceServicer):
         verified = acs.verify(request.saml_response, config, sp, key)
         with self.dbs.unit_of_work(info) as u:
             store.sweep(u)
+            # A replay is named as such before its (used) request id is looked at.
+            if not store.remember_assertion(
+                u, config.idp_entity_id, verified.assertion_id, verified.expires_at
+            ):
+                raise SamlResponseRefused("replayed")
             if verified.in_response_to is None:
                 if not config.allow_idp_initiated:
                     raise SamlResponseRefused("unsolicited")
@@ -144,10 +149,6 @@ class SamlServicer(pb_grpc.SamlServiceServicer):
                 if found is None:
                     raise SamlResponseRefused("unknown_request")
                 next_path = found
-            if not store.remember_assertion(
-                u, config.idp_entity_id, verified.assertion_id, verified.expires_at
-            ):
-                raise SamlResponseRefused("replayed")
         return self.sign_in(info, verified, request, next_path)
 
     def sign_in(self, info, verified: acs.Verified, request, next_path: str):
