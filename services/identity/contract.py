@@ -34,5 +34,8 @@ CONTRACT = Contract(
         "tenant_dropped": "handle_tenant_dropped",
     },
     # the SAML SP private key of each tenant (identity/sso/saml/store.py)
-    encrypted=(EncryptedColumn("saml_sp_keys", "private_key"),),
+    encrypted=(
+        EncryptedColumn("saml_sp_keys", "private_key"),
+        EncryptedColumn("mail_outbox", "body"),  # holds invitation links until sent
+    ),
 )
