@@ -30,8 +30,8 @@ class Services:
 
     @property
     def secure_cookies(self) -> bool:
-        """Cookies get ``Secure`` when browsers reach the tenant over https."""
-        return self.settings.browser_scheme == "https"
+        """Whether cookies get ``Secure`` (GatewaySettings.secure_cookies)."""
+        return bool(self.settings.secure_cookies)
 
     def canonical_origin(self, slug: str) -> str:
         """The tenant's public origin from the settings (never from the request's headers)."""
