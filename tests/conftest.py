@@ -46,6 +46,9 @@ TEST_ENV = {
     "ONTRACK_MAIL_RETRY_MAX_SECONDS": "2",
     "ONTRACK_MAIL_MAX_ATTEMPTS": "10",
     "ONTRACK_MAIL_POLL_SECONDS": "0.5",
+    # SAML: the browser test's IdP (devtools/samlidp.py serve) is plain http on loopback;
+    # every other host must still be https.
+    "ONTRACK_SAML_ALLOW_LOOPBACK_HTTP": "true",
 }
 
 

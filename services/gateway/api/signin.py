@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from ontrackio.gateway.api.operation import (
     PUBLIC,
+    SESSION,
     Call,
     Operation,
     Param,
@@ -33,8 +34,10 @@ from ontrackio.gateway.auth.session import grant_response
 from ontrackio.gateway.pages import form_token
 from ontrackio.gateway.pages.render import error_page, page
 from ontrackio.identity.roles import rules as roles
+from ontrackio.identity.sessions import rules as session_rules
 from ontrackio.identity.signin import passwords
 from ontrackio.identity.signin.next_path import safe_next
+from ontrackio.identity.v1 import sessions_pb2 as sessions_pb
 from ontrackio.identity.v1 import signin_pb2 as spb
 
 SIGN_IN_REFUSED = (
@@ -61,7 +64,6 @@ sign_in_methods: SignInMethods = no_sso_methods
 
 def _origin(c: Call, s: Services) -> str:
     return s.settings.canonical_origin(c.tenant)
-
 
 
 def _request_origin(c: Call, s: Services) -> str | None:
@@ -153,6 +155,25 @@ async def password_sign_in(c: Call, s: Services):
             c, s, methods, status=401, errors=[("email", SIGN_IN_REFUSED)], email=email, nxt=nxt
         )
     return grant_response(grant, secure=s.secure_cookies)
+
+
+# -- signing out ------------------------------------------------------------------------------
+
+
+async def signout_page(c: Call, s: Services):
+    """Who is signed in, and a form posting to /auth/logout with the session's CSRF token."""
+    session_id = getattr(c.principal, "session_id", "")
+    who = await s.rpc(
+        c, s.upstream.sessions.GetSession, sessions_pb.GetSessionRequest(session_id=session_id)
+    )
+    return page(
+        "signout",
+        200,
+        title="Sign out",
+        email=who.email,
+        csrf_field=csrf.FORM_FIELD,
+        csrf_token=session_rules.csrf_token(s.csrf_key, who.id),
+    )
 
 
 # -- invitations ------------------------------------------------------------------------------
@@ -358,6 +379,18 @@ OPERATIONS = [
         HTML,
         status=303,
         body=form_body(SIGNIN_FORM, max_bytes=16 * 1024, max_fields=16),
+        response_media_type="text/html",
+        error_codes=PAGE_ERRORS,
+        tags=("sign-in",),
+    ),
+    Operation(
+        "GET",
+        "/signout",
+        "signOutPage",
+        "The signed-in person's sign-out page (HTML): a form posting to /auth/logout.",
+        signout_page,
+        SESSION,
+        HTML,
         response_media_type="text/html",
         error_codes=PAGE_ERRORS,
         tags=("sign-in",),
