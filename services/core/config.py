@@ -215,6 +215,20 @@ class Settings(BaseSettings):
     audit_refusals_per_second: float = Field(default=5.0, gt=0)
     audit_refusals_burst: int = Field(default=50, ge=1)
 
+    # OIDC sign-in (issue 12, item 4; identity/sso/oidc). Identity calls the tenants' IdPs:
+    # each call (discovery, JWKS, token) is bounded by the timeout; discovery documents and
+    # key sets are cached, a token signed by an unknown key refetches the key set once (at
+    # most once per refetch interval per key set). A login must finish within its TTL; at
+    # most `oidc_max_pending_logins` unfinished ones are kept per tenant.
+    oidc_http_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    oidc_metadata_cache_seconds: float = Field(default=3600.0, ge=0, le=86_400)
+    oidc_jwks_min_refetch_seconds: float = Field(default=10.0, ge=0, le=3600)
+    oidc_login_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    oidc_max_pending_logins: int = Field(default=10_000, ge=10, le=1_000_000)
+    # Tests only: lets IdP URLs use plain http to a loopback host (the in-process provider).
+    # Every other host must be https and resolve to public addresses only.
+    oidc_allow_loopback_http: bool = False
+
     # none | console | file:PATH (JSON lines, one span a line)
     otel_exporter: str = "none"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -6,6 +6,7 @@ from ontrackio.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 
 
@@ -64,3 +65,35 @@ class MintingTokenInvalid(PermissionDenied):
 class CustomerKeyRefused(FailedPrecondition):
     """A customer-managed key cannot be used for this tenant (tier, or the key failed its
     test encrypt and decrypt)."""
+
+
+# -- OIDC sign-in (issue 12, item 4: identity/sso/oidc) -------------------------------------
+
+
+class InvalidOidcConfig(InvalidArgument):
+    """An OIDC provider configuration, or a value the edge passed, is not acceptable (the
+    message names the field, never a secret)."""
+
+
+class OidcProviderNotFound(NotFound):
+    """The tenant has no enabled configuration for this OIDC provider."""
+
+
+class OidcRefused(PermissionDenied):
+    """An OIDC callback was refused. The person signing in sees one generic answer whatever
+    the ``why`` (identity/sso/oidc/rules.py names them); ``why`` goes to the audit trail."""
+
+    reason = "sign-in-refused"
+
+    def __init__(self, why: str):
+        super().__init__("sign-in refused")
+        self.why = why
+
+
+class IdpUnavailable(Unavailable):
+    """The tenant's OIDC provider could not be reached, or answered what no provider may
+    (``why``, for the audit trail): the sign-in may be retried later."""
+
+    def __init__(self, why: str):
+        super().__init__("the identity provider is not reachable; try again later")
+        self.why = why
