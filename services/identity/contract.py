@@ -5,6 +5,7 @@ tenant_created and tenant_deleted, and identity hears every service's lifecycle 
 """
 
 from ontrackio.core.contract import Contract
+from ontrackio.core.keys.reencrypt import EncryptedColumn
 from ontrackio.identity.v1 import access_pb2 as access
 from ontrackio.identity.v1 import events_pb2 as events
 
@@ -26,4 +27,8 @@ CONTRACT = Contract(
         "tenant_provisioning_failed": "handle_tenant_provisioning_failed",
         "tenant_dropped": "handle_tenant_dropped",
     },
+    # Columns sealed with the tenant's data key, re-encrypted after a rotation (core/keys).
+    encrypted=(
+        EncryptedColumn("oidc_providers", "client_secret", id_column="provider"),  # sso/oidc
+    ),
 )
