@@ -73,7 +73,7 @@ class Gateway:
     @property
     def services(self) -> Services:
         """What operation handlers are given."""
-        return Services(self.upstream, self.auth, self.allowlists)
+        return Services(self.upstream, self.auth, self.allowlists, self.settings)
 
     @property
     def checks(self) -> Checks:

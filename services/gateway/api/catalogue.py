@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ontrackio.gateway.api import allowlist, assets, audit, encryption, tokens, users
+from ontrackio.gateway.api import allowlist, assets, audit, encryption, oidc, tokens, users
 from ontrackio.gateway.api.operation import Operation
 
 OPERATIONS: list[Operation] = [
@@ -12,4 +12,5 @@ OPERATIONS: list[Operation] = [
     *tokens.OPERATIONS,
     *audit.OPERATIONS,
     *encryption.OPERATIONS,
+    *oidc.OPERATIONS,
 ]

@@ -17,6 +17,19 @@ class Services:
     upstream: Upstream
     tokens: Authenticator
     allowlists: Allowlists
+    settings: Any = None  # GatewaySettings: the canonical origin of sign-in URLs
+
+    def canonical_origin(self, tenant: str) -> str:
+        """The tenant's public origin from the settings (never from the request's headers)."""
+        return self.settings.canonical_origin(tenant)
+
+    def grant_response(self, grant: Any) -> Any:
+        """The browser's answer to a successful sign-in: the session cookie and 303 to
+        ``grant.next`` (``Secure`` when the tenant is served over https)."""
+        from ontrackio.gateway.auth.session import grant_response  # the lead's, with sessions
+
+        secure = self.settings.canonical_origin("x").startswith("https://")
+        return grant_response(grant, secure=secure)
 
     async def rpc(self, call: Call, method: Any, request: Any) -> Any:
         """``method(request)`` for the call's tenant and actor, naming where it came from (the

@@ -30,22 +30,6 @@ from ontrackio.identity.sso.oidc.client import ProviderClient
 
 WHY_STATE_EXPIRED = "state-expired"
 WHY_PROVIDER_DISABLED = "provider-disabled"
-MAX_NEXT = 2048
-
-
-def safe_next(raw: str) -> str:
-    """A same-host path, else "/" (the gateway sent it safe already; identity stores only
-    what it would send a browser to itself)."""
-    if (
-        not raw
-        or len(raw) > MAX_NEXT
-        or not raw.startswith("/")
-        or raw.startswith("//")
-        or "\\" in raw
-        or not all(0x21 <= ord(c) <= 0x7E for c in raw)
-    ):
-        return "/"
-    return raw
 
 
 @dataclass(frozen=True)
@@ -154,7 +138,7 @@ class OidcSignIn:
                 self.key,
                 provider=provider,
                 redirect_uri=callback_uri,
-                next=safe_next(next),
+                next=rules.safe_next(next),
                 ttl_seconds=self.ttl,
                 max_pending=self.max_pending,
             )
