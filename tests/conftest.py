@@ -158,8 +158,12 @@ def system(stack, settings):
 
 def _test_identity(method: str) -> str:
     """The identity a test plays for `method`: the CLI for token, allowlist and key
-    administration (only the gateway and the CLI may), operator tooling for everything else."""
-    cli_services = ("/ontrackio.identity.v1.AccessService/", "/ontrackio.identity.v1.KeyService/")
+    administration and sessions (only the gateway and the CLI may), operator tooling else."""
+    cli_services = (
+        "/ontrackio.identity.v1.AccessService/",
+        "/ontrackio.identity.v1.KeyService/",
+        "/ontrackio.identity.v1.SessionService/",
+    )
     return "cli" if method.startswith(cli_services) else "operator"
 
 

@@ -25,6 +25,7 @@ from ontrackio.identity.v1 import (
     identity_pb2_grpc,
     keys_pb2_grpc,
     oidc_pb2_grpc,
+    sessions_pb2_grpc,
 )
 from ontrackio.inventory.v1 import inventory_pb2_grpc
 
@@ -74,6 +75,7 @@ class Upstream:
         self.access = access_pb2_grpc.AccessServiceStub(identity)
         self.audit = audit_pb2_grpc.AuditServiceStub(identity)
         self.keys = keys_pb2_grpc.KeyServiceStub(identity)
+        self.sessions = sessions_pb2_grpc.SessionServiceStub(identity)
         self.oidc = oidc_pb2_grpc.OidcServiceStub(identity)
         self.identity_health = health_pb2_grpc.HealthStub(identity)
         self.assets = inventory_pb2_grpc.AssetServiceStub(inventory)

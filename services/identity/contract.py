@@ -8,6 +8,7 @@ from ontrackio.core.contract import Contract
 from ontrackio.core.keys.reencrypt import EncryptedColumn
 from ontrackio.identity.v1 import access_pb2 as access
 from ontrackio.identity.v1 import events_pb2 as events
+from ontrackio.identity.v1 import sessions_pb2 as sessions
 
 CONTRACT = Contract(
     service="identity",
@@ -20,6 +21,7 @@ CONTRACT = Contract(
         "user_deactivated": (events.UserDeactivated, 1),
         "token_revoked": (access.TokenRevoked, 1),
         "allowlist_changed": (access.AllowlistChanged, 1),
+        "sessions_revoked": (sessions.SessionsRevoked, 1),
     },
     tenants_from="identity",
     from_every_service={

@@ -67,6 +67,17 @@ class CustomerKeyRefused(FailedPrecondition):
     test encrypt and decrypt)."""
 
 
+class SignInRefused(PermissionDenied):
+    """A sign-in was refused. The caller (the gateway) shows one generic answer whatever the
+    ``why``; ``why`` goes to the audit trail (domain-not-allowed, no-account, inactive, …)."""
+
+    reason = "sign-in-refused"
+
+    def __init__(self, why: str):
+        super().__init__("sign-in refused")
+        self.why = why
+
+
 # -- OIDC sign-in (issue 12, item 4: identity/sso/oidc) -------------------------------------
 
 
@@ -79,15 +90,9 @@ class OidcProviderNotFound(NotFound):
     """The tenant has no enabled configuration for this OIDC provider."""
 
 
-class OidcRefused(PermissionDenied):
-    """An OIDC callback was refused. The person signing in sees one generic answer whatever
-    the ``why`` (identity/sso/oidc/rules.py names them); ``why`` goes to the audit trail."""
-
-    reason = "sign-in-refused"
-
-    def __init__(self, why: str):
-        super().__init__("sign-in refused")
-        self.why = why
+class OidcRefused(SignInRefused):
+    """An OIDC callback was refused before sign-in was asked: the protocol's checks (state,
+    token, claims; rules.py names each ``why``). One generic answer, as every refusal."""
 
 
 class IdpUnavailable(Unavailable):

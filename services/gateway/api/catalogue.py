@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from ontrackio.gateway.api import allowlist, assets, audit, encryption, oidc, tokens, users
+from ontrackio.gateway.api import (
+    allowlist,
+    assets,
+    audit,
+    encryption,
+    oidc,
+    sessions,
+    tokens,
+    users,
+)
 from ontrackio.gateway.api.operation import Operation
 
 OPERATIONS: list[Operation] = [
@@ -12,5 +21,6 @@ OPERATIONS: list[Operation] = [
     *tokens.OPERATIONS,
     *audit.OPERATIONS,
     *encryption.OPERATIONS,
+    *sessions.OPERATIONS,
     *oidc.OPERATIONS,
 ]

@@ -16,9 +16,10 @@ from typing import Any
 import grpc
 from starlette.responses import RedirectResponse, Response
 
-from ontrackio.gateway.api.operation import PUBLIC, Call, Operation, Param, bearer, json_body
+from ontrackio.gateway.api.operation import PUBLIC, Call, Operation, Param, credential, json_body
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, time_json
 from ontrackio.gateway.api.services import Services
+from ontrackio.gateway.auth.next_url import safe_next
 from ontrackio.gateway.problems import problem_from_rpc_error
 from ontrackio.identity.sso.oidc import rules
 from ontrackio.identity.v1 import oidc_pb2 as opb
@@ -151,7 +152,7 @@ async def login(c: Call, s: Services):
         s.upstream.oidc.StartLogin,
         opb.StartOidcLoginRequest(
             provider=c.params["provider"],
-            next=rules.safe_next(c.params.get("next")),
+            next=safe_next(c.params.get("next")),
             origin=s.canonical_origin(c.tenant),
         ),
         START_DEADLINE_SECONDS,
@@ -234,7 +235,7 @@ async def set_config(c: Call, s: Services):
     return config_json(r, s.canonical_origin(c.tenant)), {"Cache-Control": "no-store"}
 
 
-ADMIN = bearer("admin")
+ADMIN = credential("admin")
 OPERATIONS = [
     Operation(
         "GET",

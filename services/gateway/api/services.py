@@ -8,7 +8,8 @@ from typing import Any
 
 from ontrackio.gateway.allowlists import Allowlists
 from ontrackio.gateway.api.operation import Call
-from ontrackio.gateway.auth import Authenticator
+from ontrackio.gateway.auth.bearer import Authenticator
+from ontrackio.gateway.auth.session import SessionChecker, grant_response
 from ontrackio.gateway.upstream import Upstream
 
 
@@ -17,6 +18,9 @@ class Services:
     upstream: Upstream
     tokens: Authenticator
     allowlists: Allowlists
+    sessions: SessionChecker | None = None
+    csrf_key: bytes = b""  # session CSRF tokens are derived under it (sessions/rules.py)
+    secure_cookies: bool = True  # the tenant's canonical origin is https
     settings: Any = None  # GatewaySettings: the canonical origin of sign-in URLs
 
     def canonical_origin(self, tenant: str) -> str:
@@ -26,10 +30,7 @@ class Services:
     def grant_response(self, grant: Any) -> Any:
         """The browser's answer to a successful sign-in: the session cookie and 303 to
         ``grant.next`` (``Secure`` when the tenant is served over https)."""
-        from ontrackio.gateway.auth.session import grant_response  # the lead's, with sessions
-
-        secure = self.settings.canonical_origin("x").startswith("https://")
-        return grant_response(grant, secure=secure)
+        return grant_response(grant, secure=self.secure_cookies)
 
     async def rpc(self, call: Call, method: Any, request: Any) -> Any:
         """``method(request)`` for the call's tenant and actor, naming where it came from (the

@@ -9,6 +9,8 @@ from ontrackio.core.audit import origin
 from ontrackio.core.grpcserver import actor_of, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.identity.audit_api import call_origin
+from ontrackio.identity.roles import rules as role_rules
+from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.sso.oidc import flow
 from ontrackio.identity.v1 import oidc_pb2 as pb
 from ontrackio.identity.v1 import oidc_pb2_grpc as pb_grpc
@@ -84,13 +86,19 @@ class OidcServicer(pb_grpc.OidcServiceServicer):
                 next=next_path,
             )
 
+    def _require_admin(self, context):
+        info = current_tenant()
+        role_store.require_for_tenant(self.rt.dbs, info, actor_of(context), role_rules.ADMINISTER)
+        return info
+
     def GetOidcConfig(self, request, context):
-        return config_pb(self.oidc.get_config(current_tenant(), request.provider))
+        return config_pb(self.oidc.get_config(self._require_admin(context), request.provider))
 
     def SetOidcConfig(self, request, context):
+        info = self._require_admin(context)
         with origin.bound(call_origin(context)):
             row = self.oidc.set_config(
-                current_tenant(),
+                info,
                 request.provider,
                 client_secret=request.client_secret,
                 actor=actor_of(context),

@@ -24,6 +24,7 @@ from typing import Any
 
 from ontrackio.core.directory import TenantInfo
 from ontrackio.identity.errors import IdpUnavailable, OidcProviderNotFound, OidcRefused
+from ontrackio.identity.signin import sso
 from ontrackio.identity.signin.external import ExternalIdentity
 from ontrackio.identity.sso.oidc import rules, store
 from ontrackio.identity.sso.oidc.client import ProviderClient
@@ -162,12 +163,12 @@ class OidcSignIn:
         except (OidcRefused, IdpUnavailable) as exc:
             detail = {k: v for k, v in seen.items() if k != "email"} or None
             with self._uow(info) as u:
-                store.record_refusal(
+                sso.record_refusal(
                     u,
-                    values.provider if values.provider in rules.PROVIDERS else "unknown",
+                    f"oidc:{values.provider if values.provider in rules.PROVIDERS else 'unknown'}",
+                    seen.get("email", ""),
                     exc.why,
-                    email=seen.get("email", ""),
-                    detail=detail,
+                    detail,
                 )
             raise
 

@@ -249,23 +249,3 @@ def take_login(u: UnitOfWork, key: bytes, state: str) -> Pending | None:
         next=row["next"],
         expires_at=row["expires_at"],
     )
-
-
-def record_refusal(u: UnitOfWork, provider: str, why: str, *, email: str = "", detail=None):
-    """Audit a refused OIDC callback (``signin.refused``, as every refused sign-in; the
-    email, when the token got far enough to name one, kept as a personal value)."""
-    new: dict[str, Any] = {"method": f"oidc:{provider}", "reason": why}
-    if detail:
-        new["detail"] = detail
-    audit_log.append(
-        u.conn,
-        audit_log.Entry(
-            "anonymous",
-            "signin.refused",
-            audit_log.Personal("email", email[: rules.MAX_EMAIL]) if email else "",
-            None,
-            new,
-            outcome="refused",
-            origin=origin.current(),
-        ),
-    )
