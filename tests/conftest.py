@@ -40,6 +40,11 @@ TEST_ENV = {
     "ONTRACK_DATA_KEY_CACHE_SECONDS": "2",
     "ONTRACK_DATA_KEY_RETRY_SECONDS": "0.5",
     "ONTRACK_REENCRYPT_ROWS_PER_SECOND": "300",
+    # OIDC sign-in (sso/oidc): the in-process provider speaks plain http on loopback, and an
+    # unknown signing key refetches the key set at once (the refetch interval has its own
+    # tests, tests/integration/test_oidc_client.py).
+    "ONTRACK_OIDC_ALLOW_LOOPBACK_HTTP": "true",
+    "ONTRACK_OIDC_JWKS_MIN_REFETCH_SECONDS": "0",
 }
 
 
@@ -146,6 +151,16 @@ def settings(stack) -> config.Settings:
     env["ONTRACK_OTEL_EXPORTER"] = "none"  # the test process exports nothing
     with mock.patch.dict(os.environ, env):
         yield config.load()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider():
+    """A real OpenID Connect provider on loopback for the session (devtools/oidcprovider.py:
+    authlib's authorization server; Google-, Entra- and generic-shaped clients)."""
+    from ontrackio.devtools.oidcprovider import OidcProvider
+
+    with OidcProvider() as provider:
+        yield provider
 
 
 @pytest.fixture(scope="session")
