@@ -162,7 +162,7 @@ class Flow:
             self.provider.behave(self.t.client_id)
         assert r.status == 403, r
         assert r.header("content-type") == "application/problem+json"
-        assert "sign-in refused" in r.json()["detail"]
+        assert why not in r.body.decode()  # one answer whatever the reason
         assert "Max-Age=0" in r.cookies[BINDING_COOKIE]  # the binding is cleared either way
         assert refusal_reasons(self.channels, self.t.slug)[0] == why
         return r
