@@ -269,16 +269,19 @@ def test_the_binding_cookie_is_host_only_and_http_only(flows):
     assert "Domain" not in line and r.header("cache-control") == "no-store"
 
 
-def test_accounts_are_keyed_on_issuer_and_subject_never_email(flows, channels):
-    f = flows("entra")
+@pytest.mark.parametrize("provider", ["entra", "oidc"])
+def test_accounts_are_keyed_on_issuer_and_subject_never_email(flows, channels, provider):
+    f = flows(provider)
     first = person(f.t)
     me = f.session(f.sign_in(first))
-    again = f.session(f.sign_in(person(f.t, email=first.email, claims=dict(first.claims))))
-    assert again["user"]["id"] == me["user"]["id"]  # same tid:oid, same account
-    # Same email, another oid: another subject, never the first person's account.
+    same = {"sub": first.sub} if provider == "oidc" else {"claims": dict(first.claims)}
+    again = f.session(f.sign_in(person(f.t, email=first.email, **same)))
+    assert again["user"]["id"] == me["user"]["id"]  # the same subject, the same account
+    # The same email under another subject (Entra: another oid) is never that account.
     impostor = person(f.t, email=first.email)
     r = f.sign_in(impostor)
     assert r.status == 403, r
+    assert SESSION_COOKIE not in r.cookies
     accounts = audit(channels, f.t.slug, "sso_account.link")
     linked = [e for e in accounts if e["_e"].target == f"user:{me['user']['id']}"]
     assert len(linked) == 1
@@ -316,6 +319,26 @@ def test_a_state_is_bound_to_its_tenant(flows, gateway, channels, oidc_provider)
     assert refusal_reasons(channels, b.t.slug) == ["state-unknown"]
     # ...and it is spent at b only because b never had it: a's login still works.
     assert a.callback(target, binding).status == 303
+
+
+def test_an_expired_login_is_refused(flows, channels, settings):
+    f = flows("oidc")
+    target, binding, _ = f.to_provider(person(f.t))
+    conninfo = Clusters(settings).tenant_conninfo("identity", f.t.slug, "main")
+    with psycopg.connect(conninfo, autocommit=True) as conn:  # as if ten minutes had passed
+        conn.execute("UPDATE oidc_logins SET expires_at = now() - interval '1 second'")
+    assert f.callback(target, binding).status == 403
+    assert refusal_reasons(channels, f.t.slug)[0] == "state-expired"
+
+
+def test_an_unreachable_idp_is_a_503(gateway, channels, oidc_provider):
+    t = new_tenant(gateway, channels, oidc_provider, "oidc")
+    change = {"client_id": t.client_id, "issuer": "http://127.0.0.1:9/nobody"}
+    r = gateway.call("PUT", "/admin/api/v1/sso/oidc/oidc", t.slug, t.token, change)
+    assert r.status == 200, r
+    f = Flow(gateway, channels, oidc_provider, t)
+    r = f.login()
+    assert r.status == 503 and r.header("content-type") == "application/problem+json"
 
 
 def test_a_malformed_state_or_code_is_refused_and_audited(flows, channels):
