@@ -21,6 +21,7 @@ import pytest
 from ontrackio.core import config
 from ontrackio.devtools import infra, sessions
 from ontrackio.devtools.kmsemulator import KmsEmulator
+from ontrackio.devtools.smtpserver import SmtpServer
 from ontrackio.devtools.stack import ROOT, Stack
 from tests.helpers import CallerChannel
 
@@ -40,6 +41,11 @@ TEST_ENV = {
     "ONTRACK_DATA_KEY_CACHE_SECONDS": "2",
     "ONTRACK_DATA_KEY_RETRY_SECONDS": "0.5",
     "ONTRACK_REENCRYPT_ROWS_PER_SECOND": "300",
+    # Local sign-in's mail outbox: an SMTP outage is retried within seconds, not minutes.
+    "ONTRACK_MAIL_RETRY_BASE_SECONDS": "0.5",
+    "ONTRACK_MAIL_RETRY_MAX_SECONDS": "2",
+    "ONTRACK_MAIL_MAX_ATTEMPTS": "10",
+    "ONTRACK_MAIL_POLL_SECONDS": "0.5",
     # OIDC sign-in (sso/oidc): the in-process provider speaks plain http on loopback, and an
     # unknown signing key refetches the key set at once (the refetch interval has its own
     # tests, tests/integration/test_oidc_client.py).
@@ -122,10 +128,20 @@ def kms():
 
 
 @pytest.fixture(scope="session")
-def stack(infrastructure, harness_session, amqp_url, kms):
+def smtp():
+    """The SMTP server the system under test mails to: aiosmtpd in this process, keeping
+    every message (devtools/smtpserver.py; ``refuse`` / ``accept`` to simulate an outage)."""
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(infrastructure, harness_session, amqp_url, kms, smtp):
     """The deployment's process set (not started); drops its databases at the end."""
     deployment, run_dir = harness_session.deployment, harness_session.run_dir
-    env = dict(TEST_ENV, ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}", **kms.env())
+    env = dict(
+        TEST_ENV, ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}", **kms.env(), **smtp.env()
+    )
     # Placement: besides "main", the same server reached another way (its local socket) as
     # a second cluster, and a cluster nobody listens on, to see failures reported.
     clusters = {

@@ -74,13 +74,7 @@ class Gateway:
     def services(self) -> Services:
         """What operation handlers are given."""
         return Services(
-            self.upstream,
-            self.auth,
-            self.allowlists,
-            self.sessions,
-            self.core.token_hash_key.get_secret_value().encode(),
-            self.settings.browser_scheme == "https",
-            self.settings,
+            self.upstream, self.auth, self.allowlists, self.sessions, self.settings, self.core
         )
 
     @property

@@ -26,13 +26,17 @@ from ontrackio.identity.roles import rules as role_rules
 from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.sessions_api import SessionServicer
 from ontrackio.identity.signin import sso
+from ontrackio.identity.signin_api import SignInServicer
 from ontrackio.identity.sso.oidc import api as oidc_api
+from ontrackio.identity.sso.saml.api import SamlServicer
 from ontrackio.identity.v1 import (
     access_pb2_grpc,
     audit_pb2_grpc,
     keys_pb2_grpc,
     oidc_pb2_grpc,
+    saml_pb2_grpc,
     sessions_pb2_grpc,
+    signin_pb2_grpc,
 )
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
@@ -231,6 +235,20 @@ CALLERS: dict[str, trust.Callers] = {
         "ListAudit": trust.CREDENTIALS | trust.OPERATORS,  # the admin API, the CLI, operators
         "RecordRefusal": trust.EDGE,  # attempts the gateway refused
     },
+    "ontrackio.identity.v1.SignInService": {
+        # the sign-in and invitation pages, before any session exists
+        **trust.every("SignInWithPassword GetInvitation AcceptInvitation", trust.EDGE),
+        # the admin API and the CLI (the first owner's invitation), audited with an actor
+        **trust.every(
+            "CreateInvitation ListInvitations RevokeInvitation UnlockUser", trust.CREDENTIALS
+        ),
+    },
+    "ontrackio.identity.v1.SamlService": {
+        # the browser's sign-in, through the gateway only (it passes the canonical origin)
+        **trust.every("GetSpMetadata StartLogin ConsumeResponse", trust.EDGE),
+        # the admin API and the CLI, audited with an actor
+        **trust.every("GetSamlConfig SetSamlConfig ImportSamlMetadata", trust.CREDENTIALS),
+    },
     **oidc_api.CALLERS,  # sso/oidc: the login from the gateway only, configuration as tokens
 }
 
@@ -273,6 +291,18 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             AuditServicer(rt),
             "ontrackio.identity.v1.AuditService",
             callers=CALLERS["ontrackio.identity.v1.AuditService"],
+        ),
+        Registration(
+            signin_pb2_grpc.add_SignInServiceServicer_to_server,
+            SignInServicer(rt),
+            "ontrackio.identity.v1.SignInService",
+            callers=CALLERS["ontrackio.identity.v1.SignInService"],
+        ),
+        Registration(
+            saml_pb2_grpc.add_SamlServiceServicer_to_server,
+            SamlServicer(rt),
+            "ontrackio.identity.v1.SamlService",
+            callers=CALLERS["ontrackio.identity.v1.SamlService"],
         ),
         Registration(
             oidc_pb2_grpc.add_OidcServiceServicer_to_server,

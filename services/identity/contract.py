@@ -9,6 +9,7 @@ from ontrackio.core.keys.reencrypt import EncryptedColumn
 from ontrackio.identity.v1 import access_pb2 as access
 from ontrackio.identity.v1 import events_pb2 as events
 from ontrackio.identity.v1 import sessions_pb2 as sessions
+from ontrackio.identity.v1 import signin_pb2 as signin
 
 CONTRACT = Contract(
     service="identity",
@@ -22,7 +23,10 @@ CONTRACT = Contract(
         "token_revoked": (access.TokenRevoked, 1),
         "allowlist_changed": (access.AllowlistChanged, 1),
         "sessions_revoked": (sessions.SessionsRevoked, 1),
+        # local sign-in: wakes identity's own worker to send a message of the mail outbox
+        "mail_queued": (signin.MailQueued, 1),
     },
+    subscribes={"handle_mail_queued": ("identity", "mail_queued")},
     tenants_from="identity",
     from_every_service={
         "tenant_ready": "handle_tenant_ready",
@@ -31,6 +35,8 @@ CONTRACT = Contract(
     },
     # Columns sealed with the tenant's data key, re-encrypted after a rotation (core/keys).
     encrypted=(
+        EncryptedColumn("saml_sp_keys", "private_key"),  # the SAML SP key (sso/saml)
+        EncryptedColumn("mail_outbox", "body"),  # holds invitation links until sent
         EncryptedColumn("oidc_providers", "client_secret", id_column="provider"),  # sso/oidc
     ),
 )

@@ -6,6 +6,7 @@ from ontrackio.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -76,6 +77,71 @@ class SignInRefused(PermissionDenied):
     def __init__(self, why: str):
         super().__init__("sign-in refused")
         self.why = why
+
+
+# -- local sign-in (identity/signin; part "local" of issue 12) ---------------------------------
+
+
+class InvalidInvitation(InvalidArgument):
+    """An invitation request is malformed (role, origin)."""
+
+
+class InvitationNotFound(NotFound):
+    """No such invitation, or a link that is not usable (the same answer for every reason)."""
+
+
+class InvitationRoleDenied(PermissionDenied):
+    """The inviter may not grant the role (only owners invite owners)."""
+
+
+class UserInactive(FailedPrecondition):
+    """The user is deactivated."""
+
+
+class SignInFailed(Unauthenticated):
+    """A password sign-in was refused. One message for every reason (unknown account, wrong
+    password, lockout, SSO-only tenant, deactivated user): the audit trail says which."""
+
+    MESSAGE = "The email or password is not right, or this account cannot sign in this way."
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
+
+# -- SAML single sign-on (sso/saml) --------------------------------------------------------
+
+
+class InvalidSamlConfig(InvalidArgument):
+    """A SAML IdP configuration or metadata field is not acceptable (the message names it)."""
+
+
+class SamlNotConfigured(FailedPrecondition):
+    """The tenant has no SAML IdP configured."""
+
+
+class MalformedSamlResponse(InvalidArgument):
+    """A posted SAML message is not one we read: not base64, too large, not XML, a DTD or
+    entity declarations (XXE, billion laughs), comments or processing instructions inside,
+    another root element. ``cause`` names which, for the audit trail."""
+
+    def __init__(self, cause: str):
+        self.cause = cause
+        super().__init__("the SAML response is malformed")
+
+
+class SamlResponseRefused(PermissionDenied):
+    """A well-formed SAML Response that does not sign anyone in: bad or missing signature,
+    wrong audience, recipient, destination or issuer, expired, replayed, unsolicited, or
+    answering a request we did not issue. ``cause`` (for the audit trail) says which; the
+    caller is told only that the response was refused."""
+
+    def __init__(self, cause: str):
+        self.cause = cause
+        super().__init__("the SAML response was refused")
+
+
+class SamlMetadataUnavailable(FailedPrecondition):
+    """The IdP metadata URL could not be fetched (unreachable, refused, too large, slow)."""
 
 
 # -- OIDC sign-in (issue 12, item 4: identity/sso/oidc) -------------------------------------

@@ -8,7 +8,9 @@ from ontrackio.gateway.api import (
     audit,
     encryption,
     oidc,
+    saml,
     sessions,
+    signin,
     tokens,
     users,
 )
@@ -22,5 +24,7 @@ OPERATIONS: list[Operation] = [
     *audit.OPERATIONS,
     *encryption.OPERATIONS,
     *sessions.OPERATIONS,
+    *signin.OPERATIONS,
+    *saml.OPERATIONS,
     *oidc.OPERATIONS,
 ]

@@ -19,8 +19,8 @@ from starlette.responses import RedirectResponse, Response
 from ontrackio.gateway.api.operation import PUBLIC, Call, Operation, Param, credential, json_body
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, time_json
 from ontrackio.gateway.api.services import Services
-from ontrackio.gateway.auth.next_url import safe_next
 from ontrackio.gateway.problems import problem_from_rpc_error
+from ontrackio.identity.signin.next_path import MAX_NEXT, safe_next
 from ontrackio.identity.sso.oidc import rules
 from ontrackio.identity.v1 import oidc_pb2 as opb
 
@@ -34,7 +34,7 @@ COMPLETE_DEADLINE_SECONDS = 30.0
 PROVIDER = Param(
     "provider", "path", {"type": "string", "enum": list(rules.PROVIDERS)}, "google, entra or oidc"
 )
-NEXT = Param("next", "query", {"type": "string", "maxLength": rules.MAX_NEXT})
+NEXT = Param("next", "query", {"type": "string", "maxLength": MAX_NEXT})
 # The callback's values go to identity as they came (it judges and audits them); these
 # bounds only keep absurd requests out.
 CALLBACK_PARAMS = (
@@ -127,10 +127,6 @@ def binding_of(cookie_headers: list[str]) -> str:
     return values[0] if len(values) == 1 else ""
 
 
-def _secure(s: Services) -> bool:
-    return s.canonical_origin("x").startswith("https://")
-
-
 def _call(c: Call, s: Services, method: Any, request: Any, timeout: float) -> Any:
     return s.upstream.call(
         method,
@@ -165,7 +161,7 @@ async def login(c: Call, s: Services):
         r.binding,
         max_age=r.expires_in_seconds,
         path="/",
-        secure=_secure(s),
+        secure=s.secure_cookies,
         httponly=True,
         samesite="lax",
     )
@@ -200,7 +196,7 @@ async def callback(c: Call, s: Services):
     else:
         response = s.grant_response(grant)
     response.delete_cookie(
-        BINDING_COOKIE, path="/", secure=_secure(s), httponly=True, samesite="lax"
+        BINDING_COOKIE, path="/", secure=s.secure_cookies, httponly=True, samesite="lax"
     )
     response.headers["Cache-Control"] = "no-store"
     return response

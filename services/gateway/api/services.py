@@ -19,13 +19,23 @@ class Services:
     tokens: Authenticator
     allowlists: Allowlists
     sessions: SessionChecker | None = None
-    csrf_key: bytes = b""  # session CSRF tokens are derived under it (sessions/rules.py)
-    secure_cookies: bool = True  # the tenant's canonical origin is https
-    settings: Any = None  # GatewaySettings: the canonical origin of sign-in URLs
+    # The sign-in pages build links and cookies from these (canonical origin, TLS, keys).
+    settings: Any = None  # GatewaySettings
+    core: Any = None  # core config.Settings
 
-    def canonical_origin(self, tenant: str) -> str:
+    @property
+    def csrf_key(self) -> bytes:
+        """The key session CSRF tokens are derived under (sessions/rules.py)."""
+        return self.core.token_hash_key.get_secret_value().encode()
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether cookies get ``Secure`` (GatewaySettings.secure_cookies)."""
+        return bool(self.settings.secure_cookies)
+
+    def canonical_origin(self, slug: str) -> str:
         """The tenant's public origin from the settings (never from the request's headers)."""
-        return self.settings.canonical_origin(tenant)
+        return self.settings.canonical_origin(slug)
 
     def grant_response(self, grant: Any) -> Any:
         """The browser's answer to a successful sign-in: the session cookie and 303 to

@@ -89,7 +89,7 @@ def app(upstream: Upstream):
     settings = GatewaySettings(
         base_domain="ontrack.example", public_scheme="https", public_port=443
     )
-    services = Services(upstream, None, None, secure_cookies=True, settings=settings)  # type: ignore[arg-type]
+    services = Services(upstream, None, None, None, settings)  # type: ignore[arg-type]
     return tiny_app(oidc.OPERATIONS, services=services)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from ontrackio.core.directory import TenantInfo
 from ontrackio.identity.errors import IdpUnavailable, OidcProviderNotFound, OidcRefused
-from ontrackio.identity.signin import sso
+from ontrackio.identity.signin import next_path, sso
 from ontrackio.identity.signin.external import ExternalIdentity
 from ontrackio.identity.sso.oidc import rules, store
 from ontrackio.identity.sso.oidc.client import ProviderClient
@@ -139,7 +139,7 @@ class OidcSignIn:
                 self.key,
                 provider=provider,
                 redirect_uri=callback_uri,
-                next=rules.safe_next(next),
+                next=next_path.safe_next(next),
                 ttl_seconds=self.ttl,
                 max_pending=self.max_pending,
             )

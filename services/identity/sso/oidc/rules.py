@@ -55,7 +55,6 @@ MAX_ERROR_DESCRIPTION = 300
 MAX_ID_TOKEN = 16 * 1024
 MAX_DISPLAY_NAME = 200
 MAX_EMAIL = 320
-MAX_NEXT = 2000
 
 # Why a callback was refused (the audit trail's ``why``; never shown to the person).
 WHY_IDP_ERROR = "idp-error"  # the provider answered the authorization request with an error
@@ -253,21 +252,6 @@ def validate_origin(origin: str) -> str:
             "origin must be the tenant's canonical origin, scheme://host[:port]"
         )
     return origin
-
-
-def safe_next(raw: str | None) -> str:
-    """A same-host path, else "/": where a browser may be sent after signing in (the
-    gateway makes it safe first; identity keeps only what it would send a browser to)."""
-    if (
-        not raw
-        or len(raw) > MAX_NEXT
-        or not raw.startswith("/")
-        or raw.startswith("//")
-        or "\\" in raw
-        or not all(0x21 <= ord(c) <= 0x7E for c in raw)
-    ):
-        return "/"
-    return raw
 
 
 def redirect_uri(origin: str, provider: str) -> str:
