@@ -12,6 +12,7 @@ IdP; ``/callback`` clears it and, when identity grants a session, sets the sessi
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import grpc
 from starlette.responses import RedirectResponse, Response
@@ -200,6 +201,28 @@ async def callback(c: Call, s: Services):
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+LABELS = {
+    "google": "Sign in with Google",
+    "entra": "Sign in with Microsoft",
+    "oidc": "Sign in with your organisation's account",
+}
+
+
+async def sign_in_methods(c: Call, s: Services) -> list[tuple[str, str]]:
+    """The tenant's enabled OIDC providers as (label, login URL) for the sign-in page
+    (gateway/api/signin.py ``SignInMethods``), keeping the page's safe ``next``."""
+    r = await _call(
+        c,
+        s,
+        s.upstream.oidc.ListOidcProviders,
+        opb.ListOidcProvidersRequest(),
+        START_DEADLINE_SECONDS,
+    )
+    nxt = safe_next(c.params.get("next"))
+    query = "" if nxt == "/" else "?" + urlencode({"next": nxt})
+    return [(LABELS[p], f"/auth/oidc/{p}/login{query}") for p in r.providers if p in LABELS]
 
 
 # -- admin ------------------------------------------------------------------------------------
