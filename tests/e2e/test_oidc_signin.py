@@ -40,7 +40,7 @@ from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     new_source,
     request_bytes,
 )
-from tests.helpers import create_tenant, eventually, md
+from tests.helpers import create_tenant, eventually, md, ontrack
 
 pytestmark = pytest.mark.e2e
 
@@ -442,13 +442,34 @@ def test_the_configuration_never_shows_the_secret(flows, gateway, channels, sett
     assert [e["client_secret"] for e in entries][:2] == ["kept", "set"]
     assert all(f.t.secret not in e["_e"].new_json + e["_e"].old_json for e in entries)
     # At rest: sealed with the tenant's key.
-    conninfo = Clusters(settings).tenant_conninfo("identity", f.t.slug, "main")
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        sealed = conn.execute(
-            "SELECT client_secret FROM oidc_providers WHERE provider = 'google'"
-        ).fetchone()[0]
-    assert f.t.secret.encode() not in bytes(sealed)
+    assert f.t.secret.encode() not in stored_secret(settings, f.t.slug, "google")
     assert f.sign_in(person(f.t)).status == 303  # and still works
+
+
+def stored_secret(settings, slug: str, provider: str) -> bytes:
+    conninfo = Clusters(settings).tenant_conninfo("identity", slug, "main")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT client_secret FROM oidc_providers WHERE provider = %s", (provider,)
+        ).fetchone()
+    return bytes(row[0])
+
+
+def test_a_key_rotation_reencrypts_the_client_secret(system, gateway, channels, settings):
+    from ontrackio.devtools.oidcprovider import OidcProvider
+
+    with OidcProvider() as own:  # its own provider: a rotation of its own tenant only
+        t = new_tenant(gateway, channels, own, "oidc")
+        f = Flow(gateway, channels, own, t)
+        assert stored_secret(settings, t.slug, "oidc")[1:5] == b"\x00\x00\x00\x01"
+        out = ontrack(system, "tenant", "key", "rotate", t.slug, "--wait", "--timeout", "60")
+        assert out.returncode == 0, out.stderr
+        eventually(
+            lambda: stored_secret(settings, t.slug, "oidc")[1:5] == b"\x00\x00\x00\x02",
+            timeout=60,
+        )
+        assert t.secret.encode() not in stored_secret(settings, t.slug, "oidc")
+        assert f.sign_in(person(t)).status == 303  # the re-encrypted secret still works
 
 
 @pytest.mark.parametrize(
