@@ -21,7 +21,8 @@ from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import InvalidTenant
 from ontrackio.identity.keys_api import KeyServicer
 from ontrackio.identity.keystore import KeyStore
-from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, keys_pb2_grpc
+from ontrackio.identity.sso.domains_api import CollaboratorServicer, DomainServicer
+from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, domains_pb2_grpc, keys_pb2_grpc
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
@@ -203,6 +204,14 @@ CALLERS: dict[str, trust.Callers] = {
         "ListAudit": trust.CREDENTIALS | trust.OPERATORS,  # the admin API, the CLI, operators
         "RecordRefusal": trust.EDGE,  # attempts the gateway refused
     },
+    # A tenant's own domains and collaborator exceptions: the admin API and the CLI, audited
+    # with an actor (the approver of an exception).
+    "ontrackio.identity.v1.DomainService": trust.every(
+        "AddDomain ListDomains CheckDomain RemoveDomain", trust.CREDENTIALS
+    ),
+    "ontrackio.identity.v1.CollaboratorService": trust.every(
+        "AddCollaborator ListCollaborators RemoveCollaborator CheckAdmission", trust.CREDENTIALS
+    ),
 }
 
 
@@ -238,6 +247,18 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             AuditServicer(rt),
             "ontrackio.identity.v1.AuditService",
             callers=CALLERS["ontrackio.identity.v1.AuditService"],
+        ),
+        Registration(
+            domains_pb2_grpc.add_DomainServiceServicer_to_server,
+            DomainServicer(rt),
+            "ontrackio.identity.v1.DomainService",
+            callers=CALLERS["ontrackio.identity.v1.DomainService"],
+        ),
+        Registration(
+            domains_pb2_grpc.add_CollaboratorServiceServicer_to_server,
+            CollaboratorServicer(rt),
+            "ontrackio.identity.v1.CollaboratorService",
+            callers=CALLERS["ontrackio.identity.v1.CollaboratorService"],
         ),
     ]
 
