@@ -20,6 +20,7 @@ import pytest
 
 from ontrackio.core import config
 from ontrackio.devtools import infra, sessions
+from ontrackio.devtools.dnsserver import LoopbackDNS
 from ontrackio.devtools.kmsemulator import KmsEmulator
 from ontrackio.devtools.stack import ROOT, Stack
 from tests.helpers import CallerChannel
@@ -117,10 +118,23 @@ def kms():
 
 
 @pytest.fixture(scope="session")
-def stack(infrastructure, harness_session, amqp_url, kms):
+def dns_server():
+    """A real DNS server on loopback (devtools/dnsserver.py) that the stack's identity
+    processes check domain challenges against; tests set its records."""
+    with LoopbackDNS() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(infrastructure, harness_session, amqp_url, kms, dns_server):
     """The deployment's process set (not started); drops its databases at the end."""
     deployment, run_dir = harness_session.deployment, harness_session.run_dir
-    env = dict(TEST_ENV, ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}", **kms.env())
+    env = dict(
+        TEST_ENV,
+        ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}",
+        **kms.env(),
+        **dns_server.env(),
+    )
     # Placement: besides "main", the same server reached another way (its local socket) as
     # a second cluster, and a cluster nobody listens on, to see failures reported.
     clusters = {

@@ -19,7 +19,13 @@ from ontrackio.core import telemetry, tls
 from ontrackio.core.grpcserver import TENANT_METADATA
 from ontrackio.core.trust import ACTOR_METADATA, CLIENT_ADDRESS_METADATA, REQUEST_ID_METADATA
 from ontrackio.gateway.hosts import TenantNotServed
-from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, identity_pb2_grpc, keys_pb2_grpc
+from ontrackio.identity.v1 import (
+    access_pb2_grpc,
+    audit_pb2_grpc,
+    domains_pb2_grpc,
+    identity_pb2_grpc,
+    keys_pb2_grpc,
+)
 from ontrackio.inventory.v1 import inventory_pb2_grpc
 
 UPSTREAM_CALLS = Counter(
@@ -51,6 +57,8 @@ class Upstream:
         self.access: Any = None
         self.audit: Any = None
         self.keys: Any = None
+        self.domains: Any = None
+        self.collaborators: Any = None
         self.assets: Any = None
         self.identity_health: Any = None
 
@@ -67,6 +75,8 @@ class Upstream:
         self.access = access_pb2_grpc.AccessServiceStub(identity)
         self.audit = audit_pb2_grpc.AuditServiceStub(identity)
         self.keys = keys_pb2_grpc.KeyServiceStub(identity)
+        self.domains = domains_pb2_grpc.DomainServiceStub(identity)
+        self.collaborators = domains_pb2_grpc.CollaboratorServiceStub(identity)
         self.identity_health = health_pb2_grpc.HealthStub(identity)
         self.assets = inventory_pb2_grpc.AssetServiceStub(inventory)
 

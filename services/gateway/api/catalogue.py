@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from ontrackio.gateway.api import allowlist, assets, audit, encryption, tokens, users
+from ontrackio.gateway.api import (
+    allowlist,
+    assets,
+    audit,
+    collaborators,
+    domains,
+    encryption,
+    tokens,
+    users,
+)
 from ontrackio.gateway.api.operation import Operation
 
 OPERATIONS: list[Operation] = [
@@ -12,4 +21,6 @@ OPERATIONS: list[Operation] = [
     *tokens.OPERATIONS,
     *audit.OPERATIONS,
     *encryption.OPERATIONS,
+    *domains.OPERATIONS,
+    *collaborators.OPERATIONS,
 ]
