@@ -171,13 +171,17 @@ class LoopbackDNS:
             self.zone.failing.discard(key)
             self.zone.dropped.discard(key)
 
-    def txt(self, name: str, *values: str | bytes) -> None:
+    def txt(self, name: str, *values: str | bytes | tuple[str, ...]) -> None:
         """Replace ``name``'s TXT records by one per value (a value over 255 bytes is split
-        into several strings of one record, as DNS requires); no value removes them."""
+        into several strings of one record, as DNS requires; a tuple gives the strings
+        itself); no value removes them."""
         rrs = []
         for value in values:
-            data = value.encode() if isinstance(value, str) else value
-            chunks = [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
+            if isinstance(value, tuple):
+                chunks = [part.encode() for part in value]
+            else:
+                data = value.encode() if isinstance(value, str) else value
+                chunks = [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
             rrs.append(RR(_key(name), QTYPE.TXT, rdata=TXT(chunks), ttl=TTL))
         self._set(name, rrs, {QTYPE.TXT})
 

@@ -44,6 +44,8 @@ def _checked(ascii_name: str, original: str) -> str:
 
 
 def _why(name: str) -> str:
+    if "" in name.split("."):
+        return "a label is empty"
     if len(name) > 253:
         return "longer than 253 characters"
     labels = name.split(".")
