@@ -171,9 +171,15 @@ def system(stack, settings):
 
 
 def _test_identity(method: str) -> str:
-    """The identity a test plays for `method`: the CLI for token, allowlist and key
-    administration (only the gateway and the CLI may), operator tooling for everything else."""
-    cli_services = ("/ontrackio.identity.v1.AccessService/", "/ontrackio.identity.v1.KeyService/")
+    """The identity a test plays for `method`: the CLI for token, allowlist, key, domain and
+    collaborator administration (only the gateway and the CLI may), operator tooling for
+    everything else."""
+    cli_services = (
+        "/ontrackio.identity.v1.AccessService/",
+        "/ontrackio.identity.v1.KeyService/",
+        "/ontrackio.identity.v1.DomainService/",
+        "/ontrackio.identity.v1.CollaboratorService/",
+    )
     return "cli" if method.startswith(cli_services) else "operator"
 
 

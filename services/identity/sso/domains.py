@@ -119,7 +119,8 @@ class DomainRegistry:
 
     def add(self, tenant: TenantInfo, text: str, actor: str) -> dict[str, Any]:
         """The tenant's domain ``text`` (normalised), added as pending with a fresh challenge,
-        or as it was when the tenant has it already (then nothing is recorded).
+        or as it was when the tenant has it already (then nothing is recorded); refused
+        when another tenant has it verified, whether or not this tenant claimed it before.
 
         Raises InvalidDomain, DomainTaken (another tenant verified it), TooManyDomains."""
         domain = challengeable(text)
@@ -127,11 +128,11 @@ class DomainRegistry:
             tenant_id = self._tenant_id(u, tenant.slug)
             # One claim at a time per tenant, so the count below cannot be raced past.
             u.conn.execute("SELECT 1 FROM tenants WHERE id = %s FOR UPDATE", (tenant_id,))
+            if self._verified_elsewhere(u, tenant_id, domain):  # even over a claim of ours
+                raise DomainTaken(f"domain {domain!r} is verified by another tenant")
             existing = self._row(u, tenant_id, domain)
             if existing is not None:
                 return existing
-            if self._verified_elsewhere(u, tenant_id, domain):
-                raise DomainTaken(f"domain {domain!r} is verified by another tenant")
             count = u.conn.execute(
                 "SELECT count(*) FROM tenant_domains WHERE tenant_id = %s", (tenant_id,)
             ).fetchone()[0]
