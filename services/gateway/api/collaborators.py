@@ -159,7 +159,6 @@ OPERATIONS = [
         admin=True,
         error_codes=ADMIN_ERRORS,
         tags=("admin",),
-        links={"RemoveCollaborator": ("removeCollaborator", {"id": "$response.body#/id"})},
     ),
     Operation(
         "DELETE",

@@ -132,7 +132,6 @@ OPERATIONS = [
         admin=True,
         error_codes=ADMIN_ERRORS,
         tags=("admin",),
-        links={"RemoveDomain": ("removeDomain", {"domain": "$response.body#/domain"})},
     ),
     Operation(
         "POST",

@@ -7,6 +7,7 @@ unavailable, 409 for a domain another tenant verified), never a 500."""
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import grpc
@@ -229,6 +230,8 @@ def test_every_operation_is_an_admin_one_and_documents_its_refusals():
     assert {"409", "422", "503"} <= set(verify["responses"])
     for op in [*domains.OPERATIONS, *collaborators.OPERATIONS]:
         assert op.admin and op.auth.scopes == ("admin",)
+    refs = re.findall(r'"\$ref": "#/components/responses/(E[0-9]+)"', json.dumps(doc))
+    assert refs and set(refs) <= set(doc["components"]["responses"])  # every one resolves
 
 
 @PROPERTY
