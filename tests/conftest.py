@@ -22,6 +22,7 @@ from ontrackio.core import config
 from ontrackio.devtools import infra, sessions
 from ontrackio.devtools.dnsserver import LoopbackDNS
 from ontrackio.devtools.kmsemulator import KmsEmulator
+from ontrackio.devtools.smtpserver import SmtpServer
 from ontrackio.devtools.stack import ROOT, Stack
 from tests.helpers import CallerChannel
 
@@ -41,6 +42,11 @@ TEST_ENV = {
     "ONTRACK_DATA_KEY_CACHE_SECONDS": "2",
     "ONTRACK_DATA_KEY_RETRY_SECONDS": "0.5",
     "ONTRACK_REENCRYPT_ROWS_PER_SECOND": "300",
+    # Local sign-in's mail outbox: an SMTP outage is retried within seconds, not minutes.
+    "ONTRACK_MAIL_RETRY_BASE_SECONDS": "0.5",
+    "ONTRACK_MAIL_RETRY_MAX_SECONDS": "2",
+    "ONTRACK_MAIL_MAX_ATTEMPTS": "10",
+    "ONTRACK_MAIL_POLL_SECONDS": "0.5",
 }
 
 
@@ -118,6 +124,14 @@ def kms():
 
 
 @pytest.fixture(scope="session")
+def smtp():
+    """The SMTP server the system under test mails to: aiosmtpd in this process, keeping
+    every message (devtools/smtpserver.py; ``refuse`` / ``accept`` to simulate an outage)."""
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def dns_server():
     """A real DNS server on loopback (devtools/dnsserver.py) that the stack's identity
     processes check domain challenges against; tests set its records."""
@@ -126,13 +140,14 @@ def dns_server():
 
 
 @pytest.fixture(scope="session")
-def stack(infrastructure, harness_session, amqp_url, kms, dns_server):
+def stack(infrastructure, harness_session, amqp_url, kms, smtp, dns_server):
     """The deployment's process set (not started); drops its databases at the end."""
     deployment, run_dir = harness_session.deployment, harness_session.run_dir
     env = dict(
         TEST_ENV,
         ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}",
         **kms.env(),
+        **smtp.env(),
         **dns_server.env(),
     )
     # Placement: besides "main", the same server reached another way (its local socket) as
@@ -171,12 +186,13 @@ def system(stack, settings):
 
 
 def _test_identity(method: str) -> str:
-    """The identity a test plays for `method`: the CLI for token, allowlist, key, domain and
-    collaborator administration (only the gateway and the CLI may), operator tooling for
-    everything else."""
+    """The identity a test plays for `method`: the CLI for token, allowlist, key, domain
+    and collaborator administration and sessions (only the gateway and the CLI may),
+    operator tooling else."""
     cli_services = (
         "/ontrackio.identity.v1.AccessService/",
         "/ontrackio.identity.v1.KeyService/",
+        "/ontrackio.identity.v1.SessionService/",
         "/ontrackio.identity.v1.DomainService/",
         "/ontrackio.identity.v1.CollaboratorService/",
     )

@@ -121,8 +121,19 @@ def _tenant_line(t: dict) -> str:
 @click.option("--placement", default="", help="PostgreSQL cluster (default: configured).")
 @click.option("--wait", is_flag=True, help="Wait until the tenant is active.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to --wait.")
+@click.option(
+    "--owner",
+    default="",
+    help="Invite this email as the first owner once the tenant is active (implies --wait):"
+    " the link is mailed and printed.",
+)
+@click.option(
+    "--origin",
+    default="",
+    help="The tenant's origin for the link (default: from the gateway's settings).",
+)
 @click.pass_obj
-def tenant_create(c: Ctx, slug, name, tier, domains, placement, wait, timeout) -> None:
+def tenant_create(c: Ctx, slug, name, tier, domains, placement, wait, timeout, owner, origin):
     """Create a tenant; its databases are provisioned by every service."""
     from ontrackio.identity.v1 import identity_pb2 as pb
 
@@ -137,7 +148,7 @@ def tenant_create(c: Ctx, slug, name, tier, domains, placement, wait, timeout) -
             placement=placement,
         ),
     )
-    if wait:
+    if wait or owner:
         deadline = time.monotonic() + timeout
         while t.status != pb.TENANT_STATUS_ACTIVE:
             if time.monotonic() > deadline:
@@ -146,7 +157,43 @@ def tenant_create(c: Ctx, slug, name, tier, domains, placement, wait, timeout) -
                 )
             time.sleep(0.1)
             t = c.call(stub.GetTenant, pb.GetTenantRequest(slug=slug))
-    c.out(_msg(t), _tenant_line(_msg(t)))
+    if not owner:
+        c.out(_msg(t), _tenant_line(_msg(t)))
+        return
+    invited = _invite_owner(c, slug, owner, origin)
+    c.out(
+        {**_msg(t), "owner_invitation": invited},
+        f"{_tenant_line(_msg(t))}\nfirst owner {owner} invited; the link is mailed, and is:"
+        f"\n  {invited['link']}\n(it works once, until {invited['expires_at']})",
+    )
+
+
+def _tenant_origin(slug: str, origin: str) -> str:
+    if origin:
+        return origin
+    from ontrackio.gateway.settings import SettingsError, load_settings
+
+    try:
+        return load_settings().canonical_origin(slug)
+    except SettingsError as exc:
+        raise Failure(f"{exc}; or pass --origin", 2) from None
+
+
+def _invite_owner(c: Ctx, slug: str, email: str, origin: str) -> dict:
+    """Invite the tenant's first owner (audited as this CLI user); the link is returned to
+    the CLI only, to be printed."""
+    from ontrackio.identity.v1 import signin_pb2 as spb
+    from ontrackio.identity.v1 import signin_pb2_grpc as sgrpc
+
+    stub = sgrpc.SignInServiceStub(c.channel("identity"))
+    r = c.call(
+        stub.CreateInvitation,
+        spb.CreateInvitationRequest(
+            email=email, role="owner", origin=_tenant_origin(slug, origin), return_link=True
+        ),
+        metadata=(*grpcclient.tenant(slug), ("x-ontrack-actor", f"cli:{_cli_user()}")),
+    )
+    return {**_msg(r.invitation), "link": r.link}
 
 
 @tenant.command("list")

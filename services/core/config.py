@@ -79,6 +79,18 @@ def guest_broker_user(amqp_url: str) -> bool:
     return False
 
 
+def _loopback(host: str) -> bool:
+    """A host name or address that never leaves this machine."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message is one line, safe to print."""
 
@@ -216,6 +228,34 @@ class Settings(BaseSettings):
     audit_refusals_per_second: float = Field(default=5.0, gt=0)
     audit_refusals_burst: int = Field(default=50, ge=1)
 
+    # Local sign-in (identity/signin, docs/local-signin.md; part "local" of issue 12).
+    # Outgoing mail (invitation links) goes through each tenant's mail outbox to this SMTP
+    # server; with no host, messages wait in the outbox until one is configured.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    # starttls (verified certificate) | tls (implicit, port 465) | none (loopback only
+    # outside development mode)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    mail_from: str = "OnTrackio <no-reply@localhost>"
+    # A message the server did not take is tried again after base x 2^(n-1) seconds (at
+    # most max), and is dead after max_attempts attempts or a permanent (5xx) refusal.
+    mail_retry_base_seconds: float = Field(default=30.0, gt=0)
+    mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    mail_max_attempts: int = Field(default=8, ge=1, le=100)
+    # How often identity's worker looks for due messages besides being woken by new ones.
+    mail_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # The Have I Been Pwned range API for new passwords ("" off, e.g.
+    # https://api.pwnedpasswords.com); the bundled common-password list is always checked.
+    password_breach_api_url: str = ""
+    password_breach_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    # Failed password sign-ins from one address (an IPv6 /64) within the window block that
+    # address for the window (per tenant; the account lockout is the tenant policy's).
+    signin_address_failures: int = Field(default=50, ge=1, le=100_000)
+    signin_address_window_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+
     # Verified domains (issue 12, domains part; identity/sso/dnscheck.py): the resolvers a
     # domain's TXT challenge is looked up with (IP addresses, asked on dns_port; empty: the
     # system's resolvers from /etc/resolv.conf) and the time one check may take in all.
@@ -242,7 +282,9 @@ class Settings(BaseSettings):
             raise ValueError("must match [a-z][a-z0-9]{0,11}")
         return v
 
-    @field_validator("tenant_role_secret", "token_hash_key", "amqp_url", mode="before")
+    @field_validator(
+        "tenant_role_secret", "token_hash_key", "amqp_url", "smtp_password", mode="before"
+    )
     @classmethod
     def _file_indirection(cls, v: Any) -> Any:
         if isinstance(v, str) and v.startswith("file://"):
@@ -269,6 +311,15 @@ class Settings(BaseSettings):
             return v
         raise ValueError("must be none, console or file:PATH")
 
+    @field_validator("password_breach_api_url")
+    @classmethod
+    def _breach_api(cls, v: str) -> str:
+        if v and (urlsplit(v).scheme not in ("https", "http") or not urlsplit(v).hostname):
+            raise ValueError(
+                "must be empty (off) or an http(s) URL such as https://api.pwnedpasswords.com"
+            )
+        return v
+
     @model_validator(mode="after")
     def _placement(self) -> Settings:
         if not self.pg_clusters:
@@ -290,6 +341,16 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "amqp_url: the broker's guest user is refused outside development mode; "
                     "connect as the deployment's own user"
+                )
+            if self.smtp_host and self.smtp_security == "none" and not _loopback(self.smtp_host):
+                raise ValueError(
+                    "smtp_security: none (plaintext) is refused outside development mode for a "
+                    "server that is not on this machine; use starttls or tls"
+                )
+            breach = urlsplit(self.password_breach_api_url)
+            if breach.scheme == "http" and not _loopback(breach.hostname or ""):
+                raise ValueError(
+                    "password_breach_api_url: plain http is refused outside development mode"
                 )
             for name in TLS_SETTINGS:
                 if not getattr(self, name):

@@ -29,7 +29,8 @@ from ontrackio.gateway.api.endpoint import Checks
 from ontrackio.gateway.api.operation import PUBLIC, Operation
 from ontrackio.gateway.api.router import routes_for
 from ontrackio.gateway.api.services import Services
-from ontrackio.gateway.auth import Authenticator
+from ontrackio.gateway.auth.bearer import Authenticator
+from ontrackio.gateway.auth.session import SessionChecker
 from ontrackio.gateway.client_ip import is_trusted, parse_ip
 from ontrackio.gateway.edge import build_edge, token_limiter
 from ontrackio.gateway.headers import SecurityHeadersMiddleware
@@ -39,7 +40,6 @@ from ontrackio.gateway.problems import ProblemGuardMiddleware, install_problem_h
 from ontrackio.gateway.ratelimit import TokenBucketLimiter
 from ontrackio.gateway.refusals import RefusalReporter
 from ontrackio.gateway.request_id import RequestIdMiddleware
-from ontrackio.gateway.sessions import SessionAuthenticator
 from ontrackio.gateway.settings import GatewaySettings, load_settings
 from ontrackio.gateway.tenants import TenantRouter
 from ontrackio.gateway.ttlcache import TTLCache
@@ -56,7 +56,7 @@ WORKER_ID = secrets.token_hex(4)
 class Gateway:
     """Everything one worker process holds; built by ``build_gateway``.
 
-    ``sessions`` stays None until sessions exist: session operations then answer 401.
+    ``sessions`` None (some unit tests): every session operation answers 401.
     """
 
     settings: GatewaySettings
@@ -67,13 +67,15 @@ class Gateway:
     allowlists: Allowlists
     token_limiter: TokenBucketLimiter
     refusals: RefusalReporter
-    sessions: SessionAuthenticator | None = None
+    sessions: SessionChecker | None = None
     listener: InvalidationListener | None = None
 
     @property
     def services(self) -> Services:
         """What operation handlers are given."""
-        return Services(self.upstream, self.auth, self.allowlists)
+        return Services(
+            self.upstream, self.auth, self.allowlists, self.sessions, self.settings, self.core
+        )
 
     @property
     def checks(self) -> Checks:
@@ -85,6 +87,8 @@ class Gateway:
             sessions=self.sessions,
             max_json_depth=self.settings.max_json_depth,
             refusals=self.refusals,
+            csrf_key=self.core.token_hash_key.get_secret_value().encode(),
+            public_scheme=self.settings.browser_scheme,
         )
 
     # -- invalidation (runs on the worker's event loop) -------------------------------------
@@ -94,10 +98,15 @@ class Gateway:
             self.auth.forget(event.tenant, event.message().token_id)
         elif event.type == "identity.allowlist_changed":
             self.allowlists.forget(event.tenant)
+        elif event.type == "identity.sessions_revoked" and self.sessions is not None:
+            message = event.message()
+            self.sessions.forget(event.tenant, list(message.session_ids), message.user_id)
 
     def on_reset(self) -> None:
         self.auth.cache.clear()
         self.allowlists.cache.clear()
+        if self.sessions is not None:
+            self.sessions.cache.clear()
 
     async def start(self) -> None:
         self.upstream.start()
@@ -153,6 +162,16 @@ def build_gateway(settings: GatewaySettings, core: config.Settings) -> Gateway:
         ),
         touch_seconds=settings.token_touch_seconds,
     )
+    sessions = SessionChecker(
+        upstream,
+        core.token_hash_key.get_secret_value().encode(),
+        TTLCache(settings.session_cache_seconds, negative_ttl=neg, max_entries=size),
+        lookup_limiter=TokenBucketLimiter(
+            settings.token_lookup_per_second,
+            settings.token_lookup_burst,
+            max_keys=settings.rate_limit_max_keys,
+        ),
+    )
     return Gateway(
         settings,
         core,
@@ -164,6 +183,7 @@ def build_gateway(settings: GatewaySettings, core: config.Settings) -> Gateway:
         Allowlists(upstream, TTLCache(settings.allowlist_cache_seconds, max_entries=size)),
         token_limiter(settings),
         RefusalReporter(upstream),
+        sessions,
     )
 
 

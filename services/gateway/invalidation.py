@@ -1,11 +1,12 @@
 """Cache invalidation from identity's events: one exclusive, auto-delete queue per worker process.
 
 A kombu consumer runs in a daemon thread and hands each event to the worker's event loop
-(``call_soon_threadsafe``). Routing keys: ``token_revoked`` and ``allowlist_changed`` on the
-topic exchange ``identity.events``. Events may be missed while the connection is down, so
-the caches are cleared when it is lost, after every failed reconnection attempt (one a
-second) and again once the queue is bound anew: while disconnected, no cached record is
-older than about a second (the TTLs bound staleness only for an event lost while connected).
+(``call_soon_threadsafe``). Routing keys: ``token_revoked``, ``allowlist_changed`` and
+``sessions_revoked`` on the topic exchange ``identity.events``. Events may be missed while
+the connection is down, so the caches are cleared when it is lost, after every failed
+reconnection attempt (one a second) and again once the queue is bound anew: while
+disconnected, no cached record is older than about a second (the TTLs bound staleness only
+for an event lost while connected).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ontrackio.identity.contract import CONTRACT as IDENTITY
 
 log = logging.getLogger(__name__)
 
-ROUTING_KEYS = ("token_revoked", "allowlist_changed")
+ROUTING_KEYS = ("token_revoked", "allowlist_changed", "sessions_revoked")
 EVENTS = Deployment([IDENTITY]).events  # identity's event types (its contract)
 
 

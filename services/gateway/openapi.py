@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from ontrackio.gateway.api.operation import AuthKind, BodyKind, ErrorFormat, Operation
-from ontrackio.gateway.sessions import SESSION_COOKIE
+from ontrackio.gateway.auth.session import SESSION_COOKIE
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -63,7 +63,10 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "type": "apiKey",
         "in": "cookie",
         "name": SESSION_COOKIE,
-        "description": "A signed-in user's session.",
+        "description": "A signed-in user's session; its roles grant the scopes listed"
+        " (owner, admin: every scope; member: api:read, api:write; auditor: api:read,"
+        " audit:read). Unsafe methods also need the X-CSRF-Token header (GET /api/v1/session"
+        " gives it) and an Origin of this host.",
     },
 }
 
@@ -73,6 +76,8 @@ def _security(op: Operation) -> list[dict[str, list[str]]]:
         return [{"bearer": list(op.auth.scopes)}]
     if op.auth.kind is AuthKind.SESSION:
         return [{"session": []}]
+    if op.auth.kind is AuthKind.CREDENTIAL:  # either; the session's roles must grant the scopes
+        return [{"bearer": list(op.auth.scopes)}, {"session": list(op.auth.scopes)}]
     return []
 
 
@@ -86,7 +91,7 @@ def _request_body(op: Operation) -> dict[str, Any] | None:
         }
     else:
         content = {m: {"schema": body.schema or {}} for m in body.media_types}
-    return {"required": True, "content": content}
+    return {"required": not body.optional, "content": content}
 
 
 def _error_response(op: Operation, code: int) -> dict[str, Any]:

@@ -240,9 +240,12 @@ def install_problem_handlers(app: Starlette) -> None:
     app.add_exception_handler(Exception, _handle_unexpected)
 
 
-# Error bodies the guard leaves alone: problems, and SCIM's own error messages (RFC 7644 3.12),
-# which SCIM operations must answer in (api/formats.py).
-KEPT_ERROR_MEDIA_TYPES = frozenset({PROBLEM_MEDIA_TYPE.encode(), b"application/scim+json"})
+# Error bodies the guard leaves alone: problems, SCIM's own error messages (RFC 7644 3.12),
+# which SCIM operations must answer in (api/formats.py), and the sign-in pages' own HTML
+# error pages (gateway/pages: rendered from templates, never an exception's text).
+KEPT_ERROR_MEDIA_TYPES = frozenset(
+    {PROBLEM_MEDIA_TYPE.encode(), b"application/scim+json", b"text/html"}
+)
 
 
 def _is_kept_error(headers: list[tuple[bytes, bytes]]) -> bool:

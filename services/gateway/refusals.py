@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from ontrackio.core import telemetry
+from ontrackio.core.audit import refusals as refusal_rules
 from ontrackio.core.audit.origin import CLIENT_ADDRESS_KEY, REQUEST_ID_KEY
 from ontrackio.core.grpcserver import TENANT_METADATA
 from ontrackio.gateway.ratelimit import TokenBucketLimiter
@@ -28,7 +29,7 @@ class RefusalReporter:
     are logged at debug level and otherwise ignored: auditing a refusal never delays or
     fails the response. Call from the worker's event loop."""
 
-    ACTIONS = ("allowlist.denied", "scope.denied", "token.refused")
+    ACTIONS = refusal_rules.ACTIONS
 
     def __init__(self, upstream, rate: float = 5.0, burst: float = 20.0) -> None:
         self.upstream = upstream

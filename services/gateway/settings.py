@@ -116,6 +116,7 @@ class GatewaySettings(BaseSettings):
     tenant_cache_seconds: float = Field(2.0, ge=0, le=300)
     token_cache_seconds: float = Field(5.0, ge=0, le=60)  # fallback when an event is lost
     allowlist_cache_seconds: float = Field(5.0, ge=0, le=60)
+    session_cache_seconds: float = Field(5.0, ge=0, le=60)  # fallback when an event is lost
     negative_cache_seconds: float = Field(5.0, ge=0, le=300)
     cache_max_entries: int = Field(20_000, ge=100)
     # Token look-ups (cache misses) allowed per client address: a flood of well-formed unknown
@@ -206,9 +207,14 @@ class GatewaySettings(BaseSettings):
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None
 
+    @property
+    def browser_scheme(self) -> str:
+        """The scheme browsers reach tenants over (``public_scheme``, else by TLS here)."""
+        return self.public_scheme or ("https" if self.tls_enabled else "http")
+
     def canonical_origin(self, slug: str) -> str:
         """The tenant's canonical origin, e.g. ``https://acme.ontrack.example``."""
-        scheme = self.public_scheme or ("https" if self.tls_enabled else "http")
+        scheme = self.browser_scheme
         port = self.public_port if self.public_port is not None else self.port
         default = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
         return f"{scheme}://{slug}.{self.base_domain}" + ("" if default else f":{port}")

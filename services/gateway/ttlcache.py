@@ -83,8 +83,21 @@ class TTLCache(Generic[V]):
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    def put(self, key: Hashable, value: V | None) -> None:
-        self._store(key, value)
+    @property
+    def generation(self) -> int:
+        """Moves on at every invalidation: a value loaded before it may be stale."""
+        return self._generation
+
+    def put(self, key: Hashable, value: V | None, *, if_generation: int | None = None) -> None:
+        """Store ``value``; with ``if_generation``, only if nothing was invalidated since that
+        generation (a reply must not resurrect an entry an event dropped meanwhile)."""
+        if if_generation is None or if_generation == self._generation:
+            self._store(key, value)
+
+    def items(self) -> list[tuple[Hashable, V | None]]:
+        """The fresh entries (a snapshot)."""
+        now = self.clock()
+        return [(k, v) for k, (expires, v) in self._entries.items() if expires > now]
 
     def invalidate(self, key: Hashable) -> None:
         self._generation += 1

@@ -25,6 +25,8 @@ from ontrackio.identity.v1 import (
     domains_pb2_grpc,
     identity_pb2_grpc,
     keys_pb2_grpc,
+    sessions_pb2_grpc,
+    signin_pb2_grpc,
 )
 from ontrackio.inventory.v1 import inventory_pb2_grpc
 
@@ -57,6 +59,7 @@ class Upstream:
         self.access: Any = None
         self.audit: Any = None
         self.keys: Any = None
+        self.signin: Any = None
         self.domains: Any = None
         self.collaborators: Any = None
         self.assets: Any = None
@@ -75,6 +78,8 @@ class Upstream:
         self.access = access_pb2_grpc.AccessServiceStub(identity)
         self.audit = audit_pb2_grpc.AuditServiceStub(identity)
         self.keys = keys_pb2_grpc.KeyServiceStub(identity)
+        self.sessions = sessions_pb2_grpc.SessionServiceStub(identity)
+        self.signin = signin_pb2_grpc.SignInServiceStub(identity)
         self.domains = domains_pb2_grpc.DomainServiceStub(identity)
         self.collaborators = domains_pb2_grpc.CollaboratorServiceStub(identity)
         self.identity_health = health_pb2_grpc.HealthStub(identity)

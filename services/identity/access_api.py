@@ -11,6 +11,8 @@ from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime
 from ontrackio.identity import access
 from ontrackio.identity.audit_api import call_origin
+from ontrackio.identity.roles import rules as role_rules
+from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.v1 import access_pb2 as pb
 from ontrackio.identity.v1 import access_pb2_grpc as pb_grpc
 
@@ -43,6 +45,7 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
 
     def CreateToken(self, request, context):
         with origin.bound(call_origin(context)), self.dbs.unit_of_work(current_tenant()) as u:
+            role_store.require(u, actor_of(context), role_rules.ADMINISTER)
             row, bearer = access.create_token(
                 u,
                 self.key,
@@ -56,11 +59,13 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
 
     def ListTokens(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
+            role_store.require(u, actor_of(context), role_rules.ADMINISTER)
             rows = access.list_tokens(u, request.include_revoked)
         return pb.ListTokensResponse(tokens=[token_pb(r) for r in rows])
 
     def RevokeToken(self, request, context):
         with origin.bound(call_origin(context)), self.dbs.unit_of_work(current_tenant()) as u:
+            role_store.require(u, actor_of(context), role_rules.ADMINISTER)
             return token_pb(access.revoke_token(u, request.id, actor_of(context)))
 
     def LookupToken(self, request, context):
@@ -78,12 +83,14 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
 
     def GetAllowlist(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
+            role_store.require(u, actor_of(context), role_rules.ADMINISTER)
             return allowlist_pb(access.get_allowlist(u))
 
     def SetAllowlist(self, request, context):
         with origin.bound(call_origin(context, request.caller_address)) as o:
             try:
                 with self.dbs.unit_of_work(current_tenant()) as u:
+                    role_store.require(u, actor_of(context), role_rules.ADMINISTER)
                     return allowlist_pb(
                         access.set_allowlist(
                             u,
@@ -112,6 +119,7 @@ class AccessServicer(pb_grpc.AccessServiceServicer):
 
     def ListAccessAudit(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
+            role_store.require(u, actor_of(context), role_rules.ADMINISTER)
             rows = access.list_audit(u, request.limit)
         return pb.ListAccessAuditResponse(
             entries=[

@@ -27,7 +27,7 @@ from ontrackio.identity.errors import TokenWidening
 IPNetwork = addresses.IPNetwork
 
 PREFIX = "otk_"
-SCOPES = ("api:read", "api:write", "admin", "scim")
+SCOPES = ("api:read", "api:write", "admin", "scim", "audit:read")
 MAX_CIDRS = 100
 MAX_NAME = 200
 MAX_EXPIRY_SECONDS = 5 * 365 * 24 * 3600
@@ -77,17 +77,19 @@ class Issued:
     bearer: str  # the whole token, shown once
 
 
-def issue(key: bytes) -> Issued:
+def issue(key: bytes, prefix: str = PREFIX) -> Issued:
+    """A new credential ``<prefix><id>_<secret>``: API tokens (``otk_``) and session cookies
+    (``ots_``, identity/sessions) share the format, the id checksum and the keyed hash."""
     token_id = new_token_id(key)
     secret = secrets.token_urlsafe(32)
-    return Issued(token_id, hash_secret(key, token_id, secret), f"{PREFIX}{token_id}_{secret}")
+    return Issued(token_id, hash_secret(key, token_id, secret), f"{prefix}{token_id}_{secret}")
 
 
-def split_bearer(bearer: str) -> tuple[str, str] | None:
-    """(id, secret) of a syntactically valid token, else None. Cheap; checks no key."""
-    if len(bearer) != MAX_TOKEN_CHARS or not bearer.startswith(PREFIX):
+def split_bearer(bearer: str, prefix: str = PREFIX) -> tuple[str, str] | None:
+    """(id, secret) of a syntactically valid credential, else None. Cheap; checks no key."""
+    if len(bearer) != MAX_TOKEN_CHARS - len(PREFIX) + len(prefix) or not bearer.startswith(prefix):
         return None
-    token_id, sep, secret = bearer[len(PREFIX) :].partition("_")
+    token_id, sep, secret = bearer[len(prefix) :].partition("_")
     if not sep or not ID_RE.match(token_id) or not _SECRET_RE.match(secret):
         return None
     return token_id, secret

@@ -9,20 +9,32 @@ from dataclasses import dataclass, field
 
 from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core import entry, trust
+from ontrackio.core.audit import origin
 from ontrackio.core.grpcserver import Registration, actor_of, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime, build
 from ontrackio.core.vocabulary import TIERS
 from ontrackio.identity import users
 from ontrackio.identity.access_api import AccessServicer
-from ontrackio.identity.audit_api import AuditServicer
+from ontrackio.identity.audit_api import AuditServicer, call_origin
 from ontrackio.identity.control import Control
 from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import InvalidTenant
 from ontrackio.identity.keys_api import KeyServicer
 from ontrackio.identity.keystore import KeyStore
+from ontrackio.identity.roles import rules as role_rules
+from ontrackio.identity.roles import store as role_store
+from ontrackio.identity.sessions_api import SessionServicer
+from ontrackio.identity.signin_api import SignInServicer
 from ontrackio.identity.sso.domains_api import CollaboratorServicer, DomainServicer
-from ontrackio.identity.v1 import access_pb2_grpc, audit_pb2_grpc, domains_pb2_grpc, keys_pb2_grpc
+from ontrackio.identity.v1 import (
+    access_pb2_grpc,
+    audit_pb2_grpc,
+    domains_pb2_grpc,
+    keys_pb2_grpc,
+    sessions_pb2_grpc,
+    signin_pb2_grpc,
+)
 from ontrackio.identity.v1 import identity_pb2 as pb
 from ontrackio.identity.v1 import identity_pb2_grpc as pb_grpc
 
@@ -56,13 +68,14 @@ def tenant_pb(row) -> pb.Tenant:
     )
 
 
-def user_pb(row) -> pb.User:
+def user_pb(row, roles: list[str]) -> pb.User:
     return pb.User(
         id=str(row["id"]),
         email=row["email"],
         display_name=row["display_name"],
         active=row["active"],
         created_at=ts(row["created_at"]),
+        roles=roles,
     )
 
 
@@ -134,20 +147,26 @@ class UserServicer(pb_grpc.UserServiceServicer):
 
     def CreateUser(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
-            return user_pb(users.create(u, request.email, request.display_name))
+            role_store.require(u, actor_of(context), role_rules.ADMINISTER)
+            return user_pb(users.create(u, request.email, request.display_name), [])
 
     def GetUser(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
-            return user_pb(users.get(u, request.id))
+            row = users.get(u, request.id)
+            return user_pb(row, role_store.roles_of(u, row["id"]))
 
     def ListUsers(self, request, context):
         with self.dbs.unit_of_work(current_tenant()) as u:
             rows, token = users.list_page(u, request.page_size, request.page_token)
-        return pb.ListUsersResponse(users=[user_pb(r) for r in rows], next_page_token=token)
+            out = [user_pb(r, role_store.roles_of(u, r["id"])) for r in rows]
+        return pb.ListUsersResponse(users=out, next_page_token=token)
 
     def DeactivateUser(self, request, context):
-        with self.dbs.unit_of_work(current_tenant()) as u:
-            return user_pb(users.deactivate(u, request.id))
+        actor = actor_of(context)
+        with origin.bound(call_origin(context)), self.dbs.unit_of_work(current_tenant()) as u:
+            role_store.require(u, actor, role_rules.ADMINISTER)
+            row = users.deactivate(u, request.id, actor)
+            return user_pb(row, role_store.roles_of(u, row["id"]))
 
 
 @dataclass
@@ -200,9 +219,26 @@ CALLERS: dict[str, trust.Callers] = {
         "SetTenantKey": trust.CREDENTIALS,  # the admin API and the CLI, audited with an actor
         **trust.every("RotateDataKeys RewrapDataKeys", trust.CREDENTIALS),
     },
+    "ontrackio.identity.v1.SessionService": {
+        # the gateway checks presented cookies, and acts for the signed-in user
+        **trust.every("LookupSession TouchSession GetSession EndSession", trust.EDGE),
+        **trust.every(
+            "ListSessions RevokeUserSessions SetUserRoles GetUserRoles GetSignInPolicy"
+            " SetSignInPolicy",
+            trust.CREDENTIALS,
+        ),
+    },
     "ontrackio.identity.v1.AuditService": {
         "ListAudit": trust.CREDENTIALS | trust.OPERATORS,  # the admin API, the CLI, operators
         "RecordRefusal": trust.EDGE,  # attempts the gateway refused
+    },
+    "ontrackio.identity.v1.SignInService": {
+        # the sign-in and invitation pages, before any session exists
+        **trust.every("SignInWithPassword GetInvitation AcceptInvitation", trust.EDGE),
+        # the admin API and the CLI (the first owner's invitation), audited with an actor
+        **trust.every(
+            "CreateInvitation ListInvitations RevokeInvitation UnlockUser", trust.CREDENTIALS
+        ),
     },
     # A tenant's own domains and collaborator exceptions: the admin API and the CLI, audited
     # with an actor (the approver of an exception).
@@ -238,15 +274,27 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
         ),
         Registration(
             keys_pb2_grpc.add_KeyServiceServicer_to_server,
-            KeyServicer(rt.keystore),
+            KeyServicer(rt.keystore, rt.dbs),
             "ontrackio.identity.v1.KeyService",
             callers=CALLERS["ontrackio.identity.v1.KeyService"],
+        ),
+        Registration(
+            sessions_pb2_grpc.add_SessionServiceServicer_to_server,
+            SessionServicer(rt),
+            "ontrackio.identity.v1.SessionService",
+            callers=CALLERS["ontrackio.identity.v1.SessionService"],
         ),
         Registration(
             audit_pb2_grpc.add_AuditServiceServicer_to_server,
             AuditServicer(rt),
             "ontrackio.identity.v1.AuditService",
             callers=CALLERS["ontrackio.identity.v1.AuditService"],
+        ),
+        Registration(
+            signin_pb2_grpc.add_SignInServiceServicer_to_server,
+            SignInServicer(rt),
+            "ontrackio.identity.v1.SignInService",
+            callers=CALLERS["ontrackio.identity.v1.SignInService"],
         ),
         Registration(
             domains_pb2_grpc.add_DomainServiceServicer_to_server,

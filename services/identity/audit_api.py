@@ -11,10 +11,12 @@ from prometheus_client import Counter
 from ontrackio.core import paging
 from ontrackio.core.audit import log as audit_log
 from ontrackio.core.audit import origin, refusals
-from ontrackio.core.grpcserver import current_tenant
+from ontrackio.core.grpcserver import actor_of, current_tenant
 from ontrackio.core.protoconv import ts
 from ontrackio.core.runtime import Runtime
 from ontrackio.identity.errors import InvalidAuditQuery
+from ontrackio.identity.roles import rules as role_rules
+from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.v1 import audit_pb2 as pb
 from ontrackio.identity.v1 import audit_pb2_grpc as pb_grpc
 
@@ -84,6 +86,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         size = paging.page_size(request.page_size)
         before = paging.decode_position(request.page_token)
         with self.dbs.unit_of_work(current_tenant()) as u:
+            role_store.require(u, actor_of(context), role_rules.AUDIT_READ)
             rows = audit_log.list_entries(u.conn, filters, size + 1, before)
         more = len(rows) > size
         rows = rows[:size]

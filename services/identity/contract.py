@@ -7,6 +7,8 @@ tenant_created and tenant_deleted, and identity hears every service's lifecycle 
 from ontrackio.core.contract import Contract
 from ontrackio.identity.v1 import access_pb2 as access
 from ontrackio.identity.v1 import events_pb2 as events
+from ontrackio.identity.v1 import sessions_pb2 as sessions
+from ontrackio.identity.v1 import signin_pb2 as signin
 
 CONTRACT = Contract(
     service="identity",
@@ -19,7 +21,11 @@ CONTRACT = Contract(
         "user_deactivated": (events.UserDeactivated, 1),
         "token_revoked": (access.TokenRevoked, 1),
         "allowlist_changed": (access.AllowlistChanged, 1),
+        "sessions_revoked": (sessions.SessionsRevoked, 1),
+        # local sign-in: wakes identity's own worker to send a message of the mail outbox
+        "mail_queued": (signin.MailQueued, 1),
     },
+    subscribes={"handle_mail_queued": ("identity", "mail_queued")},
     tenants_from="identity",
     from_every_service={
         "tenant_ready": "handle_tenant_ready",

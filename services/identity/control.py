@@ -224,9 +224,7 @@ class Control:
                     "UPDATE tenants SET status = %s, updated_at = now() WHERE id = %s",
                     (target, row[0]),
                 )
-            self.audit(
-                u, row[0], actor, f"tenant.{action}", {"status": row[1]}, {"status": target}
-            )
+            self.audit(u, row[0], actor, f"tenant.{action}", {"status": row[1]}, {"status": target})
         self.rt.directory.forget(slug)
         return self.get(slug)
 

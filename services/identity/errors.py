@@ -6,6 +6,7 @@ from ontrackio.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unauthenticated,
 )
 
 
@@ -64,6 +65,46 @@ class MintingTokenInvalid(PermissionDenied):
 class CustomerKeyRefused(FailedPrecondition):
     """A customer-managed key cannot be used for this tenant (tier, or the key failed its
     test encrypt and decrypt)."""
+
+
+class SignInRefused(PermissionDenied):
+    """A sign-in was refused. The caller (the gateway) shows one generic answer whatever the
+    ``why``; ``why`` goes to the audit trail (domain-not-allowed, no-account, inactive, …)."""
+
+    reason = "sign-in-refused"
+
+    def __init__(self, why: str):
+        super().__init__("sign-in refused")
+        self.why = why
+
+
+# -- local sign-in (identity/signin; part "local" of issue 12) ---------------------------------
+
+
+class InvalidInvitation(InvalidArgument):
+    """An invitation request is malformed (role, origin)."""
+
+
+class InvitationNotFound(NotFound):
+    """No such invitation, or a link that is not usable (the same answer for every reason)."""
+
+
+class InvitationRoleDenied(PermissionDenied):
+    """The inviter may not grant the role (only owners invite owners)."""
+
+
+class UserInactive(FailedPrecondition):
+    """The user is deactivated."""
+
+
+class SignInFailed(Unauthenticated):
+    """A password sign-in was refused. One message for every reason (unknown account, wrong
+    password, lockout, SSO-only tenant, deactivated user): the audit trail says which."""
+
+    MESSAGE = "The email or password is not right, or this account cannot sign in this way."
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
 
 
 # -- verified domains and named external collaborators (issue 12, domains part) -------------

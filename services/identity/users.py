@@ -11,6 +11,8 @@ from ontrackio.core import paging
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.identity.domain import users as rules
 from ontrackio.identity.errors import UserExists, UserNotFound
+from ontrackio.identity.sessions import rules as session_rules
+from ontrackio.identity.sessions import store as sessions
 from ontrackio.identity.v1 import events_pb2
 
 COLUMNS = "id, email, display_name, active, created_at"
@@ -47,12 +49,14 @@ def list_page(u: UnitOfWork, size: int, token: str) -> tuple[list[dict[str, Any]
     return paging.keyset_page(u.conn, f"SELECT {COLUMNS} FROM users", "id", size, token)
 
 
-def deactivate(u: UnitOfWork, user_id: str) -> dict[str, Any]:
+def deactivate(u: UnitOfWork, user_id: str, actor: str = "operator") -> dict[str, Any]:
+    """A leaver: inactive from now on, every session ended (and forgotten by every gateway)."""
     user = get(u, user_id)
     if user["active"]:
         u.conn.execute(
             "UPDATE users SET active = false, updated_at = now() WHERE id = %s", (user["id"],)
         )
         u.emit("identity.user_deactivated", events_pb2.UserDeactivated(user_id=str(user["id"])))
+        sessions.revoke_user(u, str(user["id"]), actor, session_rules.ENDED_DEACTIVATED)
         user["active"] = False
     return user

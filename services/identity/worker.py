@@ -6,6 +6,7 @@ import ontrackio.core.greening  # noqa: F401,I001 - must patch before anything e
 
 import logging
 import time
+from datetime import UTC, datetime
 
 import psycopg
 from nameko.timer import timer
@@ -16,6 +17,8 @@ from ontrackio.core.audit import anchor
 from ontrackio.core import events as ev
 from ontrackio.core.worker import ServiceWorker, on
 from ontrackio.identity import api
+from ontrackio.identity.signin import mail, mail_rules
+from ontrackio.identity.signin.smtp import Smtp
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,74 @@ class IdentityWorker(ServiceWorker):
                 done.sealed,
                 len(done.broken),
             )
+
+    # -- the mail outbox (identity/signin/mail.py) ------------------------------------------
+
+    _mail_plan = mail_rules.VisitPlan()
+    _last_mail_poll = 0.0
+
+    def _deliver(self, info) -> mail.Delivered:
+        rt = self.platform
+        s = rt.settings
+        plan = mail_rules.RetryPlan(
+            s.mail_retry_base_seconds, s.mail_retry_max_seconds, s.mail_max_attempts
+        )
+        return mail.deliver_due(
+            lambda: rt.dbs.unit_of_work(info), rt.fields, info, Smtp(s).send, plan
+        )
+
+    @on
+    def handle_mail_queued(self, event: ev.Event) -> None:
+        """A new message waits: send the tenant's due mail now (the poll covers failures)."""
+        rt = self.platform
+        if not Smtp(rt.settings).configured:
+            return
+        info = rt.directory.get(event.tenant)
+        if info is None or info.status not in ("active", "suspended"):
+            return
+        done = self._deliver(info)
+        IdentityWorker._mail_plan.visited((info.placement, info.slug), None, done.next_due)
+
+    @timer(interval=1)
+    def deliver_mail(self) -> None:
+        """Every ONTRACK_MAIL_POLL_SECONDS: send due mail of every tenant database that may
+        hold some (mail_rules.VisitPlan), retries included."""
+        rt = self.platform
+        now = time.monotonic()
+        if now - IdentityWorker._last_mail_poll < rt.settings.mail_poll_seconds:
+            return
+        IdentityWorker._last_mail_poll = now
+        if not Smtp(rt.settings).configured:
+            return
+        plan = IdentityWorker._mail_plan
+        for placement in rt.clusters.names:
+            try:
+                databases = rt.provisioner.tenant_database_inserts(placement)
+            except Exception as exc:  # noqa: BLE001 - one cluster down: the others still send
+                log.warning("mail: cluster %s unavailable: %s", placement, type(exc).__name__)
+                continue
+            for slug, inserts in databases.items():
+                key = (placement, slug)
+                if not plan.due(key, inserts, datetime.now(UTC)):
+                    continue
+                try:
+                    info = rt.directory.get(slug)
+                    if (
+                        info is None
+                        or info.placement != placement
+                        or info.status
+                        not in (
+                            "active",
+                            "suspended",
+                        )
+                    ):
+                        continue
+                    done = self._deliver(info)
+                except Exception as exc:  # noqa: BLE001 - still due: the next poll tries again
+                    log.warning("mail of %s not delivered: %s", slug, type(exc).__name__)
+                    plan.forget(key)
+                    continue
+                plan.visited(key, inserts, done.next_due)
 
     def sweep_all(self, rt) -> int:
         with rt.control.uow() as u:

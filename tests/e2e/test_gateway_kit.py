@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -30,6 +30,7 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: bytes
+    set_cookies: list[str] = field(default_factory=list)  # every Set-Cookie header
 
     def json(self):
         return json.loads(self.body)
@@ -45,9 +46,12 @@ def _read_reply(sock: socket.socket, buf: bytearray, head_only: bool = False) ->
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers: dict[str, str] = {}
+    cookies: list[str] = []
     for line in lines[1:]:
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
+        if k.strip().lower() == "set-cookie":
+            cookies.append(v.strip())
     length = 0 if head_only else int(headers.get("content-length", "0"))
     while len(rest) < length:
         chunk = sock.recv(65536)
@@ -55,7 +59,7 @@ def _read_reply(sock: socket.socket, buf: bytearray, head_only: bool = False) ->
             break
         rest += chunk
     buf[:] = rest[length:]
-    return Reply(status, headers, rest[:length])
+    return Reply(status, headers, rest[:length], cookies)
 
 
 def request_bytes(

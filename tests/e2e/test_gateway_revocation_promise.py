@@ -59,9 +59,7 @@ def exchange(c: Conn, request: bytes) -> int:
     return _read_reply(c.sock, c.buf).status
 
 
-def test_a_revoked_token_is_refused_at_every_worker_within_a_second(
-    gateway, channels, tenant_a
-):
+def test_a_revoked_token_is_refused_at_every_worker_within_a_second(gateway, channels, tenant_a):
     conns = one_connection_per_worker(gateway.port)
     try:
         for _ in range(ROUNDS):

@@ -16,20 +16,23 @@ from collections.abc import Callable
 
 from ontrackio.core.audit.log import Entry, Origin, clean
 
-ACTIONS = ("allowlist.denied", "scope.denied", "token.refused")
-TOKEN_ACTOR = re.compile(r"token:[0-9a-f]{24}\Z")
+ACTIONS = ("allowlist.denied", "scope.denied", "token.refused", "role.denied", "csrf.refused")
+# An API token or a signed-in user, as the gateway names them.
+EDGE_ACTOR = re.compile(
+    r"(token:[0-9a-f]{24}|user:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\Z"
+)
 
 
 class BadRefusal(ValueError):
-    """A report names an unknown action or an actor that is no token id."""
+    """A report names an unknown action or an actor that is no token or user id."""
 
 
 def entry(action: str, actor: str, target: str, reason: str, origin: Origin) -> Entry:
     """The audit entry of one reported refusal (BadRefusal for a malformed report)."""
     if action not in ACTIONS:
         raise BadRefusal(f"action must be one of {', '.join(ACTIONS)}")
-    if actor and not TOKEN_ACTOR.match(actor):
-        raise BadRefusal("actor must be token:<id> or empty")
+    if actor and not EDGE_ACTOR.match(actor):
+        raise BadRefusal("actor must be token:<id>, user:<id> or empty")
     return Entry(
         actor or "anonymous",
         action,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ontrackio.gateway.allowlist import InvalidCIDRs, parse_cidrs
-from ontrackio.gateway.api.operation import Call, Operation, bearer, json_body
+from ontrackio.gateway.api.operation import Call, Operation, credential, json_body
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, time_json
 from ontrackio.gateway.api.services import Services
 from ontrackio.gateway.problems import problem
@@ -68,7 +68,7 @@ async def set_allowlist(c: Call, s: Services):
     return allowlist_json(a)
 
 
-ADMIN = bearer("admin")
+ADMIN = credential("admin")
 OPERATIONS = [
     Operation(
         "GET",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ontrackio.core import vocabulary
-from ontrackio.gateway.api.operation import Call, Operation, bearer, json_body
+from ontrackio.gateway.api.operation import Call, Operation, credential, json_body
 from ontrackio.gateway.api.schemas import (
     ADMIN_ERRORS,
     PAGING,
@@ -122,7 +122,7 @@ OPERATIONS = [
         "listAssets",
         "List assets, a page at a time.",
         list_assets,
-        bearer("api:read"),
+        credential("api:read"),
         page_of(ASSET),
         params=PAGING,
         tags=("assets",),
@@ -134,7 +134,7 @@ OPERATIONS = [
         "createAsset",
         "Create an asset.",
         create_asset,
-        bearer("api:write"),
+        credential("api:write"),
         ASSET,
         status=201,
         body=json_body(NEW_ASSET),
@@ -147,7 +147,7 @@ OPERATIONS = [
         "getAsset",
         "Get one asset.",
         get_asset,
-        bearer("api:read"),
+        credential("api:read"),
         ASSET,
         params=(UUID_ID,),
         tags=("assets",),
@@ -159,7 +159,7 @@ OPERATIONS = [
         "The asset's disk-encryption recovery key; every read is audit-logged. 404 when it "
         "has none; 503 (tenant-key-unavailable) while the tenant's key cannot be used.",
         get_recovery_key,
-        bearer("admin"),
+        credential("admin"),
         RECOVERY_KEY,
         params=(UUID_ID,),
         admin=True,
@@ -172,7 +172,7 @@ OPERATIONS = [
         "setRecoveryKey",
         'Set the asset\'s recovery key ("" removes it); stored encrypted, audit-logged.',
         set_recovery_key,
-        bearer("admin"),
+        credential("admin"),
         ASSET,
         body=json_body(NEW_RECOVERY_KEY),
         params=(UUID_ID,),

@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.responses import Response
 
 from ontrackio.gateway.accept import quality as accept_quality
-from ontrackio.gateway.api.operation import Call, Operation, Param, bearer
+from ontrackio.gateway.api.operation import Call, Operation, Param, credential
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, PAGING
 from ontrackio.gateway.api.services import Services
 from ontrackio.gateway.problems import problem
@@ -165,6 +165,15 @@ async def list_audit(c: Call, s: Services) -> Any:
     return {"items": items, "next_page_token": r.next_page_token}
 
 
+LIST_RESPONSE = {
+    "type": "object",
+    "required": ["items", "next_page_token"],
+    "properties": {
+        "items": {"type": "array", "items": ENTRY},
+        "next_page_token": {"type": "string", "description": "Empty on the last page."},
+    },
+}
+
 OPERATIONS: list[Operation] = [
     Operation(
         "GET",
@@ -173,20 +182,27 @@ OPERATIONS: list[Operation] = [
         "The tenant's audit trail, newest first, a page at a time (JSON, or CSV with "
         "Accept: text/csv or ?format=csv). Refused attempts are entries too.",
         list_audit,
-        bearer("admin"),
-        {
-            "type": "object",
-            "required": ["items", "next_page_token"],
-            "properties": {
-                "items": {"type": "array", "items": ENTRY},
-                "next_page_token": {"type": "string", "description": "Empty on the last page."},
-            },
-        },
+        credential("admin"),
+        LIST_RESPONSE,
         params=PARAMS,
         admin=True,
         error_codes=ADMIN_ERRORS,
         tags=("admin",),
         links={"NextPage": ("listAudit", {"page_token": "$response.body#/next_page_token"})},
         also_answers=("text/csv",),
-    )
+    ),
+    Operation(
+        "GET",
+        "/api/v1/audit",
+        "readAudit",
+        "The audit trail for auditors (role auditor, or a token with audit:read): the same "
+        "entries as /admin/api/v1/audit, read-only.",
+        list_audit,
+        credential("audit:read"),
+        LIST_RESPONSE,
+        params=PARAMS,
+        tags=("audit",),
+        links={"NextPage": ("readAudit", {"page_token": "$response.body#/next_page_token"})},
+        also_answers=("text/csv",),
+    ),
 ]

@@ -87,6 +87,10 @@ async def read_body(body: Body, request: Request, *, max_json_depth: int) -> Any
     """The value ``Call.body`` carries for this body declaration (see module docstring)."""
     if body.kind is BodyKind.NONE:
         return None
+    if body.optional and not request.headers.getlist("content-type"):
+        if await read_limited(request, 64):  # a body needs its Content-Type
+            raise UnsupportedMediaType(body.media_types)
+        return {}
     if media_type(request) not in body.media_types:
         raise UnsupportedMediaType(body.media_types)
     if body.kind is BodyKind.UPLOAD:

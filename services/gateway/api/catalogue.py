@@ -9,6 +9,8 @@ from ontrackio.gateway.api import (
     collaborators,
     domains,
     encryption,
+    sessions,
+    signin,
     tokens,
     users,
 )
@@ -21,6 +23,8 @@ OPERATIONS: list[Operation] = [
     *tokens.OPERATIONS,
     *audit.OPERATIONS,
     *encryption.OPERATIONS,
+    *sessions.OPERATIONS,
+    *signin.OPERATIONS,
     *domains.OPERATIONS,
     *collaborators.OPERATIONS,
 ]

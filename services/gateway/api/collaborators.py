@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ontrackio.gateway.api.audit import TIME_PATTERN, BadTime, parse_time
-from ontrackio.gateway.api.operation import Call, Operation, Param, bearer, json_body
+from ontrackio.gateway.api.operation import Call, Operation, Param, credential, json_body
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, UUID_ID, time_json
 from ontrackio.gateway.api.services import Services
 from ontrackio.gateway.problems import problem
@@ -127,7 +127,7 @@ async def check_admission(c: Call, s: Services):
     }
 
 
-ADMIN = bearer("admin")
+ADMIN = credential("admin")
 OPERATIONS = [
     Operation(
         "GET",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ontrackio.gateway.api.operation import Call, Operation, Param, bearer, json_body
+from ontrackio.gateway.api.operation import Call, Operation, Param, credential, json_body
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, time_json
 from ontrackio.gateway.api.services import Services
 from ontrackio.identity.v1 import domains_pb2 as pb
@@ -102,7 +102,7 @@ async def remove_domain(c: Call, s: Services):
     return domain_json(d)
 
 
-ADMIN = bearer("admin")
+ADMIN = credential("admin")
 OPERATIONS = [
     Operation(
         "GET",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ontrackio.gateway.api.operation import Call, Operation, bearer, json_body
+from ontrackio.gateway.api.operation import Call, Operation, credential, json_body
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, time_json
 from ontrackio.gateway.api.services import Services
 from ontrackio.identity.v1 import keys_pb2 as kpb
@@ -90,7 +90,7 @@ async def set_encryption(c: Call, s: Services):
     return encryption_json(await s.rpc(c, s.upstream.keys.SetTenantKey, request))
 
 
-ADMIN = bearer("admin")
+ADMIN = credential("admin")
 OPERATIONS = [
     Operation(
         "GET",

@@ -19,8 +19,15 @@ from starlette.responses import JSONResponse, Response
 from ontrackio.gateway.allowlist import GetAllowlist, admin_refusal
 from ontrackio.gateway.api.bodies import read_body
 from ontrackio.gateway.api.formats import render
-from ontrackio.gateway.api.operation import AuthKind, Call, Operation, Principal
-from ontrackio.gateway.auth import Failure, forbidden_scope, refusal
+from ontrackio.gateway.api.operation import AuthKind, BodyKind, Call, Operation, Principal
+from ontrackio.gateway.auth import csrf
+from ontrackio.gateway.auth.bearer import Failure, forbidden_scope, refusal
+from ontrackio.gateway.auth.session import (
+    SESSION_COOKIE,
+    SessionPrincipal,
+    session_cookie,
+    sign_in_required,
+)
 from ontrackio.gateway.client_ip import IPAddress
 from ontrackio.gateway.limits import DEFAULT_MAX_JSON_DEPTH
 from ontrackio.gateway.openapi import Invalid, validate
@@ -28,11 +35,18 @@ from ontrackio.gateway.problems import problem, problem_from_rpc_error, response
 from ontrackio.gateway.ratelimit import TokenBucketLimiter, too_many_requests
 from ontrackio.gateway.refusals import RefusalReporter
 from ontrackio.gateway.request_id import request_id_of
-from ontrackio.gateway.sessions import SessionAuthenticator, session_cookie, sign_in_required
 from ontrackio.gateway.text import UnsafeText, check_text
 
 _INTEGER = re.compile(r"-?[0-9]{1,10}\Z")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+
+
+class SessionAuthenticator(Protocol):
+    async def authenticate(
+        self, cookie: str, tenant: str, client_ip: IPAddress | None
+    ) -> SessionPrincipal | None:
+        """The session's user if ``cookie`` is a live session of ``tenant``, else None."""
+        ...
 
 
 class BearerAuthenticator(Protocol):
@@ -54,6 +68,8 @@ class Checks:
     sessions: SessionAuthenticator | None = None
     max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
     refusals: RefusalReporter | None = None  # refused attempts become audit entries
+    csrf_key: bytes = b""  # the key session CSRF tokens are derived under (token_hash_key)
+    public_scheme: str = "https"  # the scheme browsers use (csrf origin check)
 
     def on_admin_denied(self, tenant: Any, client_ip: IPAddress | None, target: str) -> None:
         """An admin request refused by the allowlist (edge or endpoint) becomes an entry."""
@@ -104,18 +120,60 @@ def parse_params(op: Operation, request: Request) -> dict[str, Any]:
     return params
 
 
+def has_session_cookie(header: str) -> bool:
+    return SESSION_COOKIE in header
+
+
+def _wants_session(op: Operation, request: Request) -> bool:
+    """Which credential a request presents: an Authorization header means a token; else our
+    session cookie, when the operation takes sessions; with neither, the token's 401."""
+    if not op.auth.accepts_session:
+        return False
+    if not op.auth.accepts_token:
+        return True
+    if request.headers.getlist("authorization"):
+        return False
+    return any(has_session_cookie(h) for h in request.headers.getlist("cookie"))
+
+
+async def _authenticate_session(
+    op: Operation, checks: Checks, request: Request, tenant: str, client_ip: IPAddress | None
+) -> Principal | Response:
+    cookie = session_cookie(request.headers.getlist("cookie"))
+    if cookie is None or checks.sessions is None:
+        return sign_in_required()
+    user = await checks.sessions.authenticate(cookie, tenant, client_ip)
+    if user is None:
+        return sign_in_required()
+    for scope in op.auth.scopes:
+        if scope not in user.scopes:
+            checks.report(request, tenant, "role.denied", actor=user.actor, reason=f"needs {scope}")
+            return problem(403, detail=f"Your role does not allow this (it needs {scope!r}).")
+    if request.method not in csrf.SAFE_METHODS:
+        expected = csrf.expected_origin(checks.public_scheme, request.headers.get("host", ""))
+        if not csrf.origin_ok(request.headers, expected):
+            checks.report(request, tenant, "csrf.refused", actor=user.actor, reason="origin")
+            return csrf.refused()
+        presented = request.headers.getlist(csrf.HEADER)
+        # A form may carry the token as a field instead (checked once the body is read).
+        if op.body.kind is not BodyKind.FORM or presented:
+            if len(presented) != 1 or not csrf.token_ok(
+                checks.csrf_key, user.session_id, presented[0]
+            ):
+                checks.report(request, tenant, "csrf.refused", actor=user.actor, reason="token")
+                return csrf.refused()
+    principal: Principal = user
+    return principal
+
+
 async def _authenticate(
     op: Operation, checks: Checks, request: Request, tenant: str, client_ip: IPAddress | None
 ) -> Principal | Response | None:
     """The principal, None for public operations, or the refusal to answer."""
     if op.auth.kind is AuthKind.PUBLIC:
         return None
-    if op.auth.kind is AuthKind.SESSION:
-        session_id = session_cookie(request.headers.getlist("cookie"))
-        if session_id is None or checks.sessions is None:
-            return sign_in_required()
-        user = await checks.sessions.authenticate(session_id, tenant, client_ip)
-        return user if user is not None else sign_in_required()
+    if _wants_session(op, request):
+        return await _authenticate_session(op, checks, request, tenant, client_ip)
     authorization = request.headers.getlist("authorization")
     result = (
         Failure.MALFORMED
@@ -136,6 +194,22 @@ async def _authenticate(
             return forbidden_scope(scope)
     principal: Principal = result
     return principal
+
+
+def _form_csrf_refused(
+    op: Operation, checks: Checks, request: Request, principal: Any, body: Any
+) -> bool:
+    """A cookie-authenticated unsafe form request that sent no CSRF header must carry the
+    token as a form field."""
+    if (
+        op.body.kind is not BodyKind.FORM
+        or request.method in csrf.SAFE_METHODS
+        or not isinstance(principal, SessionPrincipal)
+        or request.headers.getlist(csrf.HEADER)
+    ):
+        return False
+    presented = body.get(csrf.FORM_FIELD) if isinstance(body, dict) else None
+    return not csrf.token_ok(checks.csrf_key, principal.session_id, presented)
 
 
 async def _serve(op: Operation, checks: Checks, services: Any, request: Request) -> Response:
@@ -166,6 +240,9 @@ async def _serve(op: Operation, checks: Checks, services: Any, request: Request)
     except (Invalid, UnsafeText) as exc:
         return problem(400, detail=str(exc))
     body = await read_body(op.body, request, max_json_depth=checks.max_json_depth)
+    if _form_csrf_refused(op, checks, request, principal, body):
+        checks.report(request, tenant, "csrf.refused", actor=principal.actor, reason="token")
+        return csrf.refused()
     call = Call(
         tenant,
         principal,

@@ -27,14 +27,27 @@ DEFAULT_ERRORS = (400, 401, 403, 404, 429, 502, 503, 504)
 
 class AuthKind(Enum):
     PUBLIC = "public"
-    SESSION = "session"  # the session cookie, checked by the injected SessionAuthenticator
-    BEARER = "bearer"  # an API token holding every one of ``scopes``
+    SESSION = "session"  # the session cookie only (a signed-in person: who am I, sign out)
+    BEARER = "bearer"  # an API token only, holding every one of ``scopes`` (SCIM clients)
+    CREDENTIAL = "credential"  # an API token with ``scopes``, or a session whose roles grant them
 
 
 @dataclass(frozen=True)
 class Auth:
+    """``scopes`` must all be held: by the token, or by the signed-in user's roles
+    (identity/roles/rules.py ROLE_SCOPES). Cookie-authenticated unsafe methods also pass the
+    CSRF check (auth/csrf.py)."""
+
     kind: AuthKind
     scopes: tuple[str, ...] = ()
+
+    @property
+    def accepts_session(self) -> bool:
+        return self.kind in (AuthKind.SESSION, AuthKind.CREDENTIAL)
+
+    @property
+    def accepts_token(self) -> bool:
+        return self.kind in (AuthKind.BEARER, AuthKind.CREDENTIAL)
 
 
 PUBLIC = Auth(AuthKind.PUBLIC)
@@ -42,10 +55,17 @@ SESSION = Auth(AuthKind.SESSION)
 
 
 def bearer(*scopes: str) -> Auth:
-    """API-token authentication; the token must hold every scope named (at least one)."""
+    """API-token authentication only; the token must hold every scope named (at least one)."""
     if not scopes:
         raise ValueError("a bearer operation names the scopes it requires")
     return Auth(AuthKind.BEARER, tuple(scopes))
+
+
+def credential(*scopes: str) -> Auth:
+    """An API token holding every scope named, or a signed-in user whose roles grant them."""
+    if not scopes:
+        raise ValueError("an operation names the scopes it requires")
+    return Auth(AuthKind.CREDENTIAL, tuple(scopes))
 
 
 class BodyKind(Enum):
@@ -68,6 +88,7 @@ class Body:
     schema: dict[str, Any] | None = None
     max_bytes: int | None = None
     max_fields: int = 0
+    optional: bool = False  # no body and no Content-Type: the handler gets {}
 
 
 NO_BODY = Body(BodyKind.NONE)
@@ -85,11 +106,21 @@ def scim_body(schema: dict[str, Any], *, max_bytes: int | None = None) -> Body:
 
 
 def form_body(
-    schema: dict[str, Any], *, max_bytes: int = FORM_MAX_BYTES, max_fields: int = FORM_MAX_FIELDS
+    schema: dict[str, Any],
+    *,
+    max_bytes: int = FORM_MAX_BYTES,
+    max_fields: int = FORM_MAX_FIELDS,
+    optional: bool = False,
 ) -> Body:
-    """``application/x-www-form-urlencoded``; ``schema`` describes an object of string fields."""
+    """``application/x-www-form-urlencoded``; ``schema`` describes an object of string fields.
+    ``optional``: a request may also send no body at all (and no Content-Type)."""
     return Body(
-        BodyKind.FORM, ("application/x-www-form-urlencoded",), schema, max_bytes, max_fields
+        BodyKind.FORM,
+        ("application/x-www-form-urlencoded",),
+        schema,
+        max_bytes,
+        max_fields,
+        optional,
     )
 
 

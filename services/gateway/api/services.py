@@ -8,7 +8,8 @@ from typing import Any
 
 from ontrackio.gateway.allowlists import Allowlists
 from ontrackio.gateway.api.operation import Call
-from ontrackio.gateway.auth import Authenticator
+from ontrackio.gateway.auth.bearer import Authenticator
+from ontrackio.gateway.auth.session import SessionChecker
 from ontrackio.gateway.upstream import Upstream
 
 
@@ -17,6 +18,23 @@ class Services:
     upstream: Upstream
     tokens: Authenticator
     allowlists: Allowlists
+    sessions: SessionChecker | None = None
+    # The sign-in pages build links and cookies from these (canonical origin, TLS, keys).
+    settings: Any = None  # GatewaySettings
+    core: Any = None  # core config.Settings
+
+    @property
+    def csrf_key(self) -> bytes:
+        """The key session CSRF tokens are derived under (sessions/rules.py)."""
+        return self.core.token_hash_key.get_secret_value().encode()
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies get ``Secure`` when browsers reach the tenant over https."""
+        return self.settings.browser_scheme == "https"
+
+    def canonical_origin(self, slug: str) -> str:
+        return self.settings.canonical_origin(slug)
 
     async def rpc(self, call: Call, method: Any, request: Any) -> Any:
         """``method(request)`` for the call's tenant and actor, naming where it came from (the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ontrackio.gateway.api.operation import Call, Operation, Param, bearer, json_body
+from ontrackio.gateway.api.operation import Call, Operation, Param, credential, json_body
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, time_json
 from ontrackio.gateway.api.services import Services
 from ontrackio.identity import access_tokens
@@ -42,7 +42,7 @@ NEW_TOKEN = {
         "scopes": {
             "type": "array",
             "minItems": 1,
-            "maxItems": 4,
+            "maxItems": len(access_tokens.SCOPES),
             "items": {"type": "string", "enum": list(access_tokens.SCOPES)},
         },
         "cidrs": {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 64}},
@@ -103,7 +103,7 @@ async def revoke_token(c: Call, s: Services):
     return token_json(t)
 
 
-ADMIN = bearer("admin")
+ADMIN = credential("admin")
 OPERATIONS = [
     Operation(
         "GET",

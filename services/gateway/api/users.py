@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ontrackio.gateway.api.operation import Call, Operation, bearer
+from ontrackio.gateway.api.operation import Call, Operation, credential
 from ontrackio.gateway.api.schemas import PAGING, TIME, UUID_ID, page_of, page_request, time_json
 from ontrackio.gateway.api.services import Services
 from ontrackio.identity.v1 import identity_pb2 as ipb
@@ -50,7 +50,7 @@ OPERATIONS = [
         "listUsers",
         "List users, a page at a time.",
         list_users,
-        bearer("api:read"),
+        credential("api:read"),
         page_of(USER),
         params=PAGING,
         tags=("users",),
@@ -61,7 +61,7 @@ OPERATIONS = [
         "getUser",
         "Get one user.",
         get_user,
-        bearer("api:read"),
+        credential("api:read"),
         USER,
         params=(UUID_ID,),
         tags=("users",),

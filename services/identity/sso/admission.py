@@ -1,8 +1,10 @@
 """Who may sign in to a tenant by SSO: the allowed-domain rule and its named exceptions.
 
-A pure function of its inputs (no database, no clock of its own): sign-in hands it the email
-the IdP asserted, the tenant's verified domains and the person's collaborator exception if
-they have one, with the time of the sign-in, and gets an ``Admission``.
+``decide`` is a pure function of its inputs (no database, no clock of its own): it takes the
+email the IdP asserted, the tenant's verified domains and the person's collaborator
+exception if they have one, with the time of the sign-in, and gives an ``Admission``.
+``check`` is what sign-in calls (``signin.sso.complete``): it looks the exception up in the
+tenant's database and decides.
 
 The rule, in order:
 
@@ -24,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.identity.domain import collaborators as collaborator_rules
 from ontrackio.identity.domain import domains as domain_rules
 
@@ -83,3 +86,11 @@ def decide(
             return Admission(True, NAMED_COLLABORATOR, True, collaborator.id, domain)
         return Admission(False, COLLABORATOR_EXPIRED, False, collaborator.id, domain)
     return Admission(False, DOMAIN_NOT_ALLOWED, domain=domain)
+
+
+def check(u: UnitOfWork, email: str, verified_domains: Iterable[str], now: datetime) -> Admission:
+    """``decide`` with the exception the tenant's database holds for ``email`` (expired or
+    not), in ``u``'s transaction: the call sign-in makes."""
+    from ontrackio.identity.sso import collaborators  # it imports Collaborator from here
+
+    return decide(email, verified_domains, collaborators.find(u, email), now=now)

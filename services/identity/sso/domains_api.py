@@ -121,8 +121,7 @@ class CollaboratorServicer(pb_grpc.CollaboratorServiceServicer):
         tenant = current_tenant()
         verified = self.control.get(tenant.slug)["domains"]
         with self.dbs.unit_of_work(tenant) as u:
-            found = collaborators.find(u, request.email)
-        verdict = admission.decide(request.email, verified, found, now=datetime.now(UTC))
+            verdict = admission.check(u, request.email, verified, datetime.now(UTC))
         return pb.Admission(
             allowed=verdict.allowed,
             reason=verdict.reason,

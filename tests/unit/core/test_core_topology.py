@@ -93,6 +93,8 @@ def test_the_queues_are_those_of_the_last_central_table():
         ("inventory", "handle_user_deactivated", "identity", "user_deactivated"),
         ("privacy", "handle_user_created", "identity", "user_created"),
         ("evidence", "handle_asset_created", "inventory", "asset_created"),
+        # local sign-in: identity's worker woken to send a mail of the outbox (a new queue)
+        ("identity", "handle_mail_queued", "identity", "mail_queued"),
     }
     assert set(SUBSCRIPTIONS) == before
 

@@ -13,14 +13,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ontrackio.gateway.api.endpoint import Checks
 from ontrackio.gateway.api.operation import Operation
 from ontrackio.gateway.api.router import routes_for
-from ontrackio.gateway.auth import Failure, Principal
+from ontrackio.gateway.auth.bearer import Failure, Principal
+from ontrackio.gateway.auth.session import SessionPrincipal
 from ontrackio.gateway.client_ip import parse_ip
 from ontrackio.gateway.edge import build_edge
 from ontrackio.gateway.hosts import TenantInfo, tenant_resolver
 from ontrackio.gateway.problems import ProblemGuardMiddleware, install_problem_handlers
 from ontrackio.gateway.ratelimit import TokenBucketLimiter
-from ontrackio.gateway.sessions import SessionPrincipal
 from ontrackio.gateway.settings import GatewaySettings
+from ontrackio.identity.sessions import rules as session_rules
 
 ACME = TenantInfo("t-1", "acme", tier="standard")
 OFFICE = "192.0.2.0/24"
@@ -44,17 +45,29 @@ class DictTokens:
         return Principal(token_id, tenant, frozenset(scopes))
 
 
-class DictSessions:
-    """Sessions from a dict ``{session_id: user_id}``, all of tenant acme."""
+CSRF_KEY = b"csrf key of the kit"
 
-    def __init__(self, sessions: dict[str, str]) -> None:
+
+class DictSessions:
+    """Sessions from a dict ``{session_id: user_id}`` (or ``{session_id: (user_id, roles)}``),
+    all of tenant acme; a user's roles default to member."""
+
+    def __init__(self, sessions: dict[str, Any]) -> None:
         self.sessions = sessions
         self.asked: list[str] = []
 
     async def authenticate(self, session_id, tenant, client_ip):
         self.asked.append(session_id)
-        user = self.sessions.get(session_id)
-        return SessionPrincipal(user, tenant) if user and tenant == ACME.slug else None
+        entry = self.sessions.get(session_id)
+        if not entry or tenant != ACME.slug:
+            return None
+        user, roles = entry if isinstance(entry, tuple) else (entry, ("member",))
+        return SessionPrincipal(user, tenant, session_id, frozenset(roles))
+
+
+def csrf_headers(session_id: str, origin: str = "http://acme.localhost") -> list:
+    """What a browser page of the kit's tenant sends with an unsafe request."""
+    return [("Origin", origin), ("X-CSRF-Token", session_rules.csrf_token(CSRF_KEY, session_id))]
 
 
 TOKENS = DictTokens(
@@ -77,6 +90,8 @@ def checks(*, sessions=None, max_json_depth: int = 32, burst: int = 10_000) -> C
         get_allowlist=get_allowlist,
         sessions=sessions,
         max_json_depth=max_json_depth,
+        csrf_key=CSRF_KEY,
+        public_scheme="http",
     )
 
 

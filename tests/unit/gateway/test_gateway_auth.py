@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from ontrackio.gateway.api.catalogue import OPERATIONS
-from ontrackio.gateway.auth import Authenticator, Failure, Principal
+from ontrackio.gateway.auth.bearer import Authenticator, Failure, Principal
 from ontrackio.gateway.openapi import Invalid, validate
 from ontrackio.gateway.ratelimit import TokenBucketLimiter
 from ontrackio.gateway.ttlcache import TTLCache

@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ontrackio.gateway.api.bodies import InvalidBody, parse_form
-from ontrackio.gateway.sessions import SESSION_COOKIE, session_cookie
+from ontrackio.gateway.auth.session import SESSION_COOKIE, session_cookie
 
 ODD = st.lists(
     st.sampled_from(["a", "=", "&", ";", "%", "+", " ", "\x00", "\ud800", "Ａ", "é", "😀", "%00"])

@@ -21,9 +21,9 @@ from ontrackio.gateway.api.operation import (
     scim_body,
     upload,
 )
+from ontrackio.gateway.auth.session import SESSION_COOKIE
 from ontrackio.gateway.openapi import document
-from ontrackio.gateway.sessions import SESSION_COOKIE
-from tests.unit.gateway.api_kit import INSIDE, OUTSIDE, DictSessions, tiny_app
+from tests.unit.gateway.api_kit import INSIDE, OUTSIDE, DictSessions, csrf_headers, tiny_app
 
 NAME = {
     "type": "object",
@@ -173,7 +173,7 @@ def test_session_form(asgi):
         SESSION_APP,
         "/me/form",
         method="POST",
-        headers=[("Cookie", f"{SESSION_COOKIE}=s-ada"), FORM],
+        headers=[("Cookie", f"{SESSION_COOKIE}=s-ada"), FORM, *csrf_headers("s-ada")],
         body=[b"name=Ada+L%C3%B6we"],
     )
     assert r.status == 200 and r.json()["body"] == {"name": "Ada Löwe"}

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ontrackio.gateway.auth import Authenticator, Failure, Principal, record_from_pb
+from ontrackio.gateway.auth.bearer import Authenticator, Failure, Principal, record_from_pb
 from ontrackio.gateway.ratelimit import TokenBucketLimiter
 from ontrackio.gateway.ttlcache import TTLCache
 from ontrackio.identity import access_tokens as tokens

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ontrackio.gateway.auth import Authenticator, Failure
+from ontrackio.gateway.auth.bearer import Authenticator, Failure
 from ontrackio.gateway.ratelimit import TokenBucketLimiter
 from ontrackio.gateway.ttlcache import TTLCache
 from ontrackio.identity import access_tokens as tokens

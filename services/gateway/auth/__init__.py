@@ -1,0 +1,1 @@
+"""Who is calling: API tokens (bearer.py), session cookies (session.py), CSRF (csrf.py)."""

@@ -1,0 +1,1 @@
+"""Server-rendered pages of the sign-in flow (jinja2, autoescaped, no JavaScript)."""

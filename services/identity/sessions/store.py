@@ -1,0 +1,255 @@
+"""Sessions of one tenant: opening, looking up, touching, ending (identity's tenant database).
+
+Every opening and ending is an audit entry in the same transaction, and every ending emits
+``identity.sessions_revoked`` (published before the call returns), on which every gateway
+worker forgets the sessions it cached. The cookie value exists only in the SessionGrant
+returned by ``start``; the table keeps the keyed hash of its secret.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from ontrackio.core import paging
+from ontrackio.core.audit import log as audit_log
+from ontrackio.core.audit import origin
+from ontrackio.core.db.tenantdb import UnitOfWork
+from ontrackio.core.errors import InvalidArgument, NotFound
+from ontrackio.core.protoconv import ts
+from ontrackio.identity.roles import store as role_store
+from ontrackio.identity.sessions import rules
+from ontrackio.identity.signin import policy
+from ontrackio.identity.signin.external import MFA_IDP, MFA_LOCAL, MFA_NONE
+from ontrackio.identity.v1 import sessions_pb2 as pb
+
+COLUMNS = (
+    "s.id, s.user_id, s.method, s.mfa_source, s.factor, s.idp, s.created_at, s.last_seen_at,"
+    " s.idle_expires_at, s.expires_at, s.revoked_at, s.revoked_reason, s.client_address,"
+    " s.user_agent"
+)
+FROM = "FROM sessions s JOIN users x ON x.id = s.user_id"
+LIVE = "s.revoked_at IS NULL AND s.expires_at > now() AND s.idle_expires_at > now() AND x.active"
+MFA_SOURCES = (MFA_IDP, MFA_LOCAL, MFA_NONE)
+
+
+class SessionNotFound(NotFound):
+    pass
+
+
+class SessionEnded(NotFound):
+    """The session has ended (revoked, idle or past its absolute expiry)."""
+
+
+def _audit(u: UnitOfWork, actor: str, action: str, target: str, old: Any, new: Any) -> None:
+    audit_log.append(
+        u.conn, audit_log.Entry(actor, action, target, old, new, origin=origin.current())
+    )
+
+
+def start(
+    u: UnitOfWork,
+    key: bytes,
+    *,
+    user_id: str,
+    method: str,
+    mfa_source: str,
+    factor: str = "",
+    idp: str = "",
+    client_address: str = "",
+    user_agent: str = "",
+    next: str = "/",
+) -> pb.SessionGrant:
+    """Open a session for an active user and audit the sign-in (``session.start``)."""
+    if mfa_source not in MFA_SOURCES:
+        raise ValueError(f"mfa_source must be one of {MFA_SOURCES}")
+    p = policy.load(u)
+    now = datetime.now(UTC)
+    expiry = rules.expiry_at_start(now, p["idle_timeout_seconds"], p["absolute_timeout_seconds"])
+    issued = rules.issue(key)
+    address = rules.printable(client_address, 64)
+    u.conn.execute(
+        "INSERT INTO sessions (id, secret_hash, user_id, method, mfa_source, factor, idp,"
+        " created_at, last_seen_at, idle_expires_at, expires_at, client_address, user_agent)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            issued.token_id,
+            issued.secret_hash,
+            user_id,
+            method,
+            mfa_source,
+            factor,
+            idp[:500],
+            now,
+            now,
+            expiry.idle_expires_at,
+            expiry.expires_at,
+            address,
+            rules.printable(user_agent, rules.MAX_USER_AGENT),
+        ),
+    )
+    _audit(
+        u,
+        rules.user_actor(user_id),
+        "session.start",
+        f"session:{issued.token_id}",
+        None,
+        {"method": method, "mfa_source": mfa_source, "factor": factor, "idp": idp[:500]},
+    )
+    return pb.SessionGrant(
+        cookie=issued.bearer,
+        session_id=issued.token_id,
+        user_id=str(user_id),
+        csrf_token=rules.csrf_token(key, issued.token_id),
+        expires_at=ts(expiry.expires_at),
+        next=next,
+    )
+
+
+def _session_id(session_id: str) -> str:
+    if not rules.access_tokens.ID_RE.match(session_id or ""):
+        raise SessionNotFound("session not found")
+    return session_id
+
+
+def lookup(u: UnitOfWork, session_id: str) -> dict[str, Any]:
+    """The record the gateway checks: hash, expiries, revocation, the user's state and roles."""
+    session_id = _session_id(session_id)
+    with u.conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"SELECT {COLUMNS}, s.secret_hash, x.active AS user_active {FROM} WHERE s.id = %s",
+            (session_id,),
+        ).fetchone()
+    if row is None:
+        raise SessionNotFound("session not found")
+    row["roles"] = role_store.roles_of(u, row["user_id"])
+    row["idle_timeout_seconds"] = policy.load(u)["idle_timeout_seconds"]
+    return row
+
+
+def touch(u: UnitOfWork, session_id: str, address: str) -> dict[str, Any]:
+    """Move the idle expiry on (a live session only; SessionEnded otherwise)."""
+    session_id = _session_id(session_id)
+    idle = policy.load(u)["idle_timeout_seconds"]
+    row = u.conn.execute(
+        "UPDATE sessions s SET last_seen_at = now(),"
+        " idle_expires_at = least(now() + make_interval(secs => %s), s.expires_at),"
+        " client_address = %s"
+        f" FROM users x WHERE x.id = s.user_id AND s.id = %s AND {LIVE} RETURNING s.id",
+        (idle, rules.printable(address, 64), session_id),
+    ).fetchone()
+    if row is None:
+        raise SessionEnded("the session has ended")
+    return lookup(u, session_id)
+
+
+def get(u: UnitOfWork, session_id: str, user_id: str) -> dict[str, Any]:
+    """The caller's own live session with the user's details (who am I)."""
+    session_id = _session_id(session_id)
+    with u.conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"SELECT {COLUMNS}, x.email, x.display_name {FROM}"
+            f" WHERE s.id = %s AND s.user_id = %s AND {LIVE}",
+            (session_id, user_id),
+        ).fetchone()
+    if row is None:
+        raise SessionEnded("the session has ended")
+    row["roles"] = role_store.roles_of(u, row["user_id"])
+    return row
+
+
+def list_page(
+    u: UnitOfWork, user_id: str, size: int, token: str
+) -> tuple[list[dict[str, Any]], str]:
+    """Live sessions, a page at a time (ordered by id; the token is the last id seen)."""
+    size = paging.page_size(size)
+    after = token or ""
+    if after and not rules.access_tokens.ID_RE.match(after):
+        raise InvalidArgument("page_token is not valid")
+    user_clause = ""
+    args: list[Any] = [after]
+    if user_id:
+        user_clause = " AND s.user_id = %s"
+        args.append(paging.parse_id(user_id, "user_id"))
+    with u.conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"SELECT {COLUMNS}, x.email, x.display_name {FROM}"
+            f" WHERE {LIVE} AND s.id > %s{user_clause} ORDER BY s.id LIMIT %s",
+            (*args, size + 1),
+        ).fetchall()
+    more = len(rows) > size
+    rows = rows[:size]
+    for r in rows:
+        r["roles"] = role_store.roles_of(u, r["user_id"])
+    return rows, rows[-1]["id"] if more else ""
+
+
+def _end(u: UnitOfWork, where: str, args: tuple, reason: str) -> list[str]:
+    rows = u.conn.execute(
+        "UPDATE sessions s SET revoked_at = now(), revoked_reason = %s"
+        f" WHERE s.revoked_at IS NULL AND {where} RETURNING s.id",
+        (reason, *args),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _announce(u: UnitOfWork, ids: list[str], user_id: str, reason: str) -> None:
+    if ids or user_id:
+        u.emit(
+            "identity.sessions_revoked",
+            pb.SessionsRevoked(session_ids=ids[:1000], user_id=user_id, reason=reason),
+            await_publish=True,
+        )
+
+
+def end(u: UnitOfWork, session_id: str, actor: str, reason: str = rules.ENDED_LOGOUT) -> bool:
+    """End one session (idempotent: False when it had already ended)."""
+    session_id = _session_id(session_id)
+    ids = _end(u, "s.id = %s", (session_id,), reason)
+    if ids:
+        _audit(u, actor, "session.end", f"session:{session_id}", None, {"reason": reason})
+        _announce(u, ids, "", reason)
+    return bool(ids)
+
+
+def revoke_user(u: UnitOfWork, user_id: str, actor: str, reason: str) -> int:
+    """End every session of one user; every gateway forgets them (even ones it missed)."""
+    ids = _end(u, "s.user_id = %s", (user_id,), reason)
+    _audit(
+        u, actor, "session.revoke", f"user:{user_id}", None, {"reason": reason, "count": len(ids)}
+    )
+    _announce(u, ids, str(user_id), reason)
+    return len(ids)
+
+
+def revoke_all(u: UnitOfWork, actor: str, reason: str = rules.ENDED_TENANT) -> int:
+    """End every session of the tenant."""
+    ids = _end(u, "true", (), reason)
+    _audit(u, actor, "session.revoke", "tenant", None, {"reason": reason, "count": len(ids)})
+    for i in range(0, len(ids), 1000):
+        _announce(u, ids[i : i + 1000], "", reason)
+    return len(ids)
+
+
+def rotate(u: UnitOfWork, key: bytes, session_id: str, user_id: str, **changes: Any):
+    """A new session in place of a live one (a privilege change within it: MFA step-up);
+    the old one ends. ``changes`` may set mfa_source, factor; the rest is carried over."""
+    old = get(u, session_id, user_id)
+    end(u, session_id, rules.user_actor(user_id), rules.ENDED_ROTATED)
+    return start(
+        u,
+        key,
+        user_id=str(user_id),
+        method=old["method"],
+        mfa_source=changes.get("mfa_source", old["mfa_source"]),
+        factor=changes.get("factor", old["factor"]),
+        idp=old["idp"],
+        client_address=old["client_address"],
+        user_agent=old["user_agent"],
+    )
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

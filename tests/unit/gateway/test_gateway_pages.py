@@ -1,0 +1,115 @@
+"""The sign-in pages' renderer and pre-session form tokens (gateway/pages)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from ontrackio.gateway.pages import form_token
+from ontrackio.gateway.pages.render import content_security_policy, error_page, page, style
+from tests.unit.gateway.strategies import PROPERTY
+
+KEY = form_token.derive_key(b"k" * 32)
+NOW = 1_800_000_000.0
+
+
+def _signin(**kw):
+    args = dict(
+        title="Sign in",
+        methods=[],
+        password_allowed=True,
+        form_token="t",
+        next="/",
+        email="",
+    )
+    args.update(kw)
+    return page("signin", **args)
+
+
+def test_every_value_is_escaped_and_the_page_has_lang_labels_and_a_heading():
+    r = _signin(email='"><script>alert(1)</script>', methods=[("<b>Okta</b>", "/a?x=1&y=<")])
+    html = r.body.decode()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<b>Okta</b>" not in html and "&lt;b&gt;Okta&lt;/b&gt;" in html
+    assert 'href="/a?x=1&amp;y=&lt;"' in html
+    assert '<html lang="en">' in html and "<h1>Sign in</h1>" in html
+    for field in ("email", "password"):
+        assert f'<label for="{field}">' in html and f'id="{field}"' in html
+    assert "<script" not in html.lower()
+
+
+def test_errors_are_summarised_at_the_top_and_linked_to_their_field():
+    html = _signin(errors=[("email", "The email or password is not right.")]).body.decode()
+    assert 'role="alert"' in html
+    assert '<a href="#email">The email or password is not right.</a>' in html
+    assert "<title>Error: Sign in" in html
+    assert html.index("error-summary") < html.index("<form")
+
+
+def test_the_page_allows_its_own_style_by_hash_and_nothing_else():
+    r = _signin()
+    csp = r.headers["content-security-policy"]
+    digest = base64.b64encode(hashlib.sha256(style().encode()).digest()).decode()
+    assert csp == content_security_policy()
+    assert f"style-src 'sha256-{digest}'" in csp and "default-src 'none'" in csp
+    assert "script-src" not in csp and "form-action 'self'" in csp
+    assert f"<style>{style()}</style>" in r.body.decode()
+    assert r.headers["cache-control"] == "no-store"
+
+
+def test_without_a_password_method_the_form_is_not_shown_but_sso_buttons_are():
+    html = _signin(password_allowed=False, methods=[("Microsoft", "/auth/oidc/entra/login")])
+    text = html.body.decode()
+    assert "<form" not in text and 'href="/auth/oidc/entra/login"' in text
+
+
+def test_the_error_page_keeps_its_status_and_links_back_to_sign_in():
+    r = error_page(404, "This invitation link is not valid any more.")
+    assert r.status_code == 404 and r.media_type == "text/html"
+    assert 'href="/signin"' in r.body.decode()
+
+
+def test_a_form_token_is_valid_for_its_nonce_and_tenant_within_its_age():
+    nonce = form_token.new_nonce()
+    t = form_token.token(KEY, "acme", nonce, now=NOW)
+    assert form_token.valid(KEY, "acme", nonce, t, now=NOW)
+    assert form_token.valid(KEY, "acme", nonce, t, now=NOW + form_token.MAX_AGE_SECONDS)
+    assert not form_token.valid(KEY, "acme", nonce, t, now=NOW + form_token.MAX_AGE_SECONDS + 1)
+    assert not form_token.valid(KEY, "other", nonce, t, now=NOW)
+    assert not form_token.valid(KEY, "acme", form_token.new_nonce(), t, now=NOW)
+    assert not form_token.valid(form_token.derive_key(b"j" * 32), "acme", nonce, t, now=NOW)
+    assert not form_token.valid(KEY, "acme", None, t, now=NOW)
+    assert not form_token.valid(KEY, "acme", nonce, None, now=NOW)
+
+
+def test_a_token_from_the_future_is_refused():
+    nonce = form_token.new_nonce()
+    t = form_token.token(KEY, "acme", nonce, now=NOW + 3600)
+    assert not form_token.valid(KEY, "acme", nonce, t, now=NOW)
+
+
+def test_the_cookie_is_read_once_and_refused_when_sent_twice():
+    assert form_token.cookie_nonce([f"a=1; {form_token.COOKIE}=abc; b=2"]) == "abc"
+    assert form_token.cookie_nonce([f"{form_token.COOKIE}=x", f"{form_token.COOKIE}=y"]) is None
+    assert form_token.cookie_nonce(["a=1"]) is None
+
+
+@PROPERTY
+@given(st.text(max_size=80), st.text(max_size=80))
+@example("A" * 22, "1800000000." + "A" * 43)
+def test_any_presented_field_and_cookie_is_refused_unless_made_here(nonce, presented):
+    """No text but a token this key made for this nonce passes, and nothing raises."""
+    ok = form_token.valid(KEY, "acme", nonce, presented, now=NOW)
+    made = re.fullmatch(r"[A-Za-z0-9_-]{22}", nonce) and presented == form_token.token(
+        KEY,
+        "acme",
+        nonce,
+        now=float(presented.partition(".")[0] or 0)
+        if presented.partition(".")[0].isdigit() and presented.partition(".")[0].isascii()
+        else 0,
+    )
+    assert ok == bool(made and NOW - form_token.MAX_AGE_SECONDS <= int(presented.split(".")[0]))
