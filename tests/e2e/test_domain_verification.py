@@ -3,7 +3,9 @@ identity resolves with: a tenant adds a domain and gets its TXT challenge; until
 is published (and right) verification is refused with a problem naming what was missing,
 and the domain routes nowhere; once published it verifies, routes to the tenant and admits
 its addresses; a domain another tenant verified is refused; a named collaborator is admitted
-until the very moment the exception expires; every step is in both audit trails."""
+until the very moment the exception expires; every step is in both audit trails. SSO
+sign-in itself (``signin.sso.complete``, which the SAML and OIDC flows call) is run on the
+tenant's database to show the rule it applies is this one."""
 
 from __future__ import annotations
 
@@ -12,12 +14,22 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import psycopg
 import pytest
 
+from ontrackio.catalogue import DEPLOYMENT
 from ontrackio.core.db.clusters import Clusters
+from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.tenancy import Names
+from ontrackio.identity.errors import SignInRefused
+from ontrackio.identity.signin import sso
+from ontrackio.identity.signin.external import ExternalIdentity
 from ontrackio.identity.v1 import domains_pb2 as dpb
 from ontrackio.identity.v1 import domains_pb2_grpc as dgrpc
+from ontrackio.identity.v1 import identity_pb2 as ipb
+from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
+from ontrackio.identity.v1 import sessions_pb2 as sspb
+from ontrackio.identity.v1 import sessions_pb2_grpc as ssgrpc
 from tests.conftest import unique
 from tests.e2e.test_gateway_kit import gateway_fixture, make_token  # noqa: F401 - fixtures
 from tests.helpers import create_tenant, eventually, md, ontrack
@@ -289,3 +301,57 @@ def test_an_exception_without_a_bounded_future_expiry_or_a_real_address_is_refus
     assert (
         admin(gateway, slug, token, "GET", "/audit?action=collaborator.add").json()["items"] == []
     )
+
+
+def _sso_sign_in(settings, slug, email, verified_domains):
+    """``signin.sso.complete`` (what the SAML and OIDC flows call once the IdP's response is
+    checked) on the tenant's identity database, as the identity api would run it."""
+    ext = ExternalIdentity(
+        method="saml", issuer=f"https://idp.{slug}.example", subject=f"sub-{email}", email=email
+    )
+    key = settings.token_hash_key.get_secret_value().encode()
+    conninfo = Clusters(settings).tenant_conninfo("identity", slug, "main")
+    with psycopg.connect(conninfo) as conn, conn.transaction():
+        u = UnitOfWork(conn, slug, DEPLOYMENT.events)
+        return sso.complete(u, key, ext, verified_domains=verified_domains)
+
+
+def test_sso_sign_in_admits_by_verified_domain_and_named_collaborator_only(
+    gateway, tenant, channels, system, dns_server, settings
+):
+    slug, token = tenant
+    domain = f"{slug}.example.net"
+    ssgrpc.SessionServiceStub(system.channel("identity", "cli")).SetSignInPolicy(
+        sspb.SignInPolicy(jit_provisioning=True),
+        metadata=(*md(slug), ("x-ontrack-actor", "cli:e2e")),
+        timeout=10,
+    )
+    challenge = admin(gateway, slug, token, "POST", "/domains", {"domain": domain}).json()
+    dns_server.txt(challenge["challenge"]["record_name"], challenge["challenge"]["record_value"])
+    assert admin(gateway, slug, token, "POST", f"/domains/{domain}/verify").status == 200
+    verified = list(
+        igrpc.TenantServiceStub(channels["identity"])
+        .GetTenant(ipb.GetTenantRequest(slug=slug), timeout=5)
+        .domains
+    )
+    assert verified == [domain]
+
+    assert _sso_sign_in(settings, slug, f"alice@{domain}", verified).session_id
+    for email, why in [
+        (f"eve@sales.{domain}", "domain-not-allowed"),
+        (f"guest@partner-{slug}.example", "domain-not-allowed"),
+        ("eve@ｅｘａｍｐｌｅ.net", "email-invalid"),
+    ]:
+        with pytest.raises(SignInRefused) as refused:
+            _sso_sign_in(settings, slug, email, verified)
+        assert refused.value.why == why, email
+
+    guest = f"Guest@Partner-{slug}.example"
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    body = {"address": guest, "reason": "partner audit", "expires_at": expires.isoformat()}
+    assert admin(gateway, slug, token, "POST", "/collaborators", body).status == 201
+    assert _sso_sign_in(settings, slug, guest.lower(), verified).session_id
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
+    with pytest.raises(SignInRefused) as expired:
+        _sso_sign_in(settings, slug, guest.lower(), verified)
+    assert expired.value.why == "collaborator-expired"
