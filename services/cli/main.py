@@ -420,6 +420,10 @@ from ontrackio.cli import keys as _keys  # noqa: E402 - it builds on `tenant` ab
 
 _keys.register(tenant)
 
+from ontrackio.cli import sso as _sso  # noqa: E402 - it builds on `cli` above
+
+_sso.register(cli)
+
 
 def main() -> None:
     try:

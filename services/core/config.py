@@ -227,6 +227,11 @@ class Settings(BaseSettings):
     # Refused attempts other processes report (RecordRefusal): per tenant, per second.
     audit_refusals_per_second: float = Field(default=5.0, gt=0)
     audit_refusals_burst: int = Field(default=50, ge=1)
+    # SAML single sign-on (identity/sso/saml, issue 12 part "saml"): an IdP SSO or metadata
+    # URL must be https; http to a loopback address only with this (tests run their IdP
+    # there). Metadata URLs are fetched with this timeout.
+    saml_allow_loopback_http: bool = False
+    saml_metadata_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
 
     # Local sign-in (identity/signin, docs/local-signin.md; part "local" of issue 12).
     # Outgoing mail (invitation links) goes through each tenant's mail outbox to this SMTP

@@ -112,6 +112,30 @@ def create_demo(settings) -> None:
         time.sleep(0.2)
 
 
+DEMO_OWNER = "owner@demo.example"
+
+
+def demo_owner_link(settings, origin: str) -> str | None:
+    """A fresh invitation link for the demo tenant's owner (each run replaces the last)."""
+    from ontrackio.core import grpcclient
+    from ontrackio.identity.v1 import signin_pb2 as spb
+    from ontrackio.identity.v1 import signin_pb2_grpc as sgrpc
+
+    stub = sgrpc.SignInServiceStub(grpcclient.channel(settings, "identity", "cli", 10))
+    try:
+        r = stub.CreateInvitation(
+            spb.CreateInvitationRequest(
+                email=DEMO_OWNER, role="owner", origin=origin, return_link=True
+            ),
+            metadata=(*grpcclient.tenant(DEMO), ("x-ontrack-actor", "cli:make-run")),
+            timeout=10,
+        )
+    except grpc.RpcError as exc:
+        print(f"make run: no owner invitation ({exc.code().name}: {exc.details()})")
+        return None
+    return r.link
+
+
 def demo_token() -> str | None:
     """An API token for the demo tenant, when the gateway's token commands exist."""
     r = subprocess.run(
@@ -177,10 +201,11 @@ def main() -> None:
         wait_ready(settings, ready_dir, supervisor, stopping)
         create_demo(settings)
         token = demo_token()
+        port = os.environ.get("ONTRACK_GATEWAY_PORT", "8080")
+        link = demo_owner_link(settings, f"http://{DEMO}.localhost:{port}")
     except BaseException:
         supervisor.stop()
         raise
-    port = os.environ.get("ONTRACK_GATEWAY_PORT", "8080")
     lines = [
         "",
         "OnTrackio is running. Demo tenant: 'demo' (Demo GmbH, business tier).",
@@ -195,6 +220,12 @@ def main() -> None:
             f"  token:   {token}   (shown once; admin + api scopes, expires in 1 day)",
             f"  try:     curl -H 'Authorization: Bearer {token}' "
             f"http://{DEMO}.localhost:{port}/api/v1/assets",
+        ]
+    if link:
+        lines += [
+            f"  sign in: open {link}",
+            f"           to set the password of the demo owner {DEMO_OWNER}; then",
+            f"           http://{DEMO}.localhost:{port}/signin",
         ]
     lines += [
         f"  control: .venv/bin/supervisorctl -c {supervisor.config} status | restart NAME",

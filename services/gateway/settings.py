@@ -212,6 +212,14 @@ class GatewaySettings(BaseSettings):
         """The scheme browsers reach tenants over (``public_scheme``, else by TLS here)."""
         return self.public_scheme or ("https" if self.tls_enabled else "http")
 
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies get ``Secure`` when browsers come over https, and on ``localhost`` hosts,
+        which browsers treat as secure even over http (so the ``__Host-`` cookies of
+        development and the tests are kept by real browsers too)."""
+        local = self.base_domain == "localhost" or self.base_domain.endswith(".localhost")
+        return self.browser_scheme == "https" or local
+
     def canonical_origin(self, slug: str) -> str:
         """The tenant's canonical origin, e.g. ``https://acme.ontrack.example``."""
         scheme = self.browser_scheme

@@ -25,6 +25,7 @@ from ontrackio.identity.v1 import (
     domains_pb2_grpc,
     identity_pb2_grpc,
     keys_pb2_grpc,
+    saml_pb2_grpc,
     sessions_pb2_grpc,
     signin_pb2_grpc,
 )
@@ -60,6 +61,7 @@ class Upstream:
         self.audit: Any = None
         self.keys: Any = None
         self.signin: Any = None
+        self.saml: Any = None
         self.domains: Any = None
         self.collaborators: Any = None
         self.assets: Any = None
@@ -80,6 +82,7 @@ class Upstream:
         self.keys = keys_pb2_grpc.KeyServiceStub(identity)
         self.sessions = sessions_pb2_grpc.SessionServiceStub(identity)
         self.signin = signin_pb2_grpc.SignInServiceStub(identity)
+        self.saml = saml_pb2_grpc.SamlServiceStub(identity)
         self.domains = domains_pb2_grpc.DomainServiceStub(identity)
         self.collaborators = domains_pb2_grpc.CollaboratorServiceStub(identity)
         self.identity_health = health_pb2_grpc.HealthStub(identity)

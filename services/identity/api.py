@@ -27,11 +27,13 @@ from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.sessions_api import SessionServicer
 from ontrackio.identity.signin_api import SignInServicer
 from ontrackio.identity.sso.domains_api import CollaboratorServicer, DomainServicer
+from ontrackio.identity.sso.saml.api import SamlServicer
 from ontrackio.identity.v1 import (
     access_pb2_grpc,
     audit_pb2_grpc,
     domains_pb2_grpc,
     keys_pb2_grpc,
+    saml_pb2_grpc,
     sessions_pb2_grpc,
     signin_pb2_grpc,
 )
@@ -240,6 +242,12 @@ CALLERS: dict[str, trust.Callers] = {
             "CreateInvitation ListInvitations RevokeInvitation UnlockUser", trust.CREDENTIALS
         ),
     },
+    "ontrackio.identity.v1.SamlService": {
+        # the browser's sign-in, through the gateway only (it passes the canonical origin)
+        **trust.every("GetSpMetadata StartLogin ConsumeResponse", trust.EDGE),
+        # the admin API and the CLI, audited with an actor
+        **trust.every("GetSamlConfig SetSamlConfig ImportSamlMetadata", trust.CREDENTIALS),
+    },
     # A tenant's own domains and collaborator exceptions: the admin API and the CLI, audited
     # with an actor (the approver of an exception).
     "ontrackio.identity.v1.DomainService": trust.every(
@@ -295,6 +303,12 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             SignInServicer(rt),
             "ontrackio.identity.v1.SignInService",
             callers=CALLERS["ontrackio.identity.v1.SignInService"],
+        ),
+        Registration(
+            saml_pb2_grpc.add_SamlServiceServicer_to_server,
+            SamlServicer(rt),
+            "ontrackio.identity.v1.SamlService",
+            callers=CALLERS["ontrackio.identity.v1.SamlService"],
         ),
         Registration(
             domains_pb2_grpc.add_DomainServiceServicer_to_server,

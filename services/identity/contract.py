@@ -5,6 +5,7 @@ tenant_created and tenant_deleted, and identity hears every service's lifecycle 
 """
 
 from ontrackio.core.contract import Contract
+from ontrackio.core.keys.reencrypt import EncryptedColumn
 from ontrackio.identity.v1 import access_pb2 as access
 from ontrackio.identity.v1 import events_pb2 as events
 from ontrackio.identity.v1 import sessions_pb2 as sessions
@@ -32,4 +33,9 @@ CONTRACT = Contract(
         "tenant_provisioning_failed": "handle_tenant_provisioning_failed",
         "tenant_dropped": "handle_tenant_dropped",
     },
+    # the SAML SP private key of each tenant (identity/sso/saml/store.py)
+    encrypted=(
+        EncryptedColumn("saml_sp_keys", "private_key"),
+        EncryptedColumn("mail_outbox", "body"),  # holds invitation links until sent
+    ),
 )

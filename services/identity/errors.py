@@ -107,6 +107,42 @@ class SignInFailed(Unauthenticated):
         super().__init__(self.MESSAGE)
 
 
+# -- SAML single sign-on (sso/saml) --------------------------------------------------------
+
+
+class InvalidSamlConfig(InvalidArgument):
+    """A SAML IdP configuration or metadata field is not acceptable (the message names it)."""
+
+
+class SamlNotConfigured(FailedPrecondition):
+    """The tenant has no SAML IdP configured."""
+
+
+class MalformedSamlResponse(InvalidArgument):
+    """A posted SAML message is not one we read: not base64, too large, not XML, a DTD or
+    entity declarations (XXE, billion laughs), comments or processing instructions inside,
+    another root element. ``cause`` names which, for the audit trail."""
+
+    def __init__(self, cause: str):
+        self.cause = cause
+        super().__init__("the SAML response is malformed")
+
+
+class SamlResponseRefused(PermissionDenied):
+    """A well-formed SAML Response that does not sign anyone in: bad or missing signature,
+    wrong audience, recipient, destination or issuer, expired, replayed, unsolicited, or
+    answering a request we did not issue. ``cause`` (for the audit trail) says which; the
+    caller is told only that the response was refused."""
+
+    def __init__(self, cause: str):
+        self.cause = cause
+        super().__init__("the SAML response was refused")
+
+
+class SamlMetadataUnavailable(FailedPrecondition):
+    """The IdP metadata URL could not be fetched (unreachable, refused, too large, slow)."""
+
+
 # -- verified domains and named external collaborators (issue 12, domains part) -------------
 
 

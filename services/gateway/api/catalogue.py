@@ -9,6 +9,7 @@ from ontrackio.gateway.api import (
     collaborators,
     domains,
     encryption,
+    saml,
     sessions,
     signin,
     tokens,
@@ -25,6 +26,7 @@ OPERATIONS: list[Operation] = [
     *encryption.OPERATIONS,
     *sessions.OPERATIONS,
     *signin.OPERATIONS,
+    *saml.OPERATIONS,
     *domains.OPERATIONS,
     *collaborators.OPERATIONS,
 ]

@@ -9,7 +9,7 @@ from typing import Any
 from ontrackio.gateway.allowlists import Allowlists
 from ontrackio.gateway.api.operation import Call
 from ontrackio.gateway.auth.bearer import Authenticator
-from ontrackio.gateway.auth.session import SessionChecker
+from ontrackio.gateway.auth.session import SessionChecker, grant_response
 from ontrackio.gateway.upstream import Upstream
 
 
@@ -30,11 +30,17 @@ class Services:
 
     @property
     def secure_cookies(self) -> bool:
-        """Cookies get ``Secure`` when browsers reach the tenant over https."""
-        return self.settings.browser_scheme == "https"
+        """Whether cookies get ``Secure`` (GatewaySettings.secure_cookies)."""
+        return bool(self.settings.secure_cookies)
 
     def canonical_origin(self, slug: str) -> str:
+        """The tenant's public origin from the settings (never from the request's headers)."""
         return self.settings.canonical_origin(slug)
+
+    def grant_response(self, grant: Any) -> Any:
+        """The browser's answer to a successful sign-in: the session cookie and 303 to
+        ``grant.next`` (``Secure`` when the tenant is served over https)."""
+        return grant_response(grant, secure=self.secure_cookies)
 
     async def rpc(self, call: Call, method: Any, request: Any) -> Any:
         """``method(request)`` for the call's tenant and actor, naming where it came from (the

@@ -29,12 +29,12 @@ from ontrackio.gateway.api.operation import (
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, UUID_ID, time_json
 from ontrackio.gateway.api.services import Services
 from ontrackio.gateway.auth import csrf
-from ontrackio.gateway.auth.next_url import safe_next
 from ontrackio.gateway.auth.session import grant_response
 from ontrackio.gateway.pages import form_token
 from ontrackio.gateway.pages.render import error_page, page
 from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.signin import passwords
+from ontrackio.identity.signin.next_path import safe_next
 from ontrackio.identity.v1 import signin_pb2 as spb
 
 SIGN_IN_REFUSED = (
@@ -63,9 +63,6 @@ def _origin(c: Call, s: Services) -> str:
     return s.settings.canonical_origin(c.tenant)
 
 
-def _secure(c: Call, s: Services) -> bool:
-    return _origin(c, s).startswith("https://")
-
 
 def _request_origin(c: Call, s: Services) -> str | None:
     """The origin this request was sent to: the canonical scheme and the request's Host."""
@@ -85,7 +82,7 @@ def _with_form(c: Call, s: Services, render: Callable[[str], Response]) -> Respo
     nonce = nonce or form_token.new_nonce()
     response = render(form_token.token(_form_key(s), c.tenant, nonce))
     if fresh:
-        form_token.set_cookie(response, nonce, secure=_secure(c, s))
+        form_token.set_cookie(response, nonce, secure=s.secure_cookies)
     return response
 
 
@@ -155,7 +152,7 @@ async def password_sign_in(c: Call, s: Services):
         return _signin_page(
             c, s, methods, status=401, errors=[("email", SIGN_IN_REFUSED)], email=email, nxt=nxt
         )
-    return grant_response(grant, secure=_secure(c, s))
+    return grant_response(grant, secure=s.secure_cookies)
 
 
 # -- invitations ------------------------------------------------------------------------------
@@ -228,7 +225,7 @@ async def accept_invitation(c: Call, s: Services):
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             return error_page(404, LINK_NOT_USABLE, title="Invitation link not valid")
         raise
-    return grant_response(grant, secure=_secure(c, s))
+    return grant_response(grant, secure=s.secure_cookies)
 
 
 # -- admin ------------------------------------------------------------------------------------

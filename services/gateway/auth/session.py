@@ -245,7 +245,7 @@ def grant_response(
 ) -> Response:
     """The answer to a successful sign-in: the session cookie set, the browser sent on to
     ``grant.next`` (a same-host path the sign-in flow checked: next_url.safe_next)."""
-    from ontrackio.gateway.auth.next_url import safe_next
+    from ontrackio.identity.signin.next_path import safe_next
 
     response = RedirectResponse(safe_next(grant.next), status_code=status)
     set_session_cookie(response, grant, secure=secure, now=now)

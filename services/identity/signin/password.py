@@ -28,6 +28,7 @@ from ontrackio.identity.signin import invitations, passwords, throttle
 from ontrackio.identity.signin import policy as signin_policy
 from ontrackio.identity.signin.breach import BreachApi
 from ontrackio.identity.signin.external import METHOD_INVITATION, METHOD_PASSWORD, MFA_NONE
+from ontrackio.identity.signin.next_path import safe_next
 from ontrackio.identity.signin.throttle_rules import Policy, account_policy, address_key
 from ontrackio.identity.v1 import sessions_pb2
 
@@ -49,7 +50,6 @@ REASONS = (
     NO_PASSWORD,
 )
 MAX_EMAIL = 320
-MAX_NEXT = 2000
 
 
 @dataclass(frozen=True)
@@ -59,20 +59,6 @@ class Attempt:
     next: str = "/"
     client_address: str = ""
     user_agent: str = ""
-
-
-def same_host_path(raw: str) -> str:
-    """``raw`` when it is a path on this host (``/…``, not ``//…`` nor ``/\\…``), else ``/``.
-    The gateway checks ``next`` first (auth/next_url.py); identity does not rely on it."""
-    if (
-        not raw
-        or len(raw) > MAX_NEXT
-        or not raw.startswith("/")
-        or raw.startswith(("//", "/\\"))
-        or any(not c.isprintable() or c.isspace() or c == "\\" for c in raw)
-    ):
-        return "/"
-    return raw
 
 
 def _user(u: UnitOfWork, email: str) -> tuple[Any, ...] | None:
@@ -149,7 +135,7 @@ def sign_in(
         mfa_source=MFA_NONE,
         client_address=attempt.client_address,
         user_agent=attempt.user_agent,
-        next=same_host_path(attempt.next),
+        next=safe_next(attempt.next),
     )
 
 

@@ -1,4 +1,5 @@
 """Where a browser may be sent after signing in: a path on this same host, nothing else.
+Pure; the gateway checks ``next`` with it before asking identity, and identity checks again.
 
 ``next`` arrives from the query string or a form, so it is hostile: absolute URLs,
 scheme-relative ``//evil``, backslashes (browsers read ``/\\evil`` as ``//evil``), control
