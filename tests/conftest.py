@@ -20,6 +20,7 @@ import pytest
 
 from ontrackio.core import config
 from ontrackio.devtools import infra, sessions
+from ontrackio.devtools.dnsserver import LoopbackDNS
 from ontrackio.devtools.kmsemulator import KmsEmulator
 from ontrackio.devtools.smtpserver import SmtpServer
 from ontrackio.devtools.stack import ROOT, Stack
@@ -136,11 +137,23 @@ def smtp():
 
 
 @pytest.fixture(scope="session")
-def stack(infrastructure, harness_session, amqp_url, kms, smtp):
+def dns_server():
+    """A real DNS server on loopback (devtools/dnsserver.py) that the stack's identity
+    processes check domain challenges against; tests set its records."""
+    with LoopbackDNS() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(infrastructure, harness_session, amqp_url, kms, smtp, dns_server):
     """The deployment's process set (not started); drops its databases at the end."""
     deployment, run_dir = harness_session.deployment, harness_session.run_dir
     env = dict(
-        TEST_ENV, ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}", **kms.env(), **smtp.env()
+        TEST_ENV,
+        ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}",
+        **kms.env(),
+        **smtp.env(),
+        **dns_server.env(),
     )
     # Placement: besides "main", the same server reached another way (its local socket) as
     # a second cluster, and a cluster nobody listens on, to see failures reported.
@@ -188,12 +201,15 @@ def system(stack, settings):
 
 
 def _test_identity(method: str) -> str:
-    """The identity a test plays for `method`: the CLI for token, allowlist and key
-    administration and sessions (only the gateway and the CLI may), operator tooling else."""
+    """The identity a test plays for `method`: the CLI for token, allowlist, key, domain
+    and collaborator administration and sessions (only the gateway and the CLI may),
+    operator tooling else."""
     cli_services = (
         "/ontrackio.identity.v1.AccessService/",
         "/ontrackio.identity.v1.KeyService/",
         "/ontrackio.identity.v1.SessionService/",
+        "/ontrackio.identity.v1.DomainService/",
+        "/ontrackio.identity.v1.CollaboratorService/",
     )
     return "cli" if method.startswith(cli_services) else "operator"
 

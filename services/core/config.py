@@ -9,6 +9,7 @@ the setting but never echoes a secret.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 import sys
@@ -273,6 +274,13 @@ class Settings(BaseSettings):
     # Tests only: lets IdP URLs use plain http to a loopback host (the in-process provider).
     # Every other host must be https and resolve to public addresses only.
     oidc_allow_loopback_http: bool = False
+    # Verified domains (issue 12, domains part; identity/sso/dnscheck.py): the resolvers a
+    # domain's TXT challenge is looked up with (IP addresses, asked on dns_port; empty: the
+    # system's resolvers from /etc/resolv.conf) and the time one check may take in all.
+    # Point them at a validating resolver: the check believes what they answer.
+    dns_nameservers: tuple[str, ...] = ()
+    dns_port: int = Field(default=53, ge=1, le=65535)
+    dns_timeout_seconds: float = Field(default=2.0, gt=0, le=10)
 
     # none | console | file:PATH (JSON lines, one span a line)
     otel_exporter: str = "none"
@@ -302,6 +310,16 @@ class Settings(BaseSettings):
                 return Path(v[len("file://") :]).read_text().strip()
             except OSError as exc:
                 raise ValueError(f"cannot read secret file: {exc.strerror}") from None
+        return v
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _nameservers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for address in v:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address[:64]!r} is not an IP address") from None
         return v
 
     @field_validator("otel_exporter")

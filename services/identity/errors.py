@@ -168,3 +168,40 @@ class IdpUnavailable(Unavailable):
     def __init__(self, why: str):
         super().__init__("the identity provider is not reachable; try again later")
         self.why = why
+
+
+# -- verified domains and named external collaborators (issue 12, domains part) -------------
+
+
+class InvalidDomain(InvalidArgument):
+    """A domain name that cannot be a tenant's (the message names why)."""
+
+
+class DomainChallengeMissing(FailedPrecondition):
+    """The challenge's TXT record is not in DNS (no such name, or no TXT record there)."""
+
+    reason = "domain-challenge-missing"
+
+
+class DomainChallengeMismatch(FailedPrecondition):
+    """TXT records are published at the challenge's name, but none has the expected value."""
+
+    reason = "domain-challenge-mismatch"
+
+
+class DomainDnsUnavailable(FailedPrecondition):
+    """The resolvers gave no usable answer in time (timeout, SERVFAIL, refused): try again."""
+
+    reason = "domain-dns-unavailable"
+
+
+class InvalidCollaborator(InvalidArgument):
+    pass
+
+
+class CollaboratorNotFound(NotFound):
+    pass
+
+
+class TooManyDomains(FailedPrecondition):
+    """The tenant has as many domains (verified and pending) as it may have."""

@@ -6,6 +6,8 @@ from ontrackio.gateway.api import (
     allowlist,
     assets,
     audit,
+    collaborators,
+    domains,
     encryption,
     oidc,
     saml,
@@ -27,4 +29,6 @@ OPERATIONS: list[Operation] = [
     *signin.OPERATIONS,
     *saml.OPERATIONS,
     *oidc.OPERATIONS,
+    *domains.OPERATIONS,
+    *collaborators.OPERATIONS,
 ]

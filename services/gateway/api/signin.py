@@ -63,7 +63,6 @@ def _origin(c: Call, s: Services) -> str:
     return s.settings.canonical_origin(c.tenant)
 
 
-
 def _request_origin(c: Call, s: Services) -> str | None:
     """The origin this request was sent to: the canonical scheme and the request's Host."""
     scheme = _origin(c, s).partition("://")[0]
