@@ -20,6 +20,7 @@ import pytest
 
 from ontrackio.core import config
 from ontrackio.devtools import infra, sessions
+from ontrackio.devtools.dnsserver import LoopbackDNS
 from ontrackio.devtools.kmsemulator import KmsEmulator
 from ontrackio.devtools.smtpserver import SmtpServer
 from ontrackio.devtools.stack import ROOT, Stack
@@ -46,6 +47,11 @@ TEST_ENV = {
     "ONTRACK_MAIL_RETRY_MAX_SECONDS": "2",
     "ONTRACK_MAIL_MAX_ATTEMPTS": "10",
     "ONTRACK_MAIL_POLL_SECONDS": "0.5",
+    # OIDC sign-in (sso/oidc): the in-process provider speaks plain http on loopback, and an
+    # unknown signing key refetches the key set at once (the refetch interval has its own
+    # tests, tests/integration/test_oidc_client.py).
+    "ONTRACK_OIDC_ALLOW_LOOPBACK_HTTP": "true",
+    "ONTRACK_OIDC_JWKS_MIN_REFETCH_SECONDS": "0",
     # SAML: the browser test's IdP (devtools/samlidp.py serve) is plain http on loopback;
     # every other host must still be https.
     "ONTRACK_SAML_ALLOW_LOOPBACK_HTTP": "true",
@@ -134,11 +140,23 @@ def smtp():
 
 
 @pytest.fixture(scope="session")
-def stack(infrastructure, harness_session, amqp_url, kms, smtp):
+def dns_server():
+    """A real DNS server on loopback (devtools/dnsserver.py) that the stack's identity
+    processes check domain challenges against; tests set its records."""
+    with LoopbackDNS() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(infrastructure, harness_session, amqp_url, kms, smtp, dns_server):
     """The deployment's process set (not started); drops its databases at the end."""
     deployment, run_dir = harness_session.deployment, harness_session.run_dir
     env = dict(
-        TEST_ENV, ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}", **kms.env(), **smtp.env()
+        TEST_ENV,
+        ONTRACK_OTEL_EXPORTER=f"file:{run_dir / 'spans.jsonl'}",
+        **kms.env(),
+        **smtp.env(),
+        **dns_server.env(),
     )
     # Placement: besides "main", the same server reached another way (its local socket) as
     # a second cluster, and a cluster nobody listens on, to see failures reported.
@@ -168,6 +186,16 @@ def settings(stack) -> config.Settings:
 
 
 @pytest.fixture(scope="session")
+def oidc_provider():
+    """A real OpenID Connect provider on loopback for the session (devtools/oidcprovider.py:
+    authlib's authorization server; Google-, Entra- and generic-shaped clients)."""
+    from ontrackio.devtools.oidcprovider import OidcProvider
+
+    with OidcProvider() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
 def system(stack, settings):
     """The whole system, running."""
     stack.start(gateway=(ROOT / "services" / "gateway" / "main.py").exists())
@@ -176,12 +204,15 @@ def system(stack, settings):
 
 
 def _test_identity(method: str) -> str:
-    """The identity a test plays for `method`: the CLI for token, allowlist and key
-    administration and sessions (only the gateway and the CLI may), operator tooling else."""
+    """The identity a test plays for `method`: the CLI for token, allowlist, key, domain
+    and collaborator administration and sessions (only the gateway and the CLI may),
+    operator tooling else."""
     cli_services = (
         "/ontrackio.identity.v1.AccessService/",
         "/ontrackio.identity.v1.KeyService/",
         "/ontrackio.identity.v1.SessionService/",
+        "/ontrackio.identity.v1.DomainService/",
+        "/ontrackio.identity.v1.CollaboratorService/",
     )
     return "cli" if method.startswith(cli_services) else "operator"
 

@@ -9,6 +9,7 @@ the setting but never echoes a secret.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 import sys
@@ -260,6 +261,27 @@ class Settings(BaseSettings):
     signin_address_failures: int = Field(default=50, ge=1, le=100_000)
     signin_address_window_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
 
+    # OIDC sign-in (issue 12, item 4; identity/sso/oidc). Identity calls the tenants' IdPs:
+    # each call (discovery, JWKS, token) is bounded by the timeout; discovery documents and
+    # key sets are cached, a token signed by an unknown key refetches the key set once (at
+    # most once per refetch interval per key set). A login must finish within its TTL; at
+    # most `oidc_max_pending_logins` unfinished ones are kept per tenant.
+    oidc_http_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    oidc_metadata_cache_seconds: float = Field(default=3600.0, ge=0, le=86_400)
+    oidc_jwks_min_refetch_seconds: float = Field(default=10.0, ge=0, le=3600)
+    oidc_login_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    oidc_max_pending_logins: int = Field(default=10_000, ge=10, le=1_000_000)
+    # Tests only: lets IdP URLs use plain http to a loopback host (the in-process provider).
+    # Every other host must be https and resolve to public addresses only.
+    oidc_allow_loopback_http: bool = False
+    # Verified domains (issue 12, domains part; identity/sso/dnscheck.py): the resolvers a
+    # domain's TXT challenge is looked up with (IP addresses, asked on dns_port; empty: the
+    # system's resolvers from /etc/resolv.conf) and the time one check may take in all.
+    # Point them at a validating resolver: the check believes what they answer.
+    dns_nameservers: tuple[str, ...] = ()
+    dns_port: int = Field(default=53, ge=1, le=65535)
+    dns_timeout_seconds: float = Field(default=2.0, gt=0, le=10)
+
     # none | console | file:PATH (JSON lines, one span a line)
     otel_exporter: str = "none"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -288,6 +310,16 @@ class Settings(BaseSettings):
                 return Path(v[len("file://") :]).read_text().strip()
             except OSError as exc:
                 raise ValueError(f"cannot read secret file: {exc.strerror}") from None
+        return v
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _nameservers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for address in v:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address[:64]!r} is not an IP address") from None
         return v
 
     @field_validator("otel_exporter")

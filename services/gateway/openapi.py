@@ -32,6 +32,8 @@ ERROR_TEXT = {
     409: "The change conflicts with the current state.",
     413: "The request body is too large.",
     415: "The body is not of a media type this operation takes.",
+    422: "Understood, but what it asks for cannot be done as things are (e.g. the DNS "
+    "challenge is not published); the problem's type says why.",
     429: "Too many requests; see Retry-After.",
     502: "A service behind the gateway failed.",
     503: "A service behind the gateway is unavailable; retry later.",

@@ -91,6 +91,20 @@ REASONS: Mapping[str, Reason] = MappingProxyType(
             "Tenant key unavailable",
             retry_after="30",  # a retry soon is pointless but harmless; clients back off
         ),
+        # Domain verification (docs/domains.md): the challenge's TXT record is not published,
+        # or holds another value; the resolvers gave no answer (a retry may succeed).
+        "domain-challenge-missing": Reason(
+            422, PROBLEM_TYPE_BASE + "domain-challenge-missing", "DNS challenge not found"
+        ),
+        "domain-challenge-mismatch": Reason(
+            422, PROBLEM_TYPE_BASE + "domain-challenge-mismatch", "DNS challenge does not match"
+        ),
+        "domain-dns-unavailable": Reason(
+            503,
+            PROBLEM_TYPE_BASE + "domain-dns-unavailable",
+            "DNS unavailable",
+            retry_after="10",
+        ),
     }
 )
 

@@ -22,8 +22,10 @@ from ontrackio.gateway.hosts import TenantNotServed
 from ontrackio.identity.v1 import (
     access_pb2_grpc,
     audit_pb2_grpc,
+    domains_pb2_grpc,
     identity_pb2_grpc,
     keys_pb2_grpc,
+    oidc_pb2_grpc,
     saml_pb2_grpc,
     sessions_pb2_grpc,
     signin_pb2_grpc,
@@ -61,6 +63,9 @@ class Upstream:
         self.keys: Any = None
         self.signin: Any = None
         self.saml: Any = None
+        self.oidc: Any = None
+        self.domains: Any = None
+        self.collaborators: Any = None
         self.assets: Any = None
         self.identity_health: Any = None
 
@@ -80,6 +85,9 @@ class Upstream:
         self.sessions = sessions_pb2_grpc.SessionServiceStub(identity)
         self.signin = signin_pb2_grpc.SignInServiceStub(identity)
         self.saml = saml_pb2_grpc.SamlServiceStub(identity)
+        self.oidc = oidc_pb2_grpc.OidcServiceStub(identity)
+        self.domains = domains_pb2_grpc.DomainServiceStub(identity)
+        self.collaborators = domains_pb2_grpc.CollaboratorServiceStub(identity)
         self.identity_health = health_pb2_grpc.HealthStub(identity)
         self.assets = inventory_pb2_grpc.AssetServiceStub(inventory)
 

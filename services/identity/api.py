@@ -25,12 +25,17 @@ from ontrackio.identity.keystore import KeyStore
 from ontrackio.identity.roles import rules as role_rules
 from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.sessions_api import SessionServicer
+from ontrackio.identity.signin import sso
 from ontrackio.identity.signin_api import SignInServicer
+from ontrackio.identity.sso.domains_api import CollaboratorServicer, DomainServicer
+from ontrackio.identity.sso.oidc import api as oidc_api
 from ontrackio.identity.sso.saml.api import SamlServicer
 from ontrackio.identity.v1 import (
     access_pb2_grpc,
     audit_pb2_grpc,
+    domains_pb2_grpc,
     keys_pb2_grpc,
+    oidc_pb2_grpc,
     saml_pb2_grpc,
     sessions_pb2_grpc,
     signin_pb2_grpc,
@@ -246,6 +251,15 @@ CALLERS: dict[str, trust.Callers] = {
         # the admin API and the CLI, audited with an actor
         **trust.every("GetSamlConfig SetSamlConfig ImportSamlMetadata", trust.CREDENTIALS),
     },
+    **oidc_api.CALLERS,  # sso/oidc: the login from the gateway only, configuration as tokens
+    # A tenant's own domains and collaborator exceptions: the admin API and the CLI, audited
+    # with an actor (the approver of an exception).
+    "ontrackio.identity.v1.DomainService": trust.every(
+        "AddDomain ListDomains CheckDomain RemoveDomain", trust.CREDENTIALS
+    ),
+    "ontrackio.identity.v1.CollaboratorService": trust.every(
+        "AddCollaborator ListCollaborators RemoveCollaborator CheckAdmission", trust.CREDENTIALS
+    ),
 }
 
 
@@ -299,6 +313,28 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             SamlServicer(rt),
             "ontrackio.identity.v1.SamlService",
             callers=CALLERS["ontrackio.identity.v1.SamlService"],
+        ),
+        Registration(
+            oidc_pb2_grpc.add_OidcServiceServicer_to_server,
+            oidc_api.OidcServicer(
+                rt,
+                sso.sign_in,
+                lambda slug: list(rt.control.get(slug)["domains"] or []),  # verified ones
+            ),
+            oidc_api.SERVICE,
+            callers=CALLERS[oidc_api.SERVICE],
+        ),
+        Registration(
+            domains_pb2_grpc.add_DomainServiceServicer_to_server,
+            DomainServicer(rt),
+            "ontrackio.identity.v1.DomainService",
+            callers=CALLERS["ontrackio.identity.v1.DomainService"],
+        ),
+        Registration(
+            domains_pb2_grpc.add_CollaboratorServiceServicer_to_server,
+            CollaboratorServicer(rt),
+            "ontrackio.identity.v1.CollaboratorService",
+            callers=CALLERS["ontrackio.identity.v1.CollaboratorService"],
         ),
     ]
 

@@ -33,9 +33,10 @@ CONTRACT = Contract(
         "tenant_provisioning_failed": "handle_tenant_provisioning_failed",
         "tenant_dropped": "handle_tenant_dropped",
     },
-    # the SAML SP private key of each tenant (identity/sso/saml/store.py)
+    # Columns sealed with the tenant's data key, re-encrypted after a rotation (core/keys).
     encrypted=(
-        EncryptedColumn("saml_sp_keys", "private_key"),
+        EncryptedColumn("saml_sp_keys", "private_key"),  # the SAML SP key (sso/saml)
         EncryptedColumn("mail_outbox", "body"),  # holds invitation links until sent
+        EncryptedColumn("oidc_providers", "client_secret", id_column="provider"),  # sso/oidc
     ),
 )

@@ -2,7 +2,9 @@
 (``core/audit``, targets ``tenant:<id>``). Its key store is identity/keystore.py.
 
 A custom domain is stored unverified and routes nowhere (``by_domain`` does not find it)
-until an operator marks it verified (``verify_domain``).
+until it is verified: by the tenant, who publishes a DNS TXT challenge
+(``identity/sso/domains.py``), or by an operator (``verify_domain``). Several tenants may
+claim one name; one at most has it verified (control migration 0006).
 """
 
 from __future__ import annotations
@@ -116,13 +118,29 @@ class Control:
     # -- commands ---------------------------------------------------------------------------
 
     @staticmethod
-    def audit(u: UnitOfWork, tenant_id, actor: str, action: str, old: Any, new: Any) -> None:
+    def audit(
+        u: UnitOfWork,
+        tenant_id,
+        actor: str,
+        action: str,
+        old: Any,
+        new: Any,
+        *,
+        outcome: str = "done",
+    ) -> None:
         """An entry of the control audit trail about tenant `tenant_id`, in `u`'s transaction
-        (the registry's changes here, its key store's in identity/keystore.py)."""
+        (the registry's changes here, its key store's in identity/keystore.py, its domain
+        verifications in identity/sso/domains.py; `outcome` "refused" for a refused one)."""
         audit_log.append(
             u.conn,
             audit_log.Entry(
-                actor, action, f"tenant:{tenant_id}", old, new, origin=origin.current()
+                actor,
+                action,
+                f"tenant:{tenant_id}",
+                old,
+                new,
+                outcome=outcome,
+                origin=origin.current(),
             ),
         )
 
@@ -130,6 +148,13 @@ class Control:
         tenant_id = uuid.uuid4()
         try:
             with self.uow() as u:
+                if t.domains:
+                    taken = u.conn.execute(
+                        "SELECT 1 FROM tenant_domains WHERE domain = ANY(%s) AND verified",
+                        (list(t.domains),),
+                    ).fetchone()
+                    if taken:
+                        raise DomainTaken("a domain is already used by another tenant")
                 u.conn.execute(
                     "INSERT INTO tenants (id, slug, name, tier, status, region, placement)"
                     " VALUES (%s, %s, %s, %s, 'provisioning', %s, %s)",
@@ -223,11 +248,15 @@ class Control:
             if row is None:
                 raise DomainNotFound(f"tenant {slug!r} has no domain {domain!r}")
             if not row[0]:
-                u.conn.execute(
-                    "UPDATE tenant_domains SET verified = true, verified_at = now(),"
-                    " verified_by = %s WHERE domain = %s",
-                    (actor[:200], domain),
-                )
+                try:
+                    u.conn.execute(
+                        "UPDATE tenant_domains SET verified = true, verified_at = now(),"
+                        " verified_by = %s, last_check_result = '' WHERE domain = %s"
+                        " AND tenant_id = %s",
+                        (actor[:200], domain, tenant[0]),
+                    )
+                except psycopg.errors.UniqueViolation:  # tenant_domains_verified
+                    raise DomainTaken(f"domain {domain!r} is verified by another tenant") from None
                 self.audit(
                     u,
                     tenant[0],

@@ -7,6 +7,7 @@ from ontrackio.core.errors import (
     NotFound,
     PermissionDenied,
     Unauthenticated,
+    Unavailable,
 )
 
 
@@ -141,3 +142,66 @@ class SamlResponseRefused(PermissionDenied):
 
 class SamlMetadataUnavailable(FailedPrecondition):
     """The IdP metadata URL could not be fetched (unreachable, refused, too large, slow)."""
+
+
+# -- OIDC sign-in (issue 12, item 4: identity/sso/oidc) -------------------------------------
+
+
+class InvalidOidcConfig(InvalidArgument):
+    """An OIDC provider configuration, or a value the edge passed, is not acceptable (the
+    message names the field, never a secret)."""
+
+
+class OidcProviderNotFound(NotFound):
+    """The tenant has no enabled configuration for this OIDC provider."""
+
+
+class OidcRefused(SignInRefused):
+    """An OIDC callback was refused before sign-in was asked: the protocol's checks (state,
+    token, claims; rules.py names each ``why``). One generic answer, as every refusal."""
+
+
+class IdpUnavailable(Unavailable):
+    """The tenant's OIDC provider could not be reached, or answered what no provider may
+    (``why``, for the audit trail): the sign-in may be retried later."""
+
+    def __init__(self, why: str):
+        super().__init__("the identity provider is not reachable; try again later")
+        self.why = why
+
+
+# -- verified domains and named external collaborators (issue 12, domains part) -------------
+
+
+class InvalidDomain(InvalidArgument):
+    """A domain name that cannot be a tenant's (the message names why)."""
+
+
+class DomainChallengeMissing(FailedPrecondition):
+    """The challenge's TXT record is not in DNS (no such name, or no TXT record there)."""
+
+    reason = "domain-challenge-missing"
+
+
+class DomainChallengeMismatch(FailedPrecondition):
+    """TXT records are published at the challenge's name, but none has the expected value."""
+
+    reason = "domain-challenge-mismatch"
+
+
+class DomainDnsUnavailable(FailedPrecondition):
+    """The resolvers gave no usable answer in time (timeout, SERVFAIL, refused): try again."""
+
+    reason = "domain-dns-unavailable"
+
+
+class InvalidCollaborator(InvalidArgument):
+    pass
+
+
+class CollaboratorNotFound(NotFound):
+    pass
+
+
+class TooManyDomains(FailedPrecondition):
+    """The tenant has as many domains (verified and pending) as it may have."""

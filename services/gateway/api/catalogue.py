@@ -6,7 +6,10 @@ from ontrackio.gateway.api import (
     allowlist,
     assets,
     audit,
+    collaborators,
+    domains,
     encryption,
+    oidc,
     saml,
     sessions,
     signin,
@@ -25,4 +28,7 @@ OPERATIONS: list[Operation] = [
     *sessions.OPERATIONS,
     *signin.OPERATIONS,
     *saml.OPERATIONS,
+    *oidc.OPERATIONS,
+    *domains.OPERATIONS,
+    *collaborators.OPERATIONS,
 ]

@@ -10,13 +10,15 @@ token). A refused password sign-in answers one message whatever identity's reaso
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
+from urllib.parse import urlencode
 
 import grpc
 from starlette.responses import Response
 
+from ontrackio.gateway.api import oidc
 from ontrackio.gateway.api.operation import (
     PUBLIC,
     SESSION,
@@ -37,6 +39,7 @@ from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.sessions import rules as session_rules
 from ontrackio.identity.signin import passwords
 from ontrackio.identity.signin.next_path import safe_next
+from ontrackio.identity.v1 import saml_pb2 as saml_pb
 from ontrackio.identity.v1 import sessions_pb2 as sessions_pb
 from ontrackio.identity.v1 import signin_pb2 as spb
 
@@ -50,16 +53,25 @@ LINK_NOT_USABLE = (
 FORM_REFUSED = "This form was not sent from this site, or it is too old. Open the page again."
 MAX_FIELD = 4096  # no form value of these pages needs more (passwords: 128 characters)
 
-# The sign-in methods shown above the password form: (label, url) pairs. The SSO parts
-# replace this with the tenant's configured SAML and OIDC providers.
-SignInMethods = Callable[[Call, Services], Awaitable[list[tuple[str, str]]]]
+SAML_LABEL = "Sign in with your organisation (SAML single sign-on)"
 
 
-async def no_sso_methods(c: Call, s: Services) -> list[tuple[str, str]]:
-    return []
-
-
-sign_in_methods: SignInMethods = no_sso_methods
+async def sign_in_methods(c: Call, s: Services) -> list[tuple[str, str]]:
+    """The SSO choices shown above the password form, as (label, url): the tenant's SAML IdP
+    when one is configured, then its enabled OIDC providers; each keeps the page's ``next``."""
+    methods: list[tuple[str, str]] = []
+    try:
+        await s.upstream.call(
+            s.upstream.saml.GetSamlConfig, saml_pb.GetSamlConfigRequest(), tenant=c.tenant
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is not grpc.StatusCode.FAILED_PRECONDITION:  # not configured
+            raise
+    else:
+        nxt = safe_next(c.params.get("next"))
+        query = "" if nxt == "/" else "?" + urlencode({"next": nxt})
+        methods.append((SAML_LABEL, f"/auth/saml/login{query}"))
+    return methods + await oidc.sign_in_methods(c, s)
 
 
 def _origin(c: Call, s: Services) -> str:

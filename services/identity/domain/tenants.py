@@ -11,8 +11,12 @@ from ontrackio.core.tenancy import validate_slug
 from ontrackio.core.vocabulary import TENANT_STATUSES, TIERS
 from ontrackio.identity.errors import BadTransition, InvalidTenant
 
-# \Z, not $: "$" would also match before a final newline ("a.example.com\n").
-DOMAIN_RE = re.compile(r"(?=.{4,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
+# \Z, not $: "$" would also match before a final newline ("a.example.com\n"). The last
+# label is letters, or an IDN top-level domain's A-label (xn--p1ai, .рф).
+DOMAIN_RE = re.compile(
+    r"(?=.{4,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+"
+    r"([a-z]{2,63}|xn--[a-z0-9-]{0,58}[a-z0-9])\Z"
+)
 STATUSES = TENANT_STATUSES
 
 # status -> statuses it may move to by an operator's command
