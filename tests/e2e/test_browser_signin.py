@@ -4,6 +4,9 @@ driven by playwright, against the running stack and its real counterparts.
 - SAML: our sign-in page lists the tenant's SAML; its button sends the browser to the
   pysaml2 IdP (devtools/samlidp.py ``serve``), whose page posts the signed response to our
   ACS by itself, as real IdPs' pages do; the browser lands on ``next`` signed in.
+- OIDC: the same page lists the tenant's OIDC provider; its button goes to the authlib
+  provider (devtools/oidcprovider.py), which approves at once and redirects back to our
+  callback with the code; the browser lands on ``next`` signed in.
 - Password: an invitation link → the invitation page → a password → signed in; sign-out
   through the sign-out page's form; sign-in again with the password on /signin. Once with
   JavaScript and once without (the pages need none).
@@ -24,7 +27,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from ontrackio.devtools.oidcprovider import Person
 from ontrackio.devtools.samlidp import EMAIL_ATTRIBUTE, NAME_ATTRIBUTE, SamlIdP, User
+from ontrackio.gateway.api.oidc import BINDING_COOKIE, LABELS
 from ontrackio.gateway.api.signin import SAML_LABEL, SIGN_IN_REFUSED
 from ontrackio.gateway.auth.session import SESSION_COOKIE
 from ontrackio.gateway.pages import form_token
@@ -107,8 +112,9 @@ def saml_idp() -> Iterator[SamlIdP]:
 
 
 @pytest.fixture(scope="module")
-def sso_tenant(gateway, channels, saml_idp) -> dict:
-    """A tenant with SAML configured, JIT on and its people's domain verified."""
+def sso_tenant(gateway, channels, saml_idp, oidc_provider) -> dict:
+    """A tenant with SAML and a generic OIDC provider configured, JIT on and its people's
+    domain verified."""
     slug = unique("bs")
     domain = f"corp.{slug}.example.com"
     create_tenant(channels, slug, domains=[domain])
@@ -130,25 +136,74 @@ def sso_tenant(gateway, channels, saml_idp) -> dict:
         },
     )
     assert r.status == 200, r
+    origin = f"http://{gateway.host(slug)}"
+    client_id, secret = oidc_provider.register("generic", f"{origin}/auth/oidc/oidc/callback")
+    r = gateway.call(
+        "PUT",
+        "/admin/api/v1/sso/oidc/oidc",
+        slug,
+        admin,
+        {
+            "client_id": client_id,
+            "client_secret": secret,
+            "issuer": oidc_provider.issuer("generic"),
+        },
+    )
+    assert r.status == 200, r
     ssgrpc.SessionServiceStub(channels["identity"]).SetSignInPolicy(
         sspb.SignInPolicy(jit_provisioning=True), metadata=md(slug), timeout=10
     )
-    return {"slug": slug, "domain": domain, "origin": f"http://{gateway.host(slug)}"}
+    return {"slug": slug, "domain": domain, "origin": origin, "oidc_client": client_id}
 
 
-def test_saml_sign_in_from_our_page_through_the_idp_to_next(chromium, sso_tenant, saml_idp):
+def signed_in_cookie(page, origin: str, *, javascript: bool = True) -> dict:
+    """The session cookie as the browser keeps it: HttpOnly, SameSite=Lax, Secure (on
+    localhost, over http), host-only, Path=/; and not visible to the page's scripts."""
+    cookie = session_cookie(page)
+    assert cookie is not None and cookie["value"].startswith("ots_")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["secure"]
+    assert cookie["path"] == "/" and cookie["domain"] == origin.split("//")[1].split(":")[0]
+    if javascript:  # a cookie a script set is read back; the session cookie is not there
+        seen = page.evaluate("document.cookie = 'probe=1'; document.cookie")
+        assert "probe=1" in seen and SESSION_COOKIE not in seen
+    return cookie
+
+
+def test_the_sign_in_page_lists_the_tenants_sso_choices_in_order(chromium, sso_tenant):
+    page = new_page(chromium)
+    page.goto(f"{sso_tenant['origin']}/signin?next=/api/v1/session")
+    assert_basics(page, "Sign in")
+    links = page.get_by_role("list").get_by_role("link")
+    assert links.all_inner_texts() == [SAML_LABEL, LABELS["oidc"]]
+    assert [links.nth(i).get_attribute("href") for i in range(2)] == [
+        "/auth/saml/login?next=%2Fapi%2Fv1%2Fsession",
+        "/auth/oidc/oidc/login?next=%2Fapi%2Fv1%2Fsession",
+    ]
+    # The password stays (break-glass owners), under its own heading.
+    assert page.get_by_role("heading", level=2).all_inner_texts() == [
+        "Sign in with your organisation",
+        "Or sign in with a password",
+    ]
+    page.context.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no-javascript"])
+def test_saml_sign_in_from_our_page_through_the_idp_to_next(
+    chromium, sso_tenant, saml_idp, javascript
+):
     origin = sso_tenant["origin"]
     email = f"{unique('p')}@{sso_tenant['domain']}"
     saml_idp.user = User(
         name_id=email, attributes={EMAIL_ATTRIBUTE: [email], NAME_ATTRIBUTE: ["Browser Person"]}
     )
     requests: list[tuple[str, str]] = []
-    page = new_page(chromium, requests=requests)
+    page = new_page(chromium, javascript=javascript, requests=requests)
     page.goto(f"{origin}/signin?next=/api/v1/session")
-    assert_basics(page, "Sign in")
-    button = page.get_by_role("link", name=SAML_LABEL)
-    assert button.get_attribute("href") == "/auth/saml/login?next=%2Fapi%2Fv1%2Fsession"
-    button.click()
+    page.get_by_role("link", name=SAML_LABEL).click()
+    if not javascript:
+        # The IdP's page submits itself by script; without it, it waits for its button.
+        page.wait_for_url(saml_idp.sso_url + "?*")
+        page.get_by_role("button", name="Continue").click()
     page.wait_for_url(f"{origin}/api/v1/session")
 
     # The way it went: our login, the IdP's SSO page, the IdP's form posted to our ACS.
@@ -161,11 +216,33 @@ def test_saml_sign_in_from_our_page_through_the_idp_to_next(chromium, sso_tenant
     assert me["user"]["email"] == email and me["roles"] == ["member"]
     assert me["user_agent"].startswith("Mozilla/")  # the browser's own, as identity recorded it
 
-    cookie = session_cookie(page)
-    assert cookie is not None and cookie["value"].startswith("ots_")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["secure"]
-    assert cookie["path"] == "/" and cookie["domain"] == origin.split("//")[1].split(":")[0]
-    assert SESSION_COOKIE not in page.evaluate("document.cookie")  # HttpOnly: not for scripts
+    signed_in_cookie(page, origin, javascript=javascript)
+    page.context.close()
+
+
+def test_oidc_sign_in_from_our_page_through_the_provider_to_next(
+    chromium, sso_tenant, oidc_provider
+):
+    origin = sso_tenant["origin"]
+    email = f"{unique('p')}@{sso_tenant['domain']}"
+    oidc_provider.sign_in_as(sso_tenant["oidc_client"], Person(sub=unique("sub"), email=email))
+    requests: list[tuple[str, str]] = []
+    page = new_page(chromium, requests=requests)
+    page.goto(f"{origin}/signin?next=/api/v1/session")
+    page.get_by_role("link", name=LABELS["oidc"]).click()
+    page.wait_for_url(f"{origin}/api/v1/session")
+
+    # Our login, the provider's authorization endpoint, its redirect to our callback.
+    went = [(m, u.split("?")[0]) for m, u in requests]
+    authorize = f"{oidc_provider.base_url}/authorize"
+    assert went.index(("GET", f"{origin}/auth/oidc/oidc/login")) < went.index(("GET", authorize))
+    assert went.index(("GET", authorize)) < went.index(("GET", f"{origin}/auth/oidc/oidc/callback"))
+    me = shown_json(page)
+    assert me["method"] == "oidc:oidc" and me["idp"] == oidc_provider.issuer("generic")
+    assert me["user"]["email"] == email and me["roles"] == ["member"]
+    signed_in_cookie(page, origin)
+    # The browser-binding cookie (which the callback requires) is spent: cleared after it.
+    assert not [c for c in page.context.cookies() if c["name"] == BINDING_COOKIE]
     page.context.close()
 
 
@@ -217,7 +294,7 @@ def test_invitation_password_sign_out_and_password_sign_in(
     page.get_by_label("Type the password again", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Set password and sign in").click()
     page.wait_for_load_state()
-    assert not page.url.startswith(f"{origin}/invite"), page.content()
+    assert page.url == f"{origin}/", page.title()  # the invitation's next; else an error page
     me = who_am_i(page, origin)
     assert me["user"]["email"] == email and me["roles"] == ["owner"]
     assert me["method"] == "invitation"
