@@ -52,6 +52,9 @@ TEST_ENV = {
     # tests, tests/integration/test_oidc_client.py).
     "ONTRACK_OIDC_ALLOW_LOOPBACK_HTTP": "true",
     "ONTRACK_OIDC_JWKS_MIN_REFETCH_SECONDS": "0",
+    # SAML: the browser test's IdP (devtools/samlidp.py serve) is plain http on loopback;
+    # every other host must still be https.
+    "ONTRACK_SAML_ALLOW_LOOPBACK_HTTP": "true",
 }
 
 

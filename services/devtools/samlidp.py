@@ -359,7 +359,7 @@ class SamlIdP:
         httpd = ThreadingHTTPServer((host, port), Handler)
         base = f"http://{host}:{httpd.server_address[1]}"
         old = self.sso_url
-        self.sso_url = base + "/sso"
+        self._set_sso_url(base + "/sso")
         thread = threading.Thread(target=httpd.serve_forever, daemon=True)
         thread.start()
         try:
@@ -367,7 +367,15 @@ class SamlIdP:
         finally:
             httpd.shutdown()
             httpd.server_close()
-            self.sso_url = old
+            self._set_sso_url(old)
+
+    def _set_sso_url(self, url: str) -> None:
+        """Our SSO URL, also where pysaml2 expects AuthnRequests to be sent (it refuses a
+        request whose Destination is not one of its endpoints)."""
+        self.sso_url = url
+        self.server.config.setattr(
+            "idp", "endpoints", {"single_sign_on_service": [(url, BINDING_HTTP_REDIRECT)]}
+        )
 
 
 def encode(xml: str) -> str:

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from ontrackio.gateway.api import oidc
 from ontrackio.gateway.api.operation import (
     PUBLIC,
+    SESSION,
     Call,
     Operation,
     Param,
@@ -35,9 +36,11 @@ from ontrackio.gateway.auth.session import grant_response
 from ontrackio.gateway.pages import form_token
 from ontrackio.gateway.pages.render import error_page, page
 from ontrackio.identity.roles import rules as roles
+from ontrackio.identity.sessions import rules as session_rules
 from ontrackio.identity.signin import passwords
 from ontrackio.identity.signin.next_path import safe_next
 from ontrackio.identity.v1 import saml_pb2 as saml_pb
+from ontrackio.identity.v1 import sessions_pb2 as sessions_pb
 from ontrackio.identity.v1 import signin_pb2 as spb
 
 SIGN_IN_REFUSED = (
@@ -164,6 +167,25 @@ async def password_sign_in(c: Call, s: Services):
             c, s, methods, status=401, errors=[("email", SIGN_IN_REFUSED)], email=email, nxt=nxt
         )
     return grant_response(grant, secure=s.secure_cookies)
+
+
+# -- signing out ------------------------------------------------------------------------------
+
+
+async def signout_page(c: Call, s: Services):
+    """Who is signed in, and a form posting to /auth/logout with the session's CSRF token."""
+    session_id = getattr(c.principal, "session_id", "")
+    who = await s.rpc(
+        c, s.upstream.sessions.GetSession, sessions_pb.GetSessionRequest(session_id=session_id)
+    )
+    return page(
+        "signout",
+        200,
+        title="Sign out",
+        email=who.email,
+        csrf_field=csrf.FORM_FIELD,
+        csrf_token=session_rules.csrf_token(s.csrf_key, who.id),
+    )
 
 
 # -- invitations ------------------------------------------------------------------------------
@@ -369,6 +391,18 @@ OPERATIONS = [
         HTML,
         status=303,
         body=form_body(SIGNIN_FORM, max_bytes=16 * 1024, max_fields=16),
+        response_media_type="text/html",
+        error_codes=PAGE_ERRORS,
+        tags=("sign-in",),
+    ),
+    Operation(
+        "GET",
+        "/signout",
+        "signOutPage",
+        "The signed-in person's sign-out page (HTML): a form posting to /auth/logout.",
+        signout_page,
+        SESSION,
+        HTML,
         response_media_type="text/html",
         error_codes=PAGE_ERRORS,
         tags=("sign-in",),

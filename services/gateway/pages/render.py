@@ -19,6 +19,11 @@ import jinja2
 from starlette.responses import HTMLResponse
 
 TEMPLATES = Path(__file__).with_name("templates")
+# Not the gateway's usual no-referrer: under it browsers send ``Origin: null`` with a form
+# post (Fetch, "serializing a request origin"), which the same-origin check must refuse, so
+# no form of these pages could be sent. same-origin sends our own origin to ourselves and
+# nothing to any other site (no invitation token or next path leaves in a Referer).
+REFERRER_POLICY = "same-origin"
 
 
 @functools.cache
@@ -63,6 +68,7 @@ def page(
     response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
     response.headers["Content-Security-Policy"] = content_security_policy()
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = REFERRER_POLICY
     return response
 
 

@@ -61,6 +61,15 @@ def test_the_page_allows_its_own_style_by_hash_and_nothing_else():
     assert r.headers["cache-control"] == "no-store"
 
 
+def test_pages_let_browsers_send_our_origin_with_their_forms_and_nothing_elsewhere():
+    # Under no-referrer, browsers post Origin: null, which the same-origin check refuses
+    # (tests/e2e/test_browser_signin.py shows it in Chromium).
+    r = _signin()
+    assert r.headers["referrer-policy"] == "same-origin"
+    assert '<meta name="referrer" content="same-origin">' in r.body.decode()
+    assert error_page(403, "x").headers["referrer-policy"] == "same-origin"
+
+
 def test_without_a_password_method_the_form_is_not_shown_but_sso_buttons_are():
     html = _signin(password_allowed=False, methods=[("Microsoft", "/auth/oidc/entra/login")])
     text = html.body.decode()
