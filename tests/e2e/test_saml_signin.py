@@ -320,6 +320,22 @@ def test_an_invited_user_is_linked_on_first_sso_sign_in_then_found_by_issuer_and
     assert after[0] == "email-linked-to-another-subject" and len(after) == len(before) + 1
 
 
+def test_a_break_glass_owner_is_never_linked_to_an_sso_account_by_email(channels, tenant):
+    """The break-glass password must still open the tenant when the IdP fails, so no IdP
+    account can be linked to that owner by an email it asserts."""
+    from tests.e2e.sessions_kit import create_user
+
+    email = tenant.email("breakglass")
+    owner = create_user(channels, tenant.slug, "owner", email=email)
+    r = tenant.api("PUT", "/admin/api/v1/signin-policy", {"break_glass_users": [owner]})
+    assert r.status == 200, r
+    before = tenant.refusals()
+    refused = tenant.sign_in(tenant.browser(), person(email, unique("emp")))
+    assert refused.status == 403, refused
+    after = tenant.refusals()
+    assert after[0] == "break-glass-account" and len(after) == len(before) + 1
+
+
 def test_an_email_at_a_domain_not_verified_is_refused_even_with_jit(jit_tenant):
     t = jit_tenant
     for domain in (t.unverified, "evil.example", t.domain + ".evil.example"):
