@@ -11,6 +11,7 @@ from ontrackio.core import paging
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.identity.domain import users as rules
 from ontrackio.identity.errors import UserExists, UserNotFound
+from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.sessions import rules as session_rules
 from ontrackio.identity.sessions import store as sessions
 from ontrackio.identity.v1 import events_pb2
@@ -53,6 +54,7 @@ def deactivate(u: UnitOfWork, user_id: str, actor: str = "operator") -> dict[str
     """A leaver: inactive from now on, every session ended (and forgotten by every gateway)."""
     user = get(u, user_id)
     if user["active"]:
+        role_store.check_deactivation(u, user["id"], actor)
         u.conn.execute(
             "UPDATE users SET active = false, updated_at = now() WHERE id = %s", (user["id"],)
         )

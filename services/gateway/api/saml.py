@@ -5,15 +5,23 @@ The gateway only forwards: the raw SAMLResponse and RelayState, the tenant's can
 origin (``GatewaySettings.canonical_origin``: never the request's Host or forwarded
 headers), the client address and user agent. Identity checks everything; a successful
 ACS post gets the session cookie from the returned grant (``grant_response``).
+
+A refused ACS post (malformed: 400; refused by the protocol checks or by sign-in: 403; SAML
+not configured: 409) gets one answer whatever identity's reason, which only the audit trail
+holds: the generic sign-in error page when the client prefers text/html over
+problem+json (a browser, posting the IdP's form), else a problem with the same detail.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import grpc
 from starlette.responses import RedirectResponse, Response
 
+from ontrackio.gateway.accept import quality as accept_quality
 from ontrackio.gateway.api.operation import (
+    DEFAULT_ERRORS,
     PUBLIC,
     Call,
     Operation,
@@ -24,6 +32,8 @@ from ontrackio.gateway.api.operation import (
 )
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, time_json
 from ontrackio.gateway.api.services import Services
+from ontrackio.gateway.pages.render import error_page
+from ontrackio.gateway.problems import GRPC_TO_HTTP, PROBLEM_MEDIA_TYPE, problem
 from ontrackio.identity.signin.next_path import MAX_NEXT, safe_next
 from ontrackio.identity.sso.saml import acs, rules
 from ontrackio.identity.v1 import saml_pb2 as spb
@@ -32,6 +42,21 @@ METADATA_MEDIA_TYPE = "application/samlmetadata+xml"
 # A form with SAMLResponse and RelayState; the value's own cap is identity's (acs.py).
 ACS_MAX_BYTES = acs.MAX_RESPONSE_CHARS + acs.MAX_RELAY_STATE * 3 + 1024
 USER_AGENT_MAX = 512
+# What a person is told when SSO does not sign them in, whatever the reason (the audit
+# trail has it: saml.response_refused, signin.refused).
+SSO_REFUSED = (
+    "Single sign-on did not sign you in. Go back to the sign-in page and try again; if it"
+    " keeps happening, ask your administrator."
+)
+SSO_REFUSED_TITLE = "Sign-in did not work"
+# The identity answers that are a refusal of this sign-in (not an outage: those stay 5xx).
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,  # malformed or hostile XML
+        grpc.StatusCode.PERMISSION_DENIED,  # refused response, or sign-in refused
+        grpc.StatusCode.FAILED_PRECONDITION,  # SAML not configured for the tenant
+    }
+)
 
 _URI = {"type": "string", "maxLength": rules.MAX_URI}
 _NAME = {"type": "string", "maxLength": rules.MAX_ATTRIBUTE_NAME}
@@ -140,6 +165,21 @@ def settings_pb(body: dict[str, Any], **extra: Any) -> spb.SamlConfig:
 # -- the browser's ----------------------------------------------------------------------------
 
 
+def wants_page(headers: Any) -> bool:
+    """A browser: its Accept gives text/html a higher quality than problem+json (a tie, as
+    with no Accept or ``*/*``, is an API client)."""
+    accept = ", ".join(headers.getlist("accept")) if hasattr(headers, "getlist") else ""
+    return accept_quality(accept, "text/html") > accept_quality(accept, PROBLEM_MEDIA_TYPE)
+
+
+def refusal(c: Call, exc: grpc.aio.AioRpcError) -> Response:
+    """The one answer to a refused SSO sign-in: the page or the problem, same words."""
+    status = GRPC_TO_HTTP[exc.code()]
+    if wants_page(c.headers):
+        return error_page(status, SSO_REFUSED, title=SSO_REFUSED_TITLE)
+    return problem(status, detail=SSO_REFUSED, headers={"Cache-Control": "no-store"})
+
+
 async def sp_metadata(c: Call, s: Services):
     r = await s.rpc(
         c,
@@ -150,29 +190,39 @@ async def sp_metadata(c: Call, s: Services):
 
 
 async def login(c: Call, s: Services):
-    r = await s.rpc(
-        c,
-        s.upstream.saml.StartLogin,
-        spb.StartLoginRequest(
-            canonical_origin=s.canonical_origin(c.tenant),
-            next=safe_next(c.params.get("next")),
-        ),
-    )
+    try:
+        r = await s.rpc(
+            c,
+            s.upstream.saml.StartLogin,
+            spb.StartLoginRequest(
+                canonical_origin=s.canonical_origin(c.tenant),
+                next=safe_next(c.params.get("next")),
+            ),
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # not configured
+            raise
+        return refusal(c, exc)
     return RedirectResponse(r.redirect_url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
 async def consume(c: Call, s: Services):
-    grant = await s.rpc(
-        c,
-        s.upstream.saml.ConsumeResponse,
-        spb.ConsumeResponseRequest(
-            saml_response=c.body["SAMLResponse"],
-            relay_state=c.body.get("RelayState", ""),
-            canonical_origin=s.canonical_origin(c.tenant),
-            client_address=str(c.client_ip or ""),
-            user_agent=c.headers.get("user-agent", "")[:USER_AGENT_MAX],
-        ),
-    )
+    try:
+        grant = await s.rpc(
+            c,
+            s.upstream.saml.ConsumeResponse,
+            spb.ConsumeResponseRequest(
+                saml_response=c.body["SAMLResponse"],
+                relay_state=c.body.get("RelayState", ""),
+                canonical_origin=s.canonical_origin(c.tenant),
+                client_address=str(c.client_ip or ""),
+                user_agent=c.headers.get("user-agent", "")[:USER_AGENT_MAX],
+            ),
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() not in REFUSALS:
+            raise
+        return refusal(c, exc)
     return s.grant_response(grant)
 
 
@@ -207,6 +257,7 @@ async def import_metadata(c: Call, s: Services):
 
 
 ADMIN = credential("admin")
+SIGN_IN_ERRORS = (*DEFAULT_ERRORS, 409)  # 409: SAML is not configured for the tenant
 OPERATIONS = [
     Operation(
         "GET",
@@ -229,6 +280,7 @@ OPERATIONS = [
         {"type": "string"},
         status=302,
         params=(Param("next", "query", {"type": "string", "maxLength": MAX_NEXT}),),
+        error_codes=SIGN_IN_ERRORS,
         tags=("sign-in",),
     ),
     Operation(
@@ -241,6 +293,7 @@ OPERATIONS = [
         {"type": "string"},
         status=303,
         body=form_body(ACS_FORM, max_bytes=ACS_MAX_BYTES, max_fields=4),
+        error_codes=SIGN_IN_ERRORS,
         tags=("sign-in",),
     ),
     Operation(

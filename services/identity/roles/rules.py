@@ -59,6 +59,19 @@ def grants(roles: Iterable[str], scope: str) -> bool:
     return scope in scopes_of(roles)
 
 
+TOKEN_ACTOR_PREFIX = "token:"
+
+
+def assigner_roles(held: list[str] | None, actor: str) -> list[str] | None:
+    """The roles ``actor`` assigns roles with: a signed-in user's own (``held``); an API
+    token's are an admin's (its scopes were checked by the gateway, and a token is never an
+    owner: an admin could otherwise mint one and make themselves owner); None for operators
+    (the CLI), who may do anything."""
+    if held is None and actor.startswith(TOKEN_ACTOR_PREFIX):
+        return [ADMIN]
+    return held
+
+
 def may_assign(actor_roles: Iterable[str], old: Iterable[str], new: Iterable[str]) -> bool:
     """Whether someone holding ``actor_roles`` may change a user's roles from ``old`` to
     ``new``: it takes an admin, and only an owner makes or unmakes an owner."""

@@ -63,6 +63,11 @@ def require_for_tenant(dbs, info, actor: str, scope: str) -> None:
             require(u, actor, scope)
 
 
+# One lock per tenant database for changes that may remove an owner (role changes,
+# deactivation): two owners demoting each other at once must not both see "2 owners left".
+_OWNERS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('ontrackio.identity.owners'))"
+
+
 def _active_owners(u: UnitOfWork) -> int:
     row = u.conn.execute(
         "SELECT count(*) FROM user_roles r JOIN users x ON x.id = r.user_id"
@@ -78,11 +83,12 @@ def set_roles(u: UnitOfWork, user_id: str, roles: list[str], actor: str) -> list
     new roles; the caller ends the user's sessions when they changed (privilege change)."""
     user_id = paging.parse_id(user_id, "user_id")
     new = rules.validate(roles)
+    u.conn.execute(_OWNERS_LOCK)
     row = u.conn.execute("SELECT active FROM users WHERE id = %s FOR UPDATE", (user_id,)).fetchone()
     if row is None:
         raise UserNotFound("user not found")
     old = roles_of(u, user_id)
-    held = actor_roles(u, actor)
+    held = rules.assigner_roles(actor_roles(u, actor), actor)
     if held is not None and not rules.may_assign(held, old, new):
         raise RoleDenied(
             "only an owner can grant or remove the owner role"
@@ -113,3 +119,18 @@ def set_roles(u: UnitOfWork, user_id: str, roles: list[str], actor: str) -> list
         ),
     )
     return new
+
+
+def check_deactivation(u: UnitOfWork, user_id: Any, actor: str) -> None:
+    """Before deactivating ``user_id``: an owner is deactivated only by an owner (or an
+    operator), as only an owner unmakes one (RoleDenied), and never the last active owner
+    (LastOwner). Takes the owners lock, held to the end of ``u``'s transaction."""
+    u.conn.execute(_OWNERS_LOCK)
+    if rules.OWNER not in roles_of(u, user_id):
+        return
+    held = rules.assigner_roles(actor_roles(u, actor), actor)
+    if held is not None and rules.OWNER not in held:
+        raise RoleDenied("only an owner can deactivate an owner")
+    row = u.conn.execute("SELECT active FROM users WHERE id = %s", (user_id,)).fetchone()
+    if row and row[0] and _active_owners(u) <= 1:
+        raise LastOwner("the tenant must keep at least one active owner")

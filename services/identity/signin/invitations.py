@@ -34,6 +34,7 @@ from ontrackio.identity.errors import (
 from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.signin import mail, tokens
+from ontrackio.identity.signin import policy as signin_policy
 from ontrackio.identity.signin.smtp import Outgoing
 
 COLUMNS = (
@@ -262,9 +263,17 @@ def open_invitation(
         or row["revoked_at"] is not None
         or row["expires_at"] <= now
         or not row["active"]
+        or not _may_use_password(u, row["user_id"])
     ):
         raise InvitationNotFound("this invitation link is not valid any more")
     return row
+
+
+def _may_use_password(u: UnitOfWork, user_id: Any) -> bool:
+    """Accepting an invitation sets a password and opens a password session: under the
+    tenant's ``sso_required`` only its break-glass users may (as for password sign-in)."""
+    p = signin_policy.load(u)
+    return not p["sso_required"] or str(user_id) in p["break_glass_users"]
 
 
 def mark_used(u: UnitOfWork, row: dict[str, Any]) -> None:

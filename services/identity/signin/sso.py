@@ -3,10 +3,11 @@
 Order: the email's domain must be one of the tenant's verified domains, or the address a
 named external collaborator whose exception has not expired (``admit``) → the account is
 found by (issuer, subject) → failing that, an existing user with that verified email is
-linked to the IdP account once (an invited user's first SSO sign-in), unless the user is
-already linked to another subject of the same issuer → failing that, a user is created just
-in time when the tenant's policy allows it, with the default role (never more: roles come
-from an admin or a group mapping, never from an attribute) → the session opens.
+linked to the IdP account once (an invited user's first SSO sign-in), unless some IdP
+account is linked to the user already, or the user is a break-glass owner → failing that, a
+user is created just in time when the tenant's policy allows it, with the default role
+(never more: roles come from an admin or a group mapping, never from an attribute) → the
+session opens.
 
 A refusal is audited (``signin.refused`` with its reason) in a transaction of its own, so
 that it is kept although the sign-in's own transaction rolls back; the caller sees one
@@ -36,6 +37,7 @@ EMAIL_UNVERIFIED = "email-unverified"
 NO_ACCOUNT = "no-account"
 INACTIVE = "inactive"
 LINKED_ELSEWHERE = "email-linked-to-another-subject"
+BREAK_GLASS = "break-glass-account"  # kept for password sign-in when the IdP fails
 
 
 def _find_account(u: UnitOfWork, ext: ExternalIdentity) -> tuple[str, bool] | None:
@@ -78,12 +80,16 @@ def _user_for(u: UnitOfWork, ext: ExternalIdentity) -> str:
     if row is not None:
         if not row[1]:
             raise SignInRefused(INACTIVE)
+        # Linked by email once, and only a user no IdP vouches for yet and who is not a
+        # break-glass owner: a second IdP (or one whose users edit their own email) must not
+        # take over an account another IdP, or the break-glass password, already holds.
         other = u.conn.execute(
-            "SELECT 1 FROM external_accounts WHERE user_id = %s AND issuer = %s",
-            (row[0], ext.issuer),
+            "SELECT 1 FROM external_accounts WHERE user_id = %s", (row[0],)
         ).fetchone()
         if other is not None:
             raise SignInRefused(LINKED_ELSEWHERE)
+        if str(row[0]) in policy.load(u)["break_glass_users"]:
+            raise SignInRefused(BREAK_GLASS)
         _link(u, ext, str(row[0]))
         return str(row[0])
     if not policy.load(u)["jit_provisioning"]:

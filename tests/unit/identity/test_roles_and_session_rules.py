@@ -112,3 +112,15 @@ def test_actors():
     assert rules.user_actor("u1") == "user:u1"
     assert rules.actor_user_id("user:u1") == "u1"
     assert rules.actor_user_id("token:abc") is None and rules.actor_user_id("operator") is None
+
+
+def test_a_token_assigns_roles_as_an_admin_never_as_an_owner():
+    """An admin could mint an admin token and, were a token's actor unchecked, make
+    themselves owner with it."""
+    as_token = roles.assigner_roles(None, "token:abcdef")
+    assert as_token == [roles.ADMIN]
+    assert not roles.may_assign(as_token, [roles.ADMIN], [roles.OWNER])
+    assert not roles.may_assign(as_token, [roles.OWNER], [roles.ADMIN])
+    assert roles.may_assign(as_token, [roles.MEMBER], [roles.ADMIN])
+    assert roles.assigner_roles(None, "cli:e2e") is None  # operators keep every right
+    assert roles.assigner_roles([roles.MEMBER], "user:u1") == [roles.MEMBER]
