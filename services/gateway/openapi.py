@@ -94,7 +94,21 @@ def _request_body(op: Operation) -> dict[str, Any] | None:
     return {"required": not body.optional, "content": content}
 
 
+def _answers_html(op: Operation) -> bool:
+    """Pages, and sign-in steps a browser follows: their refusals are pages for a browser
+    (and problems for everyone else, and for what the edge refuses before them)."""
+    return op.response_media_type == "text/html" or "text/html" in op.also_answers
+
+
 def _error_response(op: Operation, code: int) -> dict[str, Any]:
+    if op.errors is ErrorFormat.PROBLEM and _answers_html(op):
+        return {
+            "description": ERROR_TEXT.get(code, "Error."),
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}},
+            },
+        }
     if op.errors is ErrorFormat.PROBLEM:
         return {"$ref": f"#/components/responses/E{code}"}
     return {

@@ -202,7 +202,6 @@ OPERATIONS: list[Operation] = [
         LIST_RESPONSE,
         params=PARAMS,
         tags=("audit",),
-        links={"NextPage": ("readAudit", {"page_token": "$response.body#/next_page_token"})},
         also_answers=("text/csv",),
     ),
 ]

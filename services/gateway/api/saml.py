@@ -282,6 +282,7 @@ OPERATIONS = [
         params=(Param("next", "query", {"type": "string", "maxLength": MAX_NEXT}),),
         error_codes=SIGN_IN_ERRORS,
         tags=("sign-in",),
+        also_answers=("text/html",),  # a browser's refusals are the sign-in error page
     ),
     Operation(
         "POST",
@@ -295,6 +296,7 @@ OPERATIONS = [
         body=form_body(ACS_FORM, max_bytes=ACS_MAX_BYTES, max_fields=4),
         error_codes=SIGN_IN_ERRORS,
         tags=("sign-in",),
+        also_answers=("text/html",),  # a browser's refusals are the sign-in error page
     ),
     Operation(
         "GET",
