@@ -307,6 +307,7 @@ OPERATIONS = [
         ADMIN,
         CONFIG,
         admin=True,
+        error_codes=ADMIN_ERRORS,  # 409: SAML is not configured for the tenant
         tags=("admin",),
     ),
     Operation(
