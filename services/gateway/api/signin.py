@@ -463,7 +463,6 @@ OPERATIONS = [
         admin=True,
         error_codes=ADMIN_ERRORS,
         tags=("admin",),
-        links={"RevokeInvitation": ("revokeInvitation", {"id": "$response.body#/id"})},
     ),
     Operation(
         "DELETE",
