@@ -100,13 +100,24 @@ class Backends:
 
 
 class Report:
-    def __init__(self) -> None:
+    """The figures, observations and raw numbers of one run. ``only`` (``--only``: words
+    such as ``saml,session``) runs just the sections whose names contain one of them, on
+    the running system (for working on one figure; the reference run is the full one)."""
+
+    def __init__(self, only: tuple[str, ...] = ()) -> None:
         self.figures: list[dict] = []
         self.observations: list[str] = []
         self.raw: dict = {}
+        self.only = tuple(w.lower() for w in only)
+
+    def selected(self, name: str) -> bool:
+        return not self.only or any(w in name.lower() for w in self.only)
 
     def section(self, name: str, unit: str, goal: str, fn) -> object:
-        """Run one section; a failure becomes a NOT MEASURED row, never an abort."""
+        """Run one section; a failure becomes a NOT MEASURED row, never an abort. A section
+        not selected (``only``) is not run: None."""
+        if not self.selected(name):
+            return None
         log(f"== {name}")
         try:
             return fn()
@@ -374,7 +385,7 @@ def bench(report: Report, args) -> None:
         if gateway_running:
             saml_and_sessions(report, stack)
 
-        cpu_small = idle_cpu(stack)
+        cpu_small = idle_cpu(stack) if report.selected("idle cpu") else 0.0
         bulk_slugs = [f"f{deployment}{i:03d}" for i in range(n_bulk)]
 
         def bulk_section():
@@ -506,6 +517,12 @@ def table(figures: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer tenants/events (smoke run)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated words: run only the sections whose names contain one"
+        " (e.g. saml,session)",
+    )
     args = parser.parse_args()
 
     def terminate(*_):
@@ -514,7 +531,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, terminate)
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    report = Report()
+    report = Report(tuple(w.strip() for w in args.only.split(",") if w.strip()))
     interrupted = False
     try:
         bench(report, args)
@@ -532,6 +549,7 @@ def main() -> int:
         "started_at": started.isoformat(timespec="seconds"),
         "duration_s": round(duration, 1),
         "quick": args.quick,
+        "only": list(report.only),
         "host": {
             "cpus": __import__("os").cpu_count(),
             "python": platform.python_version(),
@@ -547,16 +565,21 @@ def main() -> int:
     path = RESULTS / f"bench-{stamp}.json"
     text = json.dumps(result, indent=2, default=str)
     path.write_text(text)
-    (RESULTS / "latest.json").write_text(text)
+    if not report.only:  # latest.json is always a whole run
+        (RESULTS / "latest.json").write_text(text)
     print()
     print(
         f"OnTrackio bench {started:%Y-%m-%d %H:%M} UTC, {duration:.0f} s"
         + (" (quick)" if args.quick else "")
+        + (f" (only: {', '.join(report.only)})" if report.only else "")
     )
     print(table(report.figures))
     for o in report.observations:
         print(f"* {o}")
-    print(f"\nsaved {path.relative_to(ROOT)} and bench-results/latest.json")
+    print(
+        f"\nsaved {path.relative_to(ROOT)}"
+        + ("" if report.only else " and bench-results/latest.json")
+    )
     return 130 if interrupted else 0
 
 
