@@ -10,7 +10,6 @@ at most once per ``touch_seconds`` per token, in the background.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from prometheus_client import Counter
 
 from ontrackio.core import addresses
 from ontrackio.gateway.allowlist import is_allowed
+from ontrackio.gateway.auth.use_reports import UseReporter
 from ontrackio.gateway.client_ip import IPAddress, IPNetwork
 from ontrackio.gateway.hosts import TenantNotServed
 from ontrackio.gateway.problems import ProblemResponse, problem
@@ -123,10 +123,8 @@ class Authenticator:
         self.key = key
         self.cache = cache
         self.lookup_limiter = lookup_limiter
-        self.touch_seconds = touch_seconds
         self.clock = clock
-        self._touched: dict[str, float] = {}
-        self._background: set[asyncio.Task] = set()
+        self.uses = UseReporter(self._send_touch, touch_seconds, cache.max_entries)
 
     async def authenticate(
         self, authorization: str | None, tenant: str, client_ip: IPAddress | None
@@ -168,7 +166,7 @@ class Authenticator:
             return Failure.EXPIRED
         if not is_allowed(client_ip, record.networks):
             return Failure.ADDRESS
-        self._touch(tenant, token_id, client_ip)
+        self.uses.used(tenant, token_id, client_ip)
         return Principal(token_id, tenant, record.scopes)
 
     async def _lookup(self, tenant: str, token_id: str) -> TokenRecord | None:
@@ -185,29 +183,19 @@ class Authenticator:
     def forget(self, tenant: str, token_id: str) -> None:
         self.cache.invalidate((tenant, token_id))
 
-    def _touch(self, tenant: str, token_id: str, client_ip: IPAddress | None) -> None:
-        now = time.monotonic()
-        if now - self._touched.get(token_id, -1e18) < self.touch_seconds:
-            return
-        if len(self._touched) > self.cache.max_entries:
-            self._touched.clear()
-        self._touched[token_id] = now
-        task = asyncio.create_task(self._send_touch(tenant, token_id, str(client_ip or "")))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _send_touch(self, tenant: str, token_id: str, address: str) -> None:
+    async def _send_touch(self, tenant: str, token_id: str, address: str) -> bool:
         try:
             await self.upstream.call(
                 self.upstream.access.TouchToken,
                 apb.TouchTokenRequest(id=token_id, address=address),
                 tenant=tenant,
             )
-        except grpc.aio.AioRpcError as exc:  # best effort: the next minute tries again
+        except grpc.aio.AioRpcError as exc:  # best effort: the next use tries again
             log.info("recording use of token %s failed: %s", token_id, exc.code().name)
-            self._touched.pop(token_id, None)
+            return False
         except TenantNotServed:  # suspended meanwhile: nothing to record
-            self._touched.pop(token_id, None)
+            return False
+        return True
 
 
 def refusal(failure: Failure) -> ProblemResponse:

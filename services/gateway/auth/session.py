@@ -16,15 +16,16 @@ Max-Age up to the session's absolute expiry.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import grpc
 from prometheus_client import Counter
 from starlette.responses import RedirectResponse, Response
 
+from ontrackio.gateway.auth.use_reports import UseReporter
 from ontrackio.gateway.client_ip import IPAddress
 from ontrackio.gateway.hosts import TenantNotServed
 from ontrackio.gateway.problems import ProblemResponse, problem
@@ -33,6 +34,7 @@ from ontrackio.gateway.ttlcache import TTLCache
 from ontrackio.gateway.upstream import Upstream
 from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.sessions import rules
+from ontrackio.identity.signin.next_path import safe_next
 from ontrackio.identity.v1 import sessions_pb2 as spb
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,14 @@ def sign_in_required() -> ProblemResponse:
     )
 
 
+def sign_in_redirect(path: str) -> Response:
+    """For a page (HTML) that needs a session: back to the sign-in page, which returns to
+    ``path`` afterwards (a path of this host; sign-in checks it again, next_path.safe_next)."""
+    nxt = safe_next(path)
+    query = "" if nxt == "/" else "?" + urlencode({"next": nxt})
+    return Response(status_code=303, headers={"Location": f"/signin{query}"})
+
+
 class SessionChecker:
     """Checks presented session cookies (the SessionAuthenticator of endpoint.py)."""
 
@@ -133,10 +143,8 @@ class SessionChecker:
         self.key = key
         self.cache = cache
         self.lookup_limiter = lookup_limiter
-        self.touch_seconds = touch_seconds
         self.clock = clock
-        self._touched: dict[str, float] = {}
-        self._background: set[asyncio.Task] = set()
+        self.uses = UseReporter(self._send_touch, touch_seconds, cache.max_entries)
 
     async def authenticate(
         self, cookie: str, tenant: str, client_ip: IPAddress | None
@@ -175,7 +183,7 @@ class SessionChecker:
             record = await self.cache.get(key, lambda: self._lookup(tenant, session_id))
             if record is None or record.ended or now >= record.idle_expires_at:
                 return "idle"
-        self._touch(tenant, session_id, client_ip)
+        self.uses.used(tenant, session_id, client_ip)
         return SessionPrincipal(
             record.user_id, tenant, session_id, record.roles, record.method, record.mfa_source
         )
@@ -208,18 +216,9 @@ class SessionChecker:
             if key[0] == tenant:
                 self.cache.invalidate(key)
 
-    def _touch(self, tenant: str, session_id: str, client_ip: IPAddress | None) -> None:
-        now = time.monotonic()
-        if now - self._touched.get(session_id, -1e18) < self.touch_seconds:
-            return
-        if len(self._touched) > self.cache.max_entries:
-            self._touched.clear()
-        self._touched[session_id] = now
-        task = asyncio.create_task(self._send_touch(tenant, session_id, str(client_ip or "")))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _send_touch(self, tenant: str, session_id: str, address: str) -> None:
+    async def _send_touch(self, tenant: str, session_id: str, address: str) -> bool:
+        """Move the session's idle expiry on; the record identity returns replaces the
+        cached one, unless an invalidation came in meanwhile (the cache's generation)."""
         generation = self.cache.generation
         try:
             reply = await self.upstream.call(
@@ -230,14 +229,13 @@ class SessionChecker:
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:  # ended meanwhile: forget it now
                 self.cache.invalidate((tenant, session_id))
-            else:  # best effort: the next use tries again
-                log.info("touching session failed: %s", exc.code().name)
-                self._touched.pop(session_id, None)
-            return
+                return True
+            log.info("touching session failed: %s", exc.code().name)  # the next use retries
+            return False
         except TenantNotServed:
-            self._touched.pop(session_id, None)
-            return
+            return False
         self.cache.put((tenant, session_id), record_from_pb(reply), if_generation=generation)
+        return True
 
 
 def grant_response(
