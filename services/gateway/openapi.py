@@ -119,6 +119,18 @@ def _error_response(op: Operation, code: int) -> dict[str, Any]:
     }
 
 
+def _sign_in_redirect(op: Operation) -> dict[str, Any]:
+    """A page that needs a session sends a browser without one to sign in (and back)."""
+    if op.auth.accepts_session and op.response_media_type == "text/html" and op.method == "GET":
+        return {
+            "303": {
+                "description": "Not signed in: to /signin, which comes back here afterwards.",
+                "headers": {"Location": {"schema": {"type": "string"}}},
+            }
+        }
+    return {}
+
+
 def document(operations: list[Operation], *, title: str, version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document: per operation its parameters, request media types and
     schemas, security (bearer scopes or the session cookie), success and error responses in
@@ -159,6 +171,7 @@ def document(operations: list[Operation], *, title: str, version: str) -> dict[s
             "responses": {
                 str(op.status): success,
                 **{str(code): _error_response(op, code) for code in sorted(codes)},
+                **_sign_in_redirect(op),
             },
             "security": _security(op),
         }

@@ -26,6 +26,7 @@ from ontrackio.gateway.auth.session import (
     SESSION_COOKIE,
     SessionPrincipal,
     session_cookie,
+    sign_in_redirect,
     sign_in_required,
 )
 from ontrackio.gateway.client_ip import IPAddress
@@ -140,10 +141,12 @@ async def _authenticate_session(
     op: Operation, checks: Checks, request: Request, tenant: str, client_ip: IPAddress | None
 ) -> Principal | Response:
     cookie = session_cookie(request.headers.getlist("cookie"))
-    if cookie is None or checks.sessions is None:
-        return sign_in_required()
-    user = await checks.sessions.authenticate(cookie, tenant, client_ip)
+    user = None
+    if cookie is not None and checks.sessions is not None:
+        user = await checks.sessions.authenticate(cookie, tenant, client_ip)
     if user is None:
+        if op.response_media_type == "text/html" and request.method in csrf.SAFE_METHODS:
+            return sign_in_redirect(request.url.path)  # a page: to sign-in and back
         return sign_in_required()
     for scope in op.auth.scopes:
         if scope not in user.scopes:

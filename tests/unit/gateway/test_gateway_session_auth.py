@@ -3,7 +3,14 @@ cookie requests pass the Origin check and carry the session's CSRF token."""
 
 from __future__ import annotations
 
-from ontrackio.gateway.api.operation import Call, Operation, credential, form_body, json_body
+from ontrackio.gateway.api.operation import (
+    SESSION,
+    Call,
+    Operation,
+    credential,
+    form_body,
+    json_body,
+)
 from ontrackio.gateway.auth.session import SESSION_COOKIE
 from tests.unit.gateway.api_kit import DictSessions, csrf_headers, tiny_app
 
@@ -24,6 +31,7 @@ OPS = [
     op("POST", "/api/v1/form", credential("api:write"), body=form_body(FORM_SCHEMA)),
     op("GET", "/admin/api/v1/things", credential("admin"), admin=True),
     op("GET", "/api/v1/audit", credential("audit:read")),
+    op("GET", "/a-page", SESSION, response_media_type="text/html"),
 ]
 SESSIONS = DictSessions(
     {
@@ -136,3 +144,13 @@ def test_a_form_may_carry_the_token_as_a_field(asgi):
     assert r.status == 403
     r = asgi(APP, "/api/v1/form", **post([cookie("s-mem"), origin], body=b"name=x", kind=FORM))
     assert r.status == 403
+
+
+def test_a_page_sends_a_browser_without_a_session_to_sign_in_and_back(asgi):
+    r = asgi(APP, "/a-page")
+    assert r.status == 303 and r.header("location") == "/signin?next=%2Fa-page"
+    stale = asgi(APP, "/a-page", headers=[cookie("s-gone")])
+    assert stale.status == 303
+    assert asgi(APP, "/a-page", headers=[cookie("s-mem")]).status == 200
+    # JSON operations keep their 401 challenge
+    assert asgi(APP, "/api/v1/things", headers=[cookie("s-gone")]).status == 401
