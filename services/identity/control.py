@@ -89,6 +89,16 @@ class Control:
             raise TenantNotFound(f"tenant {slug!r} not found")
         return rows[0]
 
+    def verified_domains(self, slug: str) -> list[str]:
+        """The tenant's verified domains (what SSO sign-in admits), read fresh."""
+        with self.uow() as u:
+            rows = u.conn.execute(
+                "SELECT d.domain FROM tenant_domains d JOIN tenants t ON t.id = d.tenant_id"
+                " WHERE t.slug = %s AND t.status <> 'deleted' AND d.verified ORDER BY d.domain",
+                (slug,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
     def list(self, include_deleted: bool = False) -> list[dict[str, Any]]:
         with self.uow() as u:
             return self._fetch(u.conn, "%s OR t.status <> 'deleted'", (include_deleted,))

@@ -181,9 +181,10 @@ def test_in_response_to_must_be_a_request_this_tenant_issued(channels, edge, adm
 def test_a_request_id_and_an_assertion_are_used_once_across_processes(
     system, edge, admin, idp, tenant
 ):
-    """The first post gets past every protocol check (what sign-in then decides is
-    sign-in's); the same response again, to another identity process, is a replay; a new
-    assertion for the used request is an unknown request."""
+    """The first post gets past every protocol check and is refused by sign-in (the
+    tenant has not verified acme.example): that refusal is audited and the assertion and
+    the request stay used. The same response again, to another identity process, is a
+    replay; a new assertion for the used request is an unknown request."""
     start = edge.StartLogin(
         pb.StartLoginRequest(canonical_origin=origin(tenant), next="/assets"),
         metadata=tenant_md(tenant),
@@ -191,11 +192,16 @@ def test_a_request_id_and_an_assertion_are_used_once_across_processes(
     assert start.redirect_url.startswith(idp.sso_url + "?SAMLRequest=")
     value = response(idp, tenant, start.request_id)
     before = refusal_causes(admin, tenant)
-    try:
+    with pytest.raises(grpc.RpcError) as info:
         consume(edge, tenant, value)
-    except grpc.RpcError as exc:  # sign-in may refuse the person; never the protocol
-        assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert refusal_causes(admin, tenant) == before  # no protocol refusal recorded
+    signin_refusals = (
+        admin[1]
+        .ListAudit(apb.ListAuditRequest(action="signin.refused"), metadata=md(tenant), timeout=10)
+        .entries
+    )
+    assert [json.loads(e.new_json)["method"] for e in signin_refusals][:1] == ["saml"]
     with extra_api(system, "identity", "identity-api-saml") as api:
         with extra_channel(system, api, "gateway") as ch:
             with pytest.raises(grpc.RpcError) as info:

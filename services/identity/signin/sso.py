@@ -158,6 +158,21 @@ def record_refusal(u: UnitOfWork, method: str, email: str, why: str, detail: Any
     )
 
 
+def attempt(
+    u: UnitOfWork, key: bytes, ext: ExternalIdentity, **kwargs: Any
+) -> sessions_pb2.SessionGrant | SignInRefused:
+    """``complete`` in the caller's transaction, under a savepoint: the session, or the
+    refusal, audited in that transaction and returned for the caller to raise once it has
+    committed (what the caller did before, such as marking an assertion used, is kept
+    either way)."""
+    try:
+        with u.conn.transaction():
+            return complete(u, key, ext, **kwargs)
+    except SignInRefused as refused:
+        record_refusal(u, ext.method, ext.email, refused.why)
+        return refused
+
+
 def sign_in(
     unit_of_work: Callable[[], Any],
     key: bytes,

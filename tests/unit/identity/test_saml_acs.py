@@ -432,3 +432,54 @@ def test_a_garbage_encrypted_assertion_is_refused_not_a_crash(idp):
     root.replace(a, enc)
     with pytest.raises((SamlResponseRefused, MalformedSamlResponse)):
         acs.verify(form(root), config_for(idp), SP)
+
+
+# -- python3-saml's schemas, compiled once --------------------------------------------------------
+
+
+@pytest.fixture()
+def compiled_once(monkeypatch):
+    """compile_schemas_once installed for one test (python3-saml's stock class restored)."""
+    from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+
+    monkeypatch.setattr(OneLogin_Saml2_XML, "_schema_class", etree.XMLSchema)
+    acs.compile_schemas_once()
+    acs.compile_schemas_once()  # idempotent
+    hook = OneLogin_Saml2_XML._schema_class
+    assert isinstance(hook, acs._CompiledSchemas)
+    return hook
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_response_outside_the_schema_is_refused_with_or_without_the_compiled_schema(
+    idp, request, cached
+):
+    if cached:
+        request.getfixturevalue("compiled_once")
+    good = tree(signed(idp))
+    acs.verify(form(good), config_for(idp), SP)  # compiles (and, cached, keeps) the schema
+    bad = tree(signed(idp))
+    etree.SubElement(bad, f"{{{NS['samlp']}}}Unknown")  # outside the schema; not signed
+    refused("schema", form(bad), config_for(idp))
+    acs.verify(form(good), config_for(idp), SP)
+
+
+def test_the_compiled_schema_is_kept_per_file_and_per_thread(compiled_once):
+    import threading
+    from pathlib import Path
+
+    from onelogin.saml2 import xml_utils
+
+    path = Path(xml_utils.__file__).parent / "schemas" / "saml-schema-protocol-2.0.xsd"
+
+    def compile_it():
+        with path.open() as f:
+            return compiled_once(etree.parse(f))
+
+    first = compile_it()
+    assert compile_it() is first
+    other = []
+    t = threading.Thread(target=lambda: other.append(compile_it()))
+    t.start()
+    t.join()
+    assert other[0] is not first and isinstance(other[0], etree.XMLSchema)

@@ -39,6 +39,7 @@ from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_Validatio
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from ontrackio.identity.errors import InvalidSamlConfig, MalformedSamlResponse, SamlResponseRefused
 from ontrackio.identity.signin.external import METHOD_SAML, ExternalIdentity
@@ -115,6 +116,35 @@ class _Parsers(threading.local):
 
 
 _parsers = _Parsers()
+
+
+class _CompiledSchemas(threading.local):
+    """python3-saml's schemas compiled once per thread, by file (XMLSchema objects keep an
+    error log of their own, so they are not shared between threads)."""
+
+    def __init__(self) -> None:
+        self.by_file: dict[str, etree.XMLSchema] = {}
+
+    def __call__(self, tree: etree._ElementTree) -> etree.XMLSchema:
+        url = tree.docinfo.URL
+        schema = self.by_file.get(url) if url else None
+        if schema is None:
+            schema = etree.XMLSchema(tree)
+            if url:
+                self.by_file[url] = schema
+        return schema
+
+
+def compile_schemas_once() -> None:
+    """Make python3-saml compile its XSD schemas once per thread instead of on every
+    response (``OneLogin_Saml2_XML.validate_xml`` parses and compiles
+    saml-schema-protocol-2.0.xsd and the schemas it imports each time: ~45 % of a
+    ``process_response``). The same schema files validate the same documents; only the
+    compilation is kept. Through python3-saml's own hook (``_schema_class``, the class it
+    compiles with), for the whole process: identity's SAML service calls it when it starts
+    (``api.SamlServicer``); the bench's python3-saml baseline runs in processes that do not."""
+    if not isinstance(OneLogin_Saml2_XML._schema_class, _CompiledSchemas):
+        OneLogin_Saml2_XML._schema_class = _CompiledSchemas()
 
 
 def parse_xml(raw: bytes) -> etree._Element:

@@ -1,10 +1,12 @@
 """Identity's SamlService entrypoints: decode, call the SAML modules, encode.
 
-ConsumeResponse runs in three steps, each its own transaction: read the configuration and
-our key; (no database) ``acs.verify``; then the checks only the database can make (a request
-we issued for this tenant, used once; an unsolicited response only where allowed; an
-assertion id never seen) committed before sign-in proper (``signin.sso.complete``), so an
-assertion is used once whatever follows. A refusal at any step is an audit entry of its own.
+ConsumeResponse is one transaction on the tenant's database (after the tenant's verified
+domains are read from the control database): read the configuration and our key;
+``acs.verify`` (no database); the checks only the database can make (a request we issued
+for this tenant, used once; an unsolicited response only where allowed; an assertion id
+never seen); then sign-in proper (``signin.sso.attempt``) under a savepoint, so that a
+refused sign-in is audited and still commits the assertion and the request as used. A
+refusal before sign-in rolls everything back and is an audit entry of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ontrackio.identity.errors import (
     MalformedSamlResponse,
     SamlNotConfigured,
     SamlResponseRefused,
+    SignInRefused,
 )
 from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.roles import store as role_store
@@ -69,6 +72,7 @@ class SamlServicer(pb_grpc.SamlServiceServicer):
         self.fields = rt.fields
         self.allow_loopback_http = rt.settings.saml_allow_loopback_http
         self.fetch_timeout = rt.settings.saml_metadata_timeout_seconds
+        acs.compile_schemas_once()
 
     # -- sealing our private key ----------------------------------------------------------
 
@@ -129,11 +133,13 @@ class SamlServicer(pb_grpc.SamlServiceServicer):
 
     def _consume(self, info, sp: rules.SpEndpoints, request):
         self.fields.ready(info)
+        domains = self.rt.control.verified_domains(info.slug)
         with self.dbs.unit_of_work(info) as u:
-            config = self._configured(u)
-            key = store.sp_key_pair(u, self._unseal(info))
-        verified = acs.verify(request.saml_response, config, sp, key)
-        with self.dbs.unit_of_work(info) as u:
+            row, key = store.acs_inputs(u, self._unseal(info))
+            if row is None:
+                raise SamlNotConfigured("SAML single sign-on is not configured for this tenant")
+            config = store.config_of(row)
+            verified = acs.verify(request.saml_response, config, sp, key)
             store.sweep(u)
             # A replay is named as such before its (used) request id is looked at.
             if not store.remember_assertion(
@@ -149,21 +155,18 @@ class SamlServicer(pb_grpc.SamlServiceServicer):
                 if found is None:
                     raise SamlResponseRefused("unknown_request")
                 next_path = found
-        return self.sign_in(info, verified, request, next_path)
-
-    def sign_in(self, info, verified: acs.Verified, request, next_path: str):
-        """The proven identity handed to sign-in (allowed domains, accounts, the session);
-        a refusal is audited by sso.sign_in."""
-        domains = list(self.rt.control.get(info.slug)["domains"] or [])  # verified ones
-        return sso.sign_in(
-            lambda: self.dbs.unit_of_work(info),
-            self.rt.settings.token_hash_key.get_secret_value().encode(),
-            verified.identity,
-            verified_domains=domains,
-            client_address=request.client_address,
-            user_agent=request.user_agent,
-            next=next_path,
-        )
+            outcome = sso.attempt(
+                u,
+                self.rt.settings.token_hash_key.get_secret_value().encode(),
+                verified.identity,
+                verified_domains=domains,
+                client_address=request.client_address,
+                user_agent=request.user_agent,
+                next=next_path,
+            )
+        if isinstance(outcome, SignInRefused):
+            raise outcome  # audited, with the assertion and the request used, committed
+        return outcome
 
     # -- admin ----------------------------------------------------------------------------
 

@@ -31,11 +31,20 @@ SP_PRIVATE_KEY = EncryptedColumn("saml_sp_keys", "private_key")
 SP_CERT_DAYS = 3650  # pinned by the IdP, not validated against a CA; rotate by replacing
 REQUEST_TTL = dt.timedelta(minutes=10)
 SWEEP_ROWS = 100  # expired rows removed per sign-in (keeps both tables small, never a scan)
-CONFIG_COLUMNS = (
-    "idp_entity_id, sso_url, certificates, email_attribute, name_attribute, groups_attribute,"
-    " allow_idp_initiated, requested_authn_context, authn_context_comparison, updated_at,"
-    " updated_by"
+CONFIG_FIELDS = (
+    "idp_entity_id",
+    "sso_url",
+    "certificates",
+    "email_attribute",
+    "name_attribute",
+    "groups_attribute",
+    "allow_idp_initiated",
+    "requested_authn_context",
+    "authn_context_comparison",
+    "updated_at",
+    "updated_by",
 )
+CONFIG_COLUMNS = ", ".join(CONFIG_FIELDS)
 
 Seal = Callable[[object, str], bytes]  # (row id, text) -> ciphertext
 Unseal = Callable[[object, bytes], str]
@@ -65,6 +74,10 @@ def config_of(row: dict[str, Any]) -> rules.IdpConfig:
         requested_authn_context=tuple(row["requested_authn_context"]),
         authn_context_comparison=row["authn_context_comparison"],
     )
+
+
+def is_configured(u: UnitOfWork) -> bool:
+    return bool(u.conn.execute("SELECT EXISTS (SELECT 1 FROM saml_config)").fetchone()[0])
 
 
 def get_config(u: UnitOfWork) -> dict[str, Any] | None:
@@ -131,6 +144,28 @@ def _new_key_pair(common_name: str) -> tuple[str, str]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def acs_inputs(
+    u: UnitOfWork, unseal: Unseal
+) -> tuple[dict[str, Any] | None, rules.SpKeyPair | None]:
+    """(the configuration row or None, our key pair or None) in one statement: what the
+    assertion consumer reads before it checks a response."""
+    with u.conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"SELECT {', '.join('c.' + f for f in CONFIG_FIELDS)},"
+            " c.singleton AS configured, k.id AS key_id, k.certificate AS key_certificate,"
+            " k.private_key AS key_private FROM (SELECT 1) one"
+            " LEFT JOIN saml_config c ON true LEFT JOIN saml_sp_keys k ON true"
+        ).fetchone()
+    assert row is not None  # (SELECT 1) has one row
+    config = {f: row[f] for f in CONFIG_FIELDS} if row["configured"] else None
+    key = (
+        rules.SpKeyPair(row["key_certificate"], unseal(row["key_id"], bytes(row["key_private"])))
+        if row["key_id"] is not None
+        else None
+    )
+    return config, key
 
 
 def sp_key_pair(u: UnitOfWork, unseal: Unseal) -> rules.SpKeyPair | None:
@@ -200,12 +235,15 @@ def remember_assertion(
 
 
 def sweep(u: UnitOfWork) -> None:
-    """Drop a bounded number of expired requests and remembered assertions."""
-    for table in ("saml_requests", "saml_assertions_seen"):
-        u.conn.execute(
-            f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}"
-            f" WHERE expires_at < now() - interval '1 minute' LIMIT {SWEEP_ROWS}))"
-        )
+    """Drop a bounded number of expired requests and remembered assertions (one statement)."""
+    expired = (
+        "DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t}"
+        f" WHERE expires_at < now() - interval '1 minute' LIMIT {SWEEP_ROWS}))"
+    )
+    u.conn.execute(
+        f"WITH r AS ({expired.format(t='saml_requests')}),"
+        f" a AS ({expired.format(t='saml_assertions_seen')}) SELECT 1"
+    )
 
 
 def refused(u: UnitOfWork, cause: str, details: dict[str, Any]) -> None:
