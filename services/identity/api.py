@@ -239,7 +239,9 @@ CALLERS: dict[str, trust.Callers] = {
     },
     "ontrackio.identity.v1.SignInService": {
         # the sign-in and invitation pages, before any session exists
-        **trust.every("SignInWithPassword GetInvitation AcceptInvitation", trust.EDGE),
+        **trust.every(
+            "SignInWithPassword GetSignInOptions GetInvitation AcceptInvitation", trust.EDGE
+        ),
         # the admin API and the CLI (the first owner's invitation), audited with an actor
         **trust.every(
             "CreateInvitation ListInvitations RevokeInvitation UnlockUser", trust.CREDENTIALS
@@ -319,7 +321,7 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             oidc_api.OidcServicer(
                 rt,
                 sso.sign_in,
-                lambda slug: list(rt.control.get(slug)["domains"] or []),  # verified ones
+                rt.control.verified_domains,
             ),
             oidc_api.SERVICE,
             callers=CALLERS[oidc_api.SERVICE],

@@ -22,6 +22,7 @@ from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.signin import invitations, password, throttle, tokens
 from ontrackio.identity.signin.breach import BreachApi
+from ontrackio.identity.signin.options import sign_in_options
 from ontrackio.identity.signin.throttle_rules import Policy
 from ontrackio.identity.v1 import signin_pb2 as pb
 from ontrackio.identity.v1 import signin_pb2_grpc as pb_grpc
@@ -74,6 +75,10 @@ class SignInServicer(pb_grpc.SignInServiceServicer):
         if isinstance(result, str):
             raise SignInFailed()
         return result
+
+    def GetSignInOptions(self, request, context):
+        with self.dbs.unit_of_work(current_tenant()) as u:
+            return sign_in_options(u)
 
     def CreateInvitation(self, request, context):
         info = current_tenant()

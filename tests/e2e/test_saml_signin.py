@@ -338,6 +338,31 @@ def test_a_break_glass_owner_is_never_linked_to_an_sso_account_by_email(channels
     assert after[0] == "break-glass-account" and len(after) == len(before) + 1
 
 
+def test_the_sign_in_page_offers_saml_and_hides_the_password_form_when_sso_is_required(
+    channels, gateway, idp
+):
+    """SSO required: the SAML button (keeping next) and a break-glass link, no password
+    form; the link shows the form (identity still decides who may use it)."""
+    from tests.e2e.sessions_kit import create_user
+
+    t = Tenant(gateway, channels, idp, jit=False)
+    before = t.browser().send("GET", "/signin?next=/assets").body.decode()
+    assert 'href="/auth/saml/login?next=%2Fassets"' in before and 'name="password"' in before
+    owner = create_user(channels, t.slug, "owner", email=t.email("glass"))
+    r = t.api(
+        "PUT", "/admin/api/v1/signin-policy", {"sso_required": True, "break_glass_users": [owner]}
+    )
+    assert r.status == 200, r
+    page = t.browser().send("GET", "/signin?next=/assets")
+    html = page.body.decode()
+    assert page.status == 200 and 'href="/auth/saml/login?next=%2Fassets"' in html
+    assert 'name="password"' not in html
+    assert 'href="/signin?break_glass=1&amp;next=%2Fassets"' in html
+    glass = t.browser().send("GET", "/signin?break_glass=1&next=/assets").body.decode()
+    assert 'name="password"' in glass and 'value="/assets"' in glass
+    assert t.browser().send("GET", "/signin?break_glass=yes").status == 400
+
+
 def test_an_email_at_a_domain_not_verified_is_refused_even_with_jit(jit_tenant):
     t = jit_tenant
     for domain in (t.unverified, "evil.example", t.domain + ".evil.example"):

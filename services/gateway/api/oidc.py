@@ -12,7 +12,6 @@ IdP; ``/callback`` clears it and, when identity grants a session, sets the sessi
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 import grpc
 from starlette.responses import RedirectResponse, Response
@@ -210,19 +209,11 @@ LABELS = {
 }
 
 
-async def sign_in_methods(c: Call, s: Services) -> list[tuple[str, str]]:
-    """The tenant's enabled OIDC providers as (label, login URL) for the sign-in page
-    (gateway/api/signin.py ``SignInMethods``), keeping the page's safe ``next``."""
-    r = await _call(
-        c,
-        s,
-        s.upstream.oidc.ListOidcProviders,
-        opb.ListOidcProvidersRequest(),
-        START_DEADLINE_SECONDS,
-    )
-    nxt = safe_next(c.params.get("next"))
-    query = "" if nxt == "/" else "?" + urlencode({"next": nxt})
-    return [(LABELS[p], f"/auth/oidc/{p}/login{query}") for p in r.providers if p in LABELS]
+def login_links(providers, query: str) -> list[tuple[str, str]]:
+    """The enabled OIDC providers as (label, login URL) for the sign-in page, carrying
+    ``query`` (the page's safe ``next``); a provider this gateway has no label for is left
+    out."""
+    return [(LABELS[p], f"/auth/oidc/{p}/login{query}") for p in providers if p in LABELS]
 
 
 # -- admin ------------------------------------------------------------------------------------

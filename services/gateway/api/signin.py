@@ -39,7 +39,6 @@ from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.sessions import rules as session_rules
 from ontrackio.identity.signin import passwords
 from ontrackio.identity.signin.next_path import safe_next
-from ontrackio.identity.v1 import saml_pb2 as saml_pb
 from ontrackio.identity.v1 import sessions_pb2 as sessions_pb
 from ontrackio.identity.v1 import signin_pb2 as spb
 
@@ -54,24 +53,20 @@ FORM_REFUSED = "This form was not sent from this site, or it is too old. Open th
 MAX_FIELD = 4096  # no form value of these pages needs more (passwords: 128 characters)
 
 SAML_LABEL = "Sign in with your organisation (SAML single sign-on)"
+# /signin?break_glass=1 shows the password form of a tenant that requires SSO. It only shows
+# the form: identity still lets only the named break-glass owners in (no bypass).
+BREAK_GLASS_PARAM = "break_glass"
 
 
-async def sign_in_methods(c: Call, s: Services) -> list[tuple[str, str]]:
-    """The SSO choices shown above the password form, as (label, url): the tenant's SAML IdP
-    when one is configured, then its enabled OIDC providers; each keeps the page's ``next``."""
-    methods: list[tuple[str, str]] = []
-    try:
-        await s.upstream.call(
-            s.upstream.saml.GetSamlConfig, saml_pb.GetSamlConfigRequest(), tenant=c.tenant
-        )
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() is not grpc.StatusCode.FAILED_PRECONDITION:  # not configured
-            raise
-    else:
-        nxt = safe_next(c.params.get("next"))
-        query = "" if nxt == "/" else "?" + urlencode({"next": nxt})
-        methods.append((SAML_LABEL, f"/auth/saml/login{query}"))
-    return methods + await oidc.sign_in_methods(c, s)
+async def sign_in_options(c: Call, s: Services, nxt: str) -> tuple[list[tuple[str, str]], bool]:
+    """(the SSO choices, as (label, url), each keeping ``nxt``: the tenant's SAML IdP when
+    one is configured, then its enabled OIDC providers; whether the tenant requires SSO)."""
+    options = await s.upstream.call(
+        s.upstream.signin.GetSignInOptions, spb.GetSignInOptionsRequest(), tenant=c.tenant
+    )
+    query = "" if nxt == "/" else "?" + urlencode({"next": nxt})
+    methods = [(SAML_LABEL, f"/auth/saml/login{query}")] if options.saml else []
+    return methods + oidc.login_links(options.oidc_providers, query), options.sso_required
 
 
 def _origin(c: Call, s: Services) -> str:
@@ -118,7 +113,16 @@ def _field(c: Call, name: str) -> str:
 # -- sign-in ----------------------------------------------------------------------------------
 
 
-def _signin_page(c: Call, s: Services, methods, *, status=200, errors=(), email="", nxt="/"):
+def _signin_page(
+    c: Call, s: Services, nxt: str, options, *, status=200, errors=(), email="", password=None
+):
+    """The sign-in page: the SSO choices, and the password form unless the tenant requires
+    SSO, where it is kept for break-glass owners behind an explicit link (``password``:
+    that link was followed, or a password was just refused). With no SSO configured the
+    form is always shown (break-glass owners must still get in)."""
+    methods, sso_required = options
+    shown = password or not sso_required or not methods
+    query = "" if nxt == "/" else "&" + urlencode({"next": nxt})
     return _with_form(
         c,
         s,
@@ -128,7 +132,8 @@ def _signin_page(c: Call, s: Services, methods, *, status=200, errors=(), email=
             title="Sign in",
             errors=errors,
             methods=methods,
-            password_allowed=True,
+            password_allowed=shown,
+            break_glass_link="" if shown else f"/signin?{BREAK_GLASS_PARAM}=1{query}",
             form_token=token,
             next=nxt,
             email=email,
@@ -137,8 +142,9 @@ def _signin_page(c: Call, s: Services, methods, *, status=200, errors=(), email=
 
 
 async def signin_page(c: Call, s: Services):
-    methods = await sign_in_methods(c, s)
-    return _signin_page(c, s, methods, nxt=safe_next(c.params.get("next")))
+    nxt = safe_next(c.params.get("next"))
+    options = await sign_in_options(c, s, nxt)
+    return _signin_page(c, s, nxt, options, password=c.params.get(BREAK_GLASS_PARAM) == "1")
 
 
 async def password_sign_in(c: Call, s: Services):
@@ -162,9 +168,16 @@ async def password_sign_in(c: Call, s: Services):
     except grpc.aio.AioRpcError as exc:
         if exc.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
             raise
-        methods = await sign_in_methods(c, s)
+        options = await sign_in_options(c, s, nxt)
         return _signin_page(
-            c, s, methods, status=401, errors=[("email", SIGN_IN_REFUSED)], email=email, nxt=nxt
+            c,
+            s,
+            nxt,
+            options,
+            status=401,
+            errors=[("email", SIGN_IN_REFUSED)],
+            email=email,
+            password=True,
         )
     return grant_response(grant, secure=s.secure_cookies)
 
@@ -372,11 +385,15 @@ OPERATIONS = [
         "GET",
         "/signin",
         "signInPage",
-        "The tenant's sign-in page (HTML).",
+        "The tenant's sign-in page (HTML). Under `sso_required` the password form (for the"
+        " break-glass owners) is shown only with `break_glass=1`.",
         signin_page,
         PUBLIC,
         HTML,
-        params=(Param("next", "query", {"type": "string", "maxLength": 2000}),),
+        params=(
+            Param("next", "query", {"type": "string", "maxLength": 2000}),
+            Param(BREAK_GLASS_PARAM, "query", {"type": "string", "enum": ["1"]}),
+        ),
         response_media_type="text/html",
         error_codes=PAGE_ERRORS,
         tags=("sign-in",),

@@ -53,10 +53,6 @@ class RecordingOidc:
             cookie="ots_cookie", session_id="s1", user_id="u1", expires_at=expires, next="/x"
         )
 
-    async def ListOidcProviders(self, request, **kw):
-        self.asked.append(("ListOidcProviders", request))
-        return opb.ListOidcProvidersResponse(providers=["google", "oidc", "unknown"])
-
     async def GetOidcConfig(self, request, **kw):
         self.asked.append(("GetOidcConfig", request))
         return opb.OidcConfig(
@@ -274,22 +270,11 @@ def test_the_admin_configuration_needs_an_admin():
     assert up.oidc.asked == []
 
 
-def test_the_sign_in_page_lists_the_enabled_providers_with_a_safe_next():
-    import asyncio
-
-    from ontrackio.gateway.api.operation import Call
-
-    up = Upstream()
-    settings = GatewaySettings(base_domain="ontrack.example", public_scheme="https")
-    services = Services(up, None, None, None, settings)  # type: ignore[arg-type]
-
-    def methods(next_value):
-        c = Call("acme", None, None, {"next": next_value} if next_value else {}, None)
-        return asyncio.run(oidc.sign_in_methods(c, services))
-
-    assert methods(None) == [
+def test_the_sign_in_page_links_the_enabled_providers_it_knows_with_the_next_query():
+    links = oidc.login_links(["google", "oidc", "unknown"], "")
+    assert links == [
         ("Sign in with Google", "/auth/oidc/google/login"),
         ("Sign in with your organisation's account", "/auth/oidc/oidc/login"),
     ]
-    assert methods("/assets?x=1")[0][1] == "/auth/oidc/google/login?next=%2Fassets%3Fx%3D1"
-    assert methods("//evil.example")[0][1] == "/auth/oidc/google/login"
+    with_next = oidc.login_links(["entra"], "?next=%2Fassets")
+    assert with_next == [("Sign in with Microsoft", "/auth/oidc/entra/login?next=%2Fassets")]

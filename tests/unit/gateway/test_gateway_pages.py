@@ -22,6 +22,7 @@ def _signin(**kw):
         title="Sign in",
         methods=[],
         password_allowed=True,
+        break_glass_link="",
         form_token="t",
         next="/",
         email="",
@@ -74,6 +75,15 @@ def test_without_a_password_method_the_form_is_not_shown_but_sso_buttons_are():
     html = _signin(password_allowed=False, methods=[("Microsoft", "/auth/oidc/entra/login")])
     text = html.body.decode()
     assert "<form" not in text and 'href="/auth/oidc/entra/login"' in text
+
+
+def test_under_sso_required_the_page_links_the_break_glass_form_instead_of_showing_it():
+    html = _signin(
+        password_allowed=False,
+        methods=[("SAML", "/auth/saml/login")],
+        break_glass_link="/signin?break_glass=1&next=%2Fx",
+    ).body.decode()
+    assert "<form" not in html and 'href="/signin?break_glass=1&amp;next=%2Fx"' in html
 
 
 def test_the_error_page_keeps_its_status_and_links_back_to_sign_in():
