@@ -7,10 +7,32 @@ certificate), so the relay is outside the system and replaces nothing in it.
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
+from pathlib import Path
 
-from ontrackio.devtools.stack import free_port
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def port_outside_ephemeral_range() -> int:
+    """A free port the kernel never hands out as a connection's source port. While the
+    relay is cut, a client retrying connections to an ephemeral-range port can be given
+    that very port as its own source port (a TCP self-connect), and the relay could not
+    listen there again."""
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default lower bound
+    for _ in range(200):
+        port = random.randrange(10000, max(10001, low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class TcpRelay:
@@ -22,7 +44,7 @@ class TcpRelay:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = free_port()
+        self.port = port_outside_ephemeral_range()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None

@@ -83,9 +83,17 @@ def test_document_covers_every_route(gateway, tenant_a):
 # later request, the stateful phase's included, is a 401 that follows no link ("0 covered").
 # So revokeToken gets only generated ids and those of the tokens the run itself creates (the
 # declared createToken -> revokeToken link); the Location-header inference stays on.
+#
+# A page that needs a session refuses a request without one by sending the browser to sign
+# in (303 to /signin, documented): for the sign-out page that redirect is the refusal of a
+# request missing its session cookie, besides the usual 4xx.
 SCHEMATHESIS_CONFIG = """
 [phases.stateful.inference]
 algorithms = ["location-headers"]
+
+[[operations]]
+include-operation-id = "signOutPage"
+checks.negative_data_rejection.expected-statuses = ["303", "400", "401", "403", "404", "429"]
 
 [[operations]]
 include-operation-id = "revokeToken"

@@ -302,7 +302,7 @@ def test_rotation_reencrypts_old_values_and_keeps_them_readable(
     slug, _ = enterprise
     olds = [new_asset(gateway, enterprise, RECOVERY.format(i)).json() for i in range(5)]
     assert {stored(settings, slug, a["id"])[1:5] for a in olds} == {b"\x00\x00\x00\x01"}
-    out = ontrack(system, "tenant", "key", "rotate", slug, "--wait", "--timeout", "60")
+    out = ontrack(system, "tenant", "key", "rotate", slug, "--wait", "--timeout", "120")
     assert out.returncode == 0, out.stderr + out.stdout
     status = json.loads(out.stdout)
     inventory = next(r for r in status["reencryption"] if r["service"] == "inventory")
