@@ -321,6 +321,7 @@ def capacity(
     cache). (figure, raw)."""
     import multiprocessing
     import queue
+    import signal
     import threading
 
     todo: queue.SimpleQueue = queue.SimpleQueue()
@@ -354,7 +355,11 @@ def capacity(
     _FORKED.update(config=config, sp=sp)
     work = pool * repeats
     chunks = [work[k::processes] for k in range(processes)]
-    with multiprocessing.get_context("fork").Pool(processes) as workers:
+    # The forked workers keep the bench's signal handlers; SIGTERM (how the pool stops
+    # them) must simply end them.
+    with multiprocessing.get_context("fork").Pool(
+        processes, initializer=signal.signal, initargs=(signal.SIGTERM, signal.SIG_DFL)
+    ) as workers:
         workers.map(_forked_process, [pool[:2]] * processes)  # imports and settings warm
         start = time.perf_counter()
         done = sum(workers.map(_forked_process, chunks))
