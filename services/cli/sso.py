@@ -1,8 +1,13 @@
-"""`ontrack sso saml …`: a tenant's SAML IdP configuration (show, set, or set from metadata).
+"""`ontrack sso saml …` and `ontrack sso oidc …`: a tenant's SAML IdP configuration (show,
+set, or set from metadata) and its OIDC providers (Google Workspace, Microsoft Entra ID, a
+generic OpenID provider: show, set).
 
-Talks to identity's SamlService; every change is audit-logged with ``cli:<user>``. Our own
-URLs (entity id, ACS) depend on the gateway's public origin, which the CLI does not know:
-`show` prints what identity stores; `GET /admin/api/v1/sso/saml` adds our URLs.
+Talks to identity's SamlService and OidcService; every change is audit-logged with
+``cli:<user>``. Our own URLs (entity id, ACS, redirect URI) depend on the gateway's public
+origin, which the CLI does not know: `show` prints what identity stores and our paths; the
+admin API (`GET /admin/api/v1/sso/saml`, `…/sso/oidc/{provider}`) adds the full URLs. An
+OIDC client secret is read from a file or standard input, never from the command line
+(where other users of the machine could read it), and never printed.
 """
 
 from __future__ import annotations
@@ -150,3 +155,118 @@ def register(cli: click.Group) -> None:
             )
         data = _msg(r)
         c.out(data, lines(data))
+
+    # -- OIDC ---------------------------------------------------------------------------------
+
+    def oidc_stub(c: Ctx):
+        from ontrackio.identity.v1 import oidc_pb2_grpc
+
+        return oidc_pb2_grpc.OidcServiceStub(c.channel("identity"))
+
+    def oidc_lines(d: dict) -> str:
+        return "\n".join(
+            [
+                f"provider          {d.get('provider', '')}",
+                f"state             {'enabled' if d.get('enabled') else 'disabled'}",
+                f"issuer            {d.get('issuer', '')}",
+                f"client id         {d.get('client_id', '')}",
+                f"client secret     {'stored' if d.get('has_client_secret') else 'none'}",
+                f"scopes            {' '.join(d.get('scopes', [])) or 'openid email profile'}",
+                f"hosted domains    {', '.join(d.get('hosted_domains', [])) or '-'}",
+                f"entra tenant      {d.get('entra_tenant') or '-'}",
+                f"redirect path     {d.get('redirect_path', '')}",
+                f"updated           {d.get('updated_at', '')} by {d.get('updated_by', '')}",
+            ]
+        )
+
+    providers = click.Choice(["google", "entra", "oidc"])
+
+    @sso.group("oidc")
+    def oidc() -> None:
+        """OpenID Connect: Google Workspace, Microsoft Entra ID, or a generic provider."""
+
+    @oidc.command("show")
+    @click.argument("slug")
+    @click.argument("provider", type=providers)
+    @click.pass_obj
+    def oidc_show(c: Ctx, slug: str, provider: str) -> None:
+        """SLUG's configuration of PROVIDER (the client secret only as stored or not)."""
+        from ontrackio.identity.v1 import oidc_pb2 as pb
+
+        r = c.call(
+            oidc_stub(c).GetOidcConfig,
+            pb.GetOidcConfigRequest(provider=provider),
+            metadata=metadata(slug),
+        )
+        data = _msg(r)
+        c.out(data, oidc_lines(data))
+
+    @oidc.command("set")
+    @click.argument("slug")
+    @click.argument("provider", type=providers)
+    @click.option("--client-id", required=True, help="The client (application) id.")
+    @click.option(
+        "--client-secret-file",
+        type=click.File("r"),
+        help="A file holding the client secret ('-' for standard input); without it the"
+        " stored secret is kept.",
+    )
+    @click.option(
+        "--issuer",
+        default="",
+        help="The issuer URL (generic provider; google and entra have theirs).",
+    )
+    @click.option(
+        "--scope",
+        "scopes",
+        multiple=True,
+        help="A scope to ask for (repeatable; default: openid email profile).",
+    )
+    @click.option(
+        "--hosted-domain",
+        "hosted_domains",
+        multiple=True,
+        help="google: a Workspace domain whose accounts are accepted (hd; repeatable).",
+    )
+    @click.option(
+        "--entra-tenant",
+        default="",
+        help="entra: the directory (tenant) id whose accounts are accepted (tid).",
+    )
+    @click.option("--enabled/--disabled", default=True, show_default=True)
+    @click.pass_obj
+    def oidc_set(
+        c: Ctx,
+        slug: str,
+        provider: str,
+        client_id: str,
+        client_secret_file,
+        issuer: str,
+        scopes: tuple[str, ...],
+        hosted_domains: tuple[str, ...],
+        entra_tenant: str,
+        enabled: bool,
+    ) -> None:
+        """Configure SLUG's PROVIDER (replaces its configuration; the secret is kept unless a
+        new one is given)."""
+        from ontrackio.identity.v1 import oidc_pb2 as pb
+
+        secret = client_secret_file.read().strip() if client_secret_file is not None else ""
+        if client_secret_file is not None and not secret:
+            raise Failure("the client secret file is empty", 2)
+        r = c.call(
+            oidc_stub(c).SetOidcConfig,
+            pb.SetOidcConfigRequest(
+                provider=provider,
+                issuer=issuer,
+                client_id=client_id,
+                client_secret=secret,
+                scopes=list(scopes),
+                hosted_domains=list(hosted_domains),
+                entra_tenant=entra_tenant,
+                enabled=enabled,
+            ),
+            metadata=metadata(slug),
+        )
+        data = _msg(r)
+        c.out(data, oidc_lines(data))
