@@ -200,7 +200,8 @@ def _brokers(settings: Settings, environ: Mapping[str, str]) -> Iterator[Endpoin
             raise ConfigError(
                 f"ONTRACK_AMQP_URL: {what} is not a URL (amqps://USER:PASSWORD@HOST/VHOST)"
             )
-        host = _host(unquote(parts.hostname or ""), f"ONTRACK_AMQP_URL: {what}")
+        raw = unquote(parts.hostname or "")
+        host = _host(raw, f"ONTRACK_AMQP_URL: {what}")
         cert_reqs = dict(parse_qsl(parts.query)).get("ssl_cert_reqs", "CERT_REQUIRED")
         yield Endpoint(
             "ONTRACK_AMQP_URL",
@@ -208,7 +209,9 @@ def _brokers(settings: Settings, environ: Mapping[str, str]) -> Iterator[Endpoin
             "ONTRACK_AMQP_REGION",
             settings.amqp_region,
             (host,) if host else (),
-            not host or is_loopback(host),  # no host: kombu's localhost
+            # No host at all is kombu's localhost; a host that reads as nothing once trimmed
+            # (".", " ") is still the name kombu resolves, not this machine.
+            not raw or is_loopback(host),
             scheme == "amqps" and cert_reqs in ("CERT_REQUIRED", "required"),
             "amqps:// with the broker's certificate verified",
         )
