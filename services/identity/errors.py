@@ -205,3 +205,14 @@ class CollaboratorNotFound(NotFound):
 
 class TooManyDomains(FailedPrecondition):
     """The tenant has as many domains (verified and pending) as it may have."""
+
+
+# -- MFA factors (identity/mfa) -------------------------------------------------------------
+
+
+class InvalidTotpCode(InvalidArgument):
+    """A TOTP code as typed is not the expected number of ASCII digits (mfa/totp.py)."""
+
+
+class InvalidRecoveryCode(InvalidArgument):
+    """A recovery code as typed is too long, or not 12 characters of its alphabet."""

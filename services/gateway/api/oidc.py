@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from ontrackio.gateway.api.operation import PUBLIC, Call, Operation, Param, credential, json_body
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, time_json
 from ontrackio.gateway.api.services import Services
+from ontrackio.gateway.auth.cookies import cookie_value
 from ontrackio.gateway.problems import problem_from_rpc_error
 from ontrackio.identity.signin.next_path import MAX_NEXT, safe_next
 from ontrackio.identity.sso.oidc import rules
@@ -118,13 +119,7 @@ def config_json(c: opb.OidcConfig, origin: str) -> dict[str, Any]:
 
 def binding_of(cookie_headers: list[str]) -> str:
     """The binding cookie's value; "" if absent or sent more than once (ambiguous)."""
-    values = [
-        value.strip()
-        for header in cookie_headers
-        for name, _, value in (part.strip().partition("=") for part in header.split(";"))
-        if name == BINDING_COOKIE
-    ]
-    return values[0] if len(values) == 1 else ""
+    return cookie_value(cookie_headers, BINDING_COOKIE) or ""
 
 
 def _call(c: Call, s: Services, method: Any, request: Any, timeout: float) -> Any:

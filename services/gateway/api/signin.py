@@ -85,13 +85,11 @@ def _form_key(s: Services) -> bytes:
 
 
 def _with_form(c: Call, s: Services, render: Callable[[str], Response]) -> Response:
-    """A page whose form carries a fresh token for the caller's form cookie (set if new)."""
-    nonce = form_token.cookie_nonce(c.headers.getlist("cookie"))
-    fresh = nonce is None
-    nonce = nonce or form_token.new_nonce()
+    """A page whose form carries a fresh token for the caller's form cookie: a new one when
+    there is none of ours, and set again either way, so the cookie outlives the token."""
+    nonce = form_token.cookie_nonce(c.headers.getlist("cookie")) or form_token.new_nonce()
     response = render(form_token.token(_form_key(s), c.tenant, nonce))
-    if fresh:
-        form_token.set_cookie(response, nonce, secure=s.secure_cookies)
+    form_token.set_cookie(response, nonce, secure=s.secure_cookies)
     return response
 
 

@@ -3,8 +3,8 @@
 An unsafe method (anything but GET, HEAD, OPTIONS) sent with the cookie must pass both:
 1. its ``Origin`` (or, when a browser sends none, its ``Referer``'s origin) is the origin the
    request was sent to: the scheme of the tenant's canonical origin and the request's own
-   host (the tenant's host or a verified custom domain, as the edge resolved it). Neither
-   header → refused.
+   host (the tenant's host or a verified custom domain). Neither header, or ``Origin: null``
+   (an opaque origin), → refused.
 2. it carries the session's CSRF token (``X-CSRF-Token`` header, or the ``csrf_token`` field
    of a form), which identity derives from the session id (sessions/rules.csrf_token) and
    hands out with the session (GET /api/v1/session, the pages' forms).
@@ -49,7 +49,9 @@ def origin_ok(headers, expected: str | None) -> bool:
     if len(origins) > 1:
         return False
     presented = origins[0] if origins else None
-    if presented is None or presented == "null":
+    if presented is not None and presented.strip().lower() == "null":
+        return False  # an opaque origin (sandboxed frame, privacy redirect): never this site
+    if presented is None:
         referers = headers.getlist("referer")
         if len(referers) != 1:
             return False

@@ -25,6 +25,7 @@ import grpc
 from prometheus_client import Counter
 from starlette.responses import RedirectResponse, Response
 
+from ontrackio.gateway.auth.cookies import cookie_value
 from ontrackio.gateway.auth.use_reports import UseReporter
 from ontrackio.gateway.client_ip import IPAddress
 from ontrackio.gateway.hosts import TenantNotServed
@@ -101,13 +102,7 @@ def record_from_pb(r: spb.SessionRecord) -> SessionRecord:
 def session_cookie(cookie_headers: list[str]) -> str | None:
     """The session cookie's value; None if absent, empty, or sent more than once (ambiguous:
     a second cookie may have been planted by a sibling domain, so neither is believed)."""
-    values = [
-        value.strip()
-        for header in cookie_headers
-        for name, _, value in (part.strip().partition("=") for part in header.split(";"))
-        if name == SESSION_COOKIE
-    ]
-    return values[0] if len(values) == 1 and values[0] else None
+    return cookie_value(cookie_headers, SESSION_COOKIE) or None
 
 
 def sign_in_required() -> ProblemResponse:

@@ -24,6 +24,8 @@ import re
 import secrets
 import time
 
+from ontrackio.gateway.auth.cookies import cookie_value
+
 COOKIE = "__Host-ontrack_form"
 FIELD = "form_token"
 MAX_AGE_SECONDS = 2 * 3600
@@ -69,14 +71,10 @@ def valid(
 
 
 def cookie_nonce(cookie_headers: list[str]) -> str | None:
-    """The form cookie's value; None when absent or sent more than once."""
-    values = [
-        value.strip()
-        for header in cookie_headers
-        for name, _, value in (part.strip().partition("=") for part in header.split(";"))
-        if name == COOKIE
-    ]
-    return values[0] if len(values) == 1 else None
+    """The form cookie's value when it is one of ours (well formed); None when absent,
+    malformed or sent more than once (then a new one is issued)."""
+    value = cookie_value(cookie_headers, COOKIE)
+    return value if value is not None and _NONCE_RE.fullmatch(value) else None
 
 
 def set_cookie(response, nonce: str, *, secure: bool) -> None:

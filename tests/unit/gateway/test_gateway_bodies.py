@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -60,3 +61,24 @@ def test_the_session_cookie_is_found_among_others(session_id, other):
     header = f"theme={other}; {SESSION_COOKIE}={session_id}; lang=de"
     assert session_cookie([header]) == session_id
     assert session_cookie([header, f"{SESSION_COOKIE}={session_id}"]) is None  # twice: refused
+
+
+@pytest.mark.parametrize("junk", ["\xa0", "\x85", "\u3000", "\u200b", "\ufeff", "\x0b", "\x1f"])
+def test_a_name_a_browser_reads_as_unprefixed_is_not_the_host_only_cookie(junk):
+    """A sibling host may set "\xa0__Host-…" (no prefix to a browser) with Domain=; only
+    spaces and tabs surround a cookie pair (RFC 6265)."""
+    assert session_cookie([f"{junk}{SESSION_COOKIE}=planted"]) is None
+    assert session_cookie([f"{SESSION_COOKIE}{junk}=planted"]) is None
+    assert session_cookie([f"a=1;{junk}{SESSION_COOKIE}=planted; {SESSION_COOKIE}=mine"]) == "mine"
+    assert session_cookie([f" \t{SESSION_COOKIE}=mine\t "]) == "mine"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(ODD, max_size=3), st.sampled_from([SESSION_COOKIE, "__Host-ontrack_oidc"]))
+def test_a_cookie_is_found_only_under_its_exact_ascii_name(headers, name):
+    from ontrackio.gateway.auth.cookies import cookie_value
+
+    value = cookie_value(headers, name)
+    pairs = [p.strip(" \t").partition("=") for h in headers for p in h.split(";") if "=" in p]
+    exact = [v.strip(" \t") for k, _, v in pairs if k == name]
+    assert value == (exact[0] if len(exact) == 1 else None)

@@ -111,10 +111,15 @@ def test_a_token_from_the_future_is_refused():
     assert not form_token.valid(KEY, "acme", nonce, t, now=NOW)
 
 
-def test_the_cookie_is_read_once_and_refused_when_sent_twice():
-    assert form_token.cookie_nonce([f"a=1; {form_token.COOKIE}=abc; b=2"]) == "abc"
-    assert form_token.cookie_nonce([f"{form_token.COOKIE}=x", f"{form_token.COOKIE}=y"]) is None
+def test_the_cookie_is_read_once_and_refused_when_sent_twice_or_malformed():
+    nonce = form_token.new_nonce()
+    assert form_token.cookie_nonce([f"a=1; {form_token.COOKIE}={nonce}; b=2"]) == nonce
+    twice = [f"{form_token.COOKIE}={nonce}", f"{form_token.COOKIE}={form_token.new_nonce()}"]
+    assert form_token.cookie_nonce(twice) is None
     assert form_token.cookie_nonce(["a=1"]) is None
+    # not one of ours: a new one is issued rather than failing every form until it expires
+    assert form_token.cookie_nonce([f"{form_token.COOKIE}=abc"]) is None
+    assert form_token.cookie_nonce([f"{form_token.COOKIE}="]) is None
 
 
 @PROPERTY

@@ -113,6 +113,8 @@ def test_unsafe_cookie_requests_need_origin_and_token(asgi):
         [cookie("s-mem"), ("Origin", "https://acme.localhost"), token],  # another scheme
         [cookie("s-mem"), ("Origin", "http://acme.localhost:8443"), token],  # another port
         [cookie("s-mem"), ("Origin", "null"), token],
+        # an opaque origin is refused even with this site's Referer
+        [cookie("s-mem"), ("Origin", "null"), ("Referer", "http://acme.localhost/x"), token],
         [cookie("s-mem"), ("Origin", "http://acme.localhost"), ("X-CSRF-Token", "x" * 43)],
         [cookie("s-mem"), *csrf_headers("s-adm")],  # another session's token
         [cookie("s-mem"), ("Origin", "http://acme.localhost"), token, token],  # twice
