@@ -37,6 +37,7 @@ FULL, STEP_UP, ENROL = "full", "step_up", "enrol"
 STAGES = (FULL, STEP_UP, ENROL)
 
 DEFAULT_GRACE_DAYS = 14
+ENROLMENT_OVERDUE = "mfa-enrolment-overdue"  # the refusal's reason (audit trail)
 MAX_GRACE_DAYS = 90
 MAX_EVIDENCE_VALUES = 20
 MAX_EVIDENCE_CHARS = 300
@@ -125,4 +126,4 @@ def stage_at_sign_in(
         return STEP_UP
     if grace_until is not None and now < grace_until:
         return ENROL
-    raise MfaEnrolmentOverdue("the MFA enrolment period is over for this account")
+    raise MfaEnrolmentOverdue(ENROLMENT_OVERDUE)

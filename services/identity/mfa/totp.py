@@ -194,6 +194,6 @@ def matching_step(
         if step < 0:
             continue
         same = hmac.compare_digest(totp.generate_otp(step).encode("ascii"), presented)
-        if same and (last_step is None or step >= last_step):
+        if same and (last_step is None or step > last_step):
             found = step
     return found

@@ -166,6 +166,12 @@ def test_the_input_bound_counts_spacing_and_the_message_does_not_echo():
     assert "k7m2" not in str(caught.value)
 
 
+def test_new_codes_draws_again_when_a_code_repeats(monkeypatch):
+    drawn = iter("a" * 24 + "b" * 12)
+    monkeypatch.setattr(recovery.secrets, "choice", lambda alphabet: next(drawn))
+    assert recovery.new_codes(2) == ["aaaa-aaaa-aaaa", "bbbb-bbbb-bbbb"]
+
+
 def test_the_key_is_purpose_specific_and_new_codes_needs_one():
     root = b"r" * 32
     key = recovery.derive_key(root)

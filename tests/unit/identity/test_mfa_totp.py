@@ -135,6 +135,21 @@ def test_an_older_code_after_a_newer_one_is_refused():
     assert matching_step(SECRET, code_at(STEP - 1), now, last_step=STEP - 2) == STEP - 1
 
 
+# The RFC's SHA-1 seed gives steps COLLIDING and COLLIDING + 2 one code (found by search).
+COLLIDING = 58_261_606
+
+
+def test_when_two_steps_in_the_window_share_the_code_the_later_is_returned():
+    secret = b32(SEEDS["sha1"][1])
+    code = code_at(COLLIDING, secret)
+    assert code == code_at(COLLIDING + 2, secret) == "905913"
+    now = at_step(COLLIDING + 1)
+    assert matching_step(secret, code, now, last_step=None) == COLLIDING + 2
+    assert matching_step(secret, code, now, last_step=COLLIDING) == COLLIDING + 2
+    assert matching_step(secret, code, now, last_step=COLLIDING + 2) is None
+    assert matching_step(secret, code, at_step(COLLIDING), last_step=None) == COLLIDING
+
+
 def test_a_code_that_is_not_digits_matches_nothing():
     code = code_at(STEP)
     now = at_step(STEP)
