@@ -165,16 +165,29 @@ def run(
 # -- through the gateway ------------------------------------------------------------------------
 
 SESSION_COOKIE = "__Host-ontrack_session"
+BINDING_COOKIE = "__Host-ontrack_saml"
+
+
+def _cookie(headers, name: str) -> str | None:
+    """The value a response's Set-Cookie headers give ``name``, if any."""
+    for header in headers.get_all("set-cookie") or []:
+        key, _, rest = header.partition("=")
+        if key == name:
+            return rest.split(";", 1)[0]
+    return None
 
 
 class Http:
     """One keep-alive HTTP/1.1 connection to a gateway, for one tenant host."""
 
-    def __init__(self, port: int, host: str):
+    def __init__(self, port: int, host: str, bindings: dict[str, str] | None = None):
         import http.client
 
         self.host = host
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        # request id -> the binding cookie /auth/saml/login set with it (the browser that
+        # began a sign-in is the one that posts its response); shareable between clients
+        self.bindings = bindings if bindings is not None else {}
 
     def request(self, method: str, path: str, body: bytes = b"", **headers: str):
         """(status, headers as a message, body)."""
@@ -209,7 +222,9 @@ class Http:
         status, headers, data = self.request("GET", "/auth/saml/login?next=/assets")
         if status != 302:
             raise RuntimeError(f"/auth/saml/login: {status} {data[:300]!r}")
-        return parse_qs(urlsplit(headers["location"]).query)["RelayState"][0]
+        rid = parse_qs(urlsplit(headers["location"]).query)["RelayState"][0]
+        self.bindings[rid] = _cookie(headers, BINDING_COOKIE) or ""
+        return rid
 
     def acs(self, value: str, request_id: str) -> str | None:
         """POST the IdP's form; the session cookie on a 303, None otherwise."""
@@ -222,14 +237,11 @@ class Http:
             form,
             Content_Type="application/x-www-form-urlencoded",
             Origin="https://idp.bench.test",
+            Cookie=f"{BINDING_COOKIE}={self.bindings.get(request_id, '')}",
         )
         if status != 303:
             return None
-        for header in headers.get_all("set-cookie") or []:
-            name, _, rest = header.partition("=")
-            if name == SESSION_COOKIE:
-                return rest.split(";", 1)[0]
-        return None
+        return _cookie(headers, SESSION_COOKIE)
 
     def close(self) -> None:
         self.conn.close()
@@ -452,7 +464,9 @@ def end_to_end(
             idp, sp, [http.login() for _ in range(concurrent)], domain=tenant["domain"], users=users
         )
         log(f"saml: {len(more)} more signed responses in {time.perf_counter() - made:.1f} s")
-        fig, raw["capacity"] = capacity(lambda: Http(gw.port, host), more, config_for(idp), sp)
+        fig, raw["capacity"] = capacity(
+            lambda: Http(gw.port, host, http.bindings), more, config_for(idp), sp
+        )
         figs.append(fig)
         me = json.loads(
             http.request("GET", "/api/v1/session", Cookie=f"{SESSION_COOKIE}={cookies[0]}")[2]

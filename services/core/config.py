@@ -265,12 +265,16 @@ class Settings(BaseSettings):
     # each call (discovery, JWKS, token) is bounded by the timeout; discovery documents and
     # key sets are cached, a token signed by an unknown key refetches the key set once (at
     # most once per refetch interval per key set). A login must finish within its TTL; at
-    # most `oidc_max_pending_logins` unfinished ones are kept per tenant.
+    # the SSO pending-login budget below.
     oidc_http_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     oidc_metadata_cache_seconds: float = Field(default=3600.0, ge=0, le=86_400)
     oidc_jwks_min_refetch_seconds: float = Field(default=10.0, ge=0, le=3600)
     oidc_login_ttl_seconds: int = Field(default=600, ge=60, le=3600)
-    oidc_max_pending_logins: int = Field(default=10_000, ge=10, le=1_000_000)
+    # Unfinished SSO logins (OIDC logins started, SAML requests issued; identity/sso/pending.py):
+    # one client (address, IPv6 /64) may hold `per_client` of each kind (beyond: 429 for it
+    # alone); past `per_tenant` the oldest are evicted, nobody is refused.
+    sso_pending_logins_per_client: int = Field(default=30, ge=1, le=10_000)
+    sso_pending_logins_per_tenant: int = Field(default=10_000, ge=10, le=1_000_000)
     # Tests only: lets IdP URLs use plain http to a loopback host (the in-process provider).
     # Every other host must be https and resolve to public addresses only.
     oidc_allow_loopback_http: bool = False

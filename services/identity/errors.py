@@ -6,6 +6,7 @@ from ontrackio.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -207,6 +208,10 @@ class TooManyDomains(FailedPrecondition):
     """The tenant has as many domains (verified and pending) as it may have."""
 
 
+class TooManyPendingLogins(ResourceExhausted):
+    """This client has as many unfinished SSO logins as it may (identity/sso/pending.py)."""
+
+
 # -- MFA factors (identity/mfa) -------------------------------------------------------------
 
 
@@ -216,3 +221,11 @@ class InvalidTotpCode(InvalidArgument):
 
 class InvalidRecoveryCode(InvalidArgument):
     """A recovery code as typed is too long, or not 12 characters of its alphabet."""
+
+
+class InvalidMfaPolicy(InvalidArgument):
+    """A tenant MFA policy value out of range (mfa/policy.py)."""
+
+
+class MfaEnrolmentOverdue(SignInRefused):
+    """The MFA policy covers this user, who has no factor, and the enrolment period is over."""

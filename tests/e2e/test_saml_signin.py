@@ -402,6 +402,27 @@ def test_the_same_response_posted_twice_signs_in_once(tenant, channels):
     assert after[0] == "replayed" and len(after) == len(before) + 1
 
 
+def test_a_response_posted_from_another_browser_is_refused_login_csrf(tenant, channels):
+    """An insider starts a sign-in, keeps the IdP's response and has a victim's browser post
+    it (a form on another site): the victim's browser lacks the binding cookie set with the
+    request, so it is refused and signs nobody in; the insider's own browser still can."""
+    email = tenant.email()
+    create_user(channels, tenant.slug, "member", email=email)
+    insider = tenant.browser()
+    start = tenant.start(insider)
+    binding = [h for h in start.set_cookies if h.startswith("__Host-ontrack_saml=")]
+    assert len(binding) == 1
+    attrs = {a.strip().lower() for a in binding[0].split(";")[1:]}
+    assert {"httponly", "path=/", "samesite=none", "secure"} <= attrs
+    assert not [a for a in attrs if a.startswith("domain")]
+    _, value, relay = idp_answers(tenant.idp, start.headers["location"], person(email))
+    victim = tenant.browser()
+    refused = victim.post_acs(value, relay)
+    assert refused.status == 403 and SESSION_COOKIE not in victim.jar, refused
+    assert tenant.causes()[0] == "other_browser"
+    assert insider.post_acs(value, relay).status == 303  # nothing was used up
+
+
 # -- hostile input ------------------------------------------------------------------------------
 
 XXE = (

@@ -86,7 +86,7 @@ def response(idp: SamlIdP, slug: str, in_response_to: str | None, name_id="ann@a
     )
 
 
-def consume(stub, slug: str, value: str, relay: str = ""):
+def consume(stub, slug: str, value: str, relay: str = "", binding: str = ""):
     return stub.ConsumeResponse(
         pb.ConsumeResponseRequest(
             saml_response=value,
@@ -94,6 +94,7 @@ def consume(stub, slug: str, value: str, relay: str = ""):
             canonical_origin=origin(slug),
             client_address="203.0.113.7",
             user_agent="pytest",
+            binding=binding,
         ),
         metadata=tenant_md(slug),
         timeout=15,
@@ -193,7 +194,7 @@ def test_a_request_id_and_an_assertion_are_used_once_across_processes(
     value = response(idp, tenant, start.request_id)
     before = refusal_causes(admin, tenant)
     with pytest.raises(grpc.RpcError) as info:
-        consume(edge, tenant, value)
+        consume(edge, tenant, value, binding=start.binding)
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert refusal_causes(admin, tenant) == before  # no protocol refusal recorded
     signin_refusals = (
@@ -205,13 +206,38 @@ def test_a_request_id_and_an_assertion_are_used_once_across_processes(
     with extra_api(system, "identity", "identity-api-saml") as api:
         with extra_channel(system, api, "gateway") as ch:
             with pytest.raises(grpc.RpcError) as info:
-                consume(sgrpc.SamlServiceStub(ch), tenant, value)
+                consume(sgrpc.SamlServiceStub(ch), tenant, value, binding=start.binding)
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert refusal_causes(admin, tenant).count("replayed") == 1
     with pytest.raises(grpc.RpcError) as info:
-        consume(edge, tenant, response(idp, tenant, start.request_id))
+        consume(edge, tenant, response(idp, tenant, start.request_id), binding=start.binding)
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert (
         refusal_causes(admin, tenant).count("unknown_request")
         == before.count("unknown_request") + 1
     )
+
+
+def test_a_response_is_accepted_only_from_the_browser_its_request_went_to(edge, admin, idp, tenant):
+    """Login CSRF: a response answering a request, posted by another browser (no binding
+    cookie, or another request's), is refused and uses nothing up; from the right browser
+    the same response gets past every protocol check."""
+    start = edge.StartLogin(
+        pb.StartLoginRequest(canonical_origin=origin(tenant), next="/"),
+        metadata=tenant_md(tenant),
+    )
+    other = edge.StartLogin(
+        pb.StartLoginRequest(canonical_origin=origin(tenant), next="/"),
+        metadata=tenant_md(tenant),
+    )
+    assert start.binding and start.binding != other.binding
+    value = response(idp, tenant, start.request_id)
+    for binding in ("", other.binding, start.binding[:-1] + "x"):
+        with pytest.raises(grpc.RpcError) as info:
+            consume(edge, tenant, value, binding=binding)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert refusal_causes(admin, tenant)[:3] == ["other_browser"] * 3
+    before = refusal_causes(admin, tenant)
+    with pytest.raises(grpc.RpcError) as info:  # refused by sign-in (domain), not protocol
+        consume(edge, tenant, value, binding=start.binding)
+    assert refusal_causes(admin, tenant) == before

@@ -145,6 +145,7 @@ async def login(c: Call, s: Services):
             provider=c.params["provider"],
             next=safe_next(c.params.get("next")),
             origin=s.canonical_origin(c.tenant),
+            client_address=str(c.client_ip or ""),
         ),
         START_DEADLINE_SECONDS,
     )

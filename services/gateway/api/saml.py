@@ -32,6 +32,7 @@ from ontrackio.gateway.api.operation import (
 )
 from ontrackio.gateway.api.schemas import ADMIN_ERRORS, TIME, time_json
 from ontrackio.gateway.api.services import Services
+from ontrackio.gateway.auth.cookies import cookie_value
 from ontrackio.gateway.pages.render import error_page
 from ontrackio.gateway.problems import GRPC_TO_HTTP, PROBLEM_MEDIA_TYPE, problem
 from ontrackio.identity.signin.next_path import MAX_NEXT, safe_next
@@ -50,6 +51,10 @@ SSO_REFUSED = (
 )
 SSO_REFUSED_TITLE = "Sign-in did not work"
 # The identity answers that are a refusal of this sign-in (not an outage: those stay 5xx).
+# The cookie binding a SAML sign-in to the browser that began it (login CSRF), for as long
+# as identity keeps the AuthnRequest (sso/saml/store.REQUEST_TTL).
+BINDING_COOKIE = "__Host-ontrack_saml"
+BINDING_MAX_AGE = 600
 REFUSALS = frozenset(
     {
         grpc.StatusCode.INVALID_ARGUMENT,  # malformed or hostile XML
@@ -189,6 +194,32 @@ async def sp_metadata(c: Call, s: Services):
     return Response(r.xml, media_type=METADATA_MEDIA_TYPE, headers={"Cache-Control": "no-cache"})
 
 
+def _set_binding(response: Response, binding: str, s: Services) -> None:
+    """The cookie binding the AuthnRequest to this browser. The IdP's form posts to the ACS
+    from its own site, a cross-site POST that carries only ``SameSite=None`` cookies (which
+    browsers accept only ``Secure``): host-only, HttpOnly, for the request's lifetime."""
+    response.set_cookie(
+        BINDING_COOKIE,
+        binding,
+        max_age=BINDING_MAX_AGE,
+        path="/",
+        secure=s.secure_cookies,
+        httponly=True,
+        samesite="none" if s.secure_cookies else "lax",
+    )
+
+
+def _clear_binding(response: Response, s: Services) -> Response:
+    response.delete_cookie(
+        BINDING_COOKIE,
+        path="/",
+        secure=s.secure_cookies,
+        httponly=True,
+        samesite="none" if s.secure_cookies else "lax",
+    )
+    return response
+
+
 async def login(c: Call, s: Services):
     try:
         r = await s.rpc(
@@ -197,13 +228,18 @@ async def login(c: Call, s: Services):
             spb.StartLoginRequest(
                 canonical_origin=s.canonical_origin(c.tenant),
                 next=safe_next(c.params.get("next")),
+                client_address=str(c.client_ip or ""),
             ),
         )
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # not configured
             raise
         return refusal(c, exc)
-    return RedirectResponse(r.redirect_url, status_code=302, headers={"Cache-Control": "no-store"})
+    response = RedirectResponse(
+        r.redirect_url, status_code=302, headers={"Cache-Control": "no-store"}
+    )
+    _set_binding(response, r.binding, s)
+    return response
 
 
 async def consume(c: Call, s: Services):
@@ -217,13 +253,14 @@ async def consume(c: Call, s: Services):
                 canonical_origin=s.canonical_origin(c.tenant),
                 client_address=str(c.client_ip or ""),
                 user_agent=c.headers.get("user-agent", "")[:USER_AGENT_MAX],
+                binding=cookie_value(c.headers.getlist("cookie"), BINDING_COOKIE) or "",
             ),
         )
     except grpc.aio.AioRpcError as exc:
         if exc.code() not in REFUSALS:
             raise
-        return refusal(c, exc)
-    return s.grant_response(grant)
+        return _clear_binding(refusal(c, exc), s)
+    return _clear_binding(s.grant_response(grant), s)
 
 
 # -- admin ------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ class _Upstream:
 
 
 class _Services:
+    secure_cookies = True
+
     def __init__(self, error):
         self.upstream = _Upstream(error)
 
@@ -97,6 +99,9 @@ def test_every_refusal_says_the_same_thing_and_never_identitys_words(code):
     for word in secret.split():
         assert word not in html.lower() or word in saml.SSO_REFUSED.lower()
     assert page.headers["cache-control"] == "no-store"
+    # the binding cookie of the sign-in is cleared, whatever the answer
+    cleared = [h for h in page.headers.getlist("set-cookie") if h.startswith(saml.BINDING_COOKIE)]
+    assert len(cleared) == 1 and "Max-Age=0" in cleared[0] and "SameSite=none" in cleared[0]
 
     api = _consume(code, secret, None)
     assert api.status_code == CODES[code]

@@ -53,7 +53,9 @@ class OidcServicer(pb_grpc.OidcServiceServicer):
         self.verified_domains = verified_domains
 
     def StartLogin(self, request, context):
-        begun = self.oidc.start(current_tenant(), request.provider, request.next, request.origin)
+        begun = self.oidc.start(
+            current_tenant(), request.provider, request.next, request.origin, request.client_address
+        )
         return pb.StartOidcLoginResponse(
             authorization_url=begun.authorization_url,
             binding=begun.binding,

@@ -26,6 +26,8 @@ from ontrackio.core.directory import TenantInfo
 from ontrackio.identity.errors import IdpUnavailable, OidcProviderNotFound, OidcRefused
 from ontrackio.identity.signin import next_path, sso
 from ontrackio.identity.signin.external import ExternalIdentity
+from ontrackio.identity.signin.throttle_rules import address_key
+from ontrackio.identity.sso import pending
 from ontrackio.identity.sso.oidc import rules, store
 from ontrackio.identity.sso.oidc.client import ProviderClient
 
@@ -63,7 +65,9 @@ class OidcSignIn:
         self.key = s.token_hash_key.get_secret_value().encode()
         self.allow_loopback_http = s.oidc_allow_loopback_http
         self.ttl = s.oidc_login_ttl_seconds
-        self.max_pending = s.oidc_max_pending_logins
+        self.budget = pending.Budget(
+            s.sso_pending_logins_per_client, s.sso_pending_logins_per_tenant
+        )
         self.client = client or ProviderClient(
             timeout=s.oidc_http_timeout_seconds,
             cache_seconds=s.oidc_metadata_cache_seconds,
@@ -125,7 +129,9 @@ class OidcSignIn:
             return None
         return store.config_of(row)
 
-    def start(self, info: TenantInfo, provider: str, next: str, origin: str) -> Begun:
+    def start(
+        self, info: TenantInfo, provider: str, next: str, origin: str, client_address: str = ""
+    ) -> Begun:
         rules.validate_provider(provider)
         callback_uri = rules.redirect_uri(origin, provider)
         with self._uow(info) as u:
@@ -141,7 +147,8 @@ class OidcSignIn:
                 redirect_uri=callback_uri,
                 next=next_path.safe_next(next),
                 ttl_seconds=self.ttl,
-                max_pending=self.max_pending,
+                client_key=address_key(client_address),
+                budget=self.budget,
             )
         url = self.client.authorization_url(
             config,

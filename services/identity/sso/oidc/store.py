@@ -22,8 +22,8 @@ from psycopg.rows import dict_row
 from ontrackio.core.audit import log as audit_log
 from ontrackio.core.audit import origin
 from ontrackio.core.db.tenantdb import UnitOfWork
-from ontrackio.core.errors import ResourceExhausted
 from ontrackio.identity.errors import InvalidOidcConfig
+from ontrackio.identity.sso import pending
 from ontrackio.identity.sso.oidc import rules
 
 SECRET_COLUMN = ("oidc_providers", "client_secret")
@@ -35,10 +35,6 @@ CONFIG_COLUMNS = (
 # (provider, secret) -> ciphertext, and back (core/keys/envelope.py, bound to the row).
 Seal = Callable[[str, str], bytes]
 Unseal = Callable[[str, bytes], str]
-
-
-class TooManyPendingLogins(ResourceExhausted):
-    """More unfinished logins than the tenant may hold; new ones wait for old ones to end."""
 
 
 def _config_json(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -193,17 +189,14 @@ def start_login(
     redirect_uri: str,
     next: str,
     ttl_seconds: int,
-    max_pending: int,
+    client_key: str,
+    budget: pending.Budget,
     now: datetime | None = None,
 ) -> Started:
-    """A new pending login; TooManyPendingLogins when ``max_pending`` are live already."""
+    """A new pending login; TooManyPendingLogins when this client holds its budget of them
+    (sso/pending.py)."""
     now = now or datetime.now(UTC)
-    u.conn.execute("DELETE FROM oidc_logins WHERE expires_at <= %s", (now,))
-    live = u.conn.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM oidc_logins LIMIT %s) AS live", (max_pending,)
-    ).fetchone()[0]
-    if live >= max_pending:
-        raise TooManyPendingLogins("too many sign-ins in progress; try again in a few minutes")
+    pending.make_room(u, "oidc_logins", client_key, budget)
     started = Started(
         state=rules.new_state(),
         nonce=rules.new_nonce(),
@@ -213,7 +206,8 @@ def start_login(
     )
     u.conn.execute(
         "INSERT INTO oidc_logins (state_hash, provider, binding_hash, nonce, code_verifier,"
-        " redirect_uri, next, created_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " redirect_uri, next, created_at, expires_at, client_key)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             rules.state_key(key, started.state),
             provider,
@@ -224,6 +218,7 @@ def start_login(
             next,
             now,
             started.expires_at,
+            client_key,
         ),
     )
     return started

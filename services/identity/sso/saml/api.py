@@ -32,6 +32,8 @@ from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.signin import sso
 from ontrackio.identity.signin.next_path import safe_next
+from ontrackio.identity.signin.throttle_rules import address_key
+from ontrackio.identity.sso import pending
 from ontrackio.identity.sso.saml import acs, metadata, rules, store
 from ontrackio.identity.v1 import saml_pb2 as pb
 from ontrackio.identity.v1 import saml_pb2_grpc as pb_grpc
@@ -72,6 +74,10 @@ class SamlServicer(pb_grpc.SamlServiceServicer):
         self.fields = rt.fields
         self.allow_loopback_http = rt.settings.saml_allow_loopback_http
         self.fetch_timeout = rt.settings.saml_metadata_timeout_seconds
+        self.key = rt.settings.token_hash_key.get_secret_value().encode()
+        self.pending_budget = pending.Budget(
+            rt.settings.sso_pending_logins_per_client, rt.settings.sso_pending_logins_per_tenant
+        )
         acs.compile_schemas_once()
 
     # -- sealing our private key ----------------------------------------------------------
@@ -113,8 +119,16 @@ class SamlServicer(pb_grpc.SamlServiceServicer):
         with self.dbs.unit_of_work(info) as u:
             config = self._configured(u)
             url, request_id = login_redirect(config, sp)
-            store.issue_request(u, request_id, safe_next(request.next))
-        return pb.StartLoginResponse(redirect_url=url, request_id=request_id)
+            binding = rules.new_binding()
+            store.issue_request(
+                u,
+                request_id,
+                safe_next(request.next),
+                rules.binding_hash(self.key, binding),
+                address_key(request.client_address),
+                self.pending_budget,
+            )
+        return pb.StartLoginResponse(redirect_url=url, request_id=request_id, binding=binding)
 
     def ConsumeResponse(self, request, context):
         info = current_tenant()
@@ -152,12 +166,14 @@ class SamlServicer(pb_grpc.SamlServiceServicer):
                 next_path = safe_next(acs.relay_state(request.relay_state))
             else:
                 found = store.consume_request(u, verified.in_response_to)
-                if found is None:
+                if found is None or not found.live:
                     raise SamlResponseRefused("unknown_request")
-                next_path = found
+                if not rules.same_browser(self.key, found.binding_hash, request.binding):
+                    raise SamlResponseRefused("other_browser")  # login CSRF
+                next_path = found.next
             outcome = sso.attempt(
                 u,
-                self.rt.settings.token_hash_key.get_secret_value().encode(),
+                self.key,
                 verified.identity,
                 verified_domains=domains,
                 client_address=request.client_address,

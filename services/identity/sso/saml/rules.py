@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import ipaddress
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -283,3 +286,25 @@ def settings(config: IdpConfig, sp: SpEndpoints, key: SpKeyPair | None = None) -
             "allowSingleLabelDomains": False,
         },
     }
+
+
+# -- the browser a sign-in began in -------------------------------------------------------------
+
+BINDING_BYTES = 32
+
+
+def new_binding() -> str:
+    """The secret of the cookie binding an AuthnRequest to the browser it was issued to."""
+    return secrets.token_urlsafe(BINDING_BYTES)
+
+
+def binding_hash(key: bytes, binding: str) -> bytes:
+    """What the database keeps of a binding (keyed: the database alone cannot forge one)."""
+    return hmac.new(key, b"saml-browser:" + binding.encode(), hashlib.sha256).digest()
+
+
+def same_browser(key: bytes, stored: bytes | None, presented: str) -> bool:
+    """Whether the presented cookie is the one set with the request (constant time)."""
+    if not stored or not presented or len(presented) > 2 * BINDING_BYTES:
+        return False
+    return hmac.compare_digest(stored, binding_hash(key, presented))

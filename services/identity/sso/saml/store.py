@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -25,6 +26,7 @@ from ontrackio.core.audit import log as audit_log
 from ontrackio.core.audit import origin
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.keys.reencrypt import EncryptedColumn
+from ontrackio.identity.sso import pending
 from ontrackio.identity.sso.saml import rules
 
 SP_PRIVATE_KEY = EncryptedColumn("saml_sp_keys", "private_key")
@@ -200,21 +202,41 @@ def ensure_sp_key_pair(u: UnitOfWork, seal: Seal, unseal: Unseal, name: str) -> 
 # -- requests and replay ------------------------------------------------------------------------
 
 
-def issue_request(u: UnitOfWork, request_id: str, next_path: str) -> None:
+def issue_request(
+    u: UnitOfWork,
+    request_id: str,
+    next_path: str,
+    binding_hash: bytes,
+    client_key: str,
+    budget: pending.Budget,
+) -> None:
+    """Remember an AuthnRequest we issued, and the browser it went to; TooManyPendingLogins
+    when this client holds its budget of unanswered ones (sso/pending.py)."""
+    pending.make_room(u, "saml_requests", client_key, budget)
     u.conn.execute(
-        "INSERT INTO saml_requests (id, next, expires_at) VALUES (%s, %s, now() + %s)",
-        (request_id, next_path, REQUEST_TTL),
+        "INSERT INTO saml_requests (id, next, expires_at, client_key, binding_hash)"
+        " VALUES (%s, %s, now() + %s, %s, %s)",
+        (request_id, next_path, REQUEST_TTL, client_key, binding_hash),
     )
 
 
-def consume_request(u: UnitOfWork, request_id: str) -> str | None:
-    """The ``next`` of a live request we issued, which is used up; None when we never
-    issued it, it expired, or it was answered before (in any process)."""
+@dataclass(frozen=True)
+class IssuedRequest:
+    next: str
+    live: bool  # not expired
+    binding_hash: bytes | None
+
+
+def consume_request(u: UnitOfWork, request_id: str) -> IssuedRequest | None:
+    """The request we issued with that id, used up whatever the caller decides; None when we
+    never issued it or it was answered before (in any process)."""
     row = u.conn.execute(
-        "DELETE FROM saml_requests WHERE id = %s RETURNING next, expires_at > now()",
+        "DELETE FROM saml_requests WHERE id = %s RETURNING next, expires_at > now(), binding_hash",
         (request_id[:200],),
     ).fetchone()
-    return row[0] if row is not None and row[1] else None
+    if row is None:
+        return None
+    return IssuedRequest(row[0], bool(row[1]), bytes(row[2]) if row[2] is not None else None)
 
 
 def remember_assertion(
