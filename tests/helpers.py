@@ -126,11 +126,14 @@ def md(slug: str):
     return tenant_md(slug)
 
 
-def ontrack(system, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the operator CLI (`--json`) against the test deployment."""
+def ontrack(
+    system, *args: str, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run the operator CLI (`--json`) against the test deployment (``input``: its stdin)."""
     return subprocess.run(
         [sys.executable, "-m", "ontrackio.cli.main", "--json", *args],
         env=system.env(),
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,

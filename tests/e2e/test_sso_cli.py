@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
@@ -23,14 +22,7 @@ SECRET = "s3cret-" + "x" * 30
 
 
 def ontrack_with_input(system, stdin: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ontrackio.cli.main", "--json", *args],
-        env=system.env(),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return ontrack(system, *args, input=stdin)
 
 
 def audit_actions(system, slug: str) -> list[tuple[str, str]]:
