@@ -285,8 +285,10 @@ async def import_metadata(c: Call, s: Services):
     request = spb.ImportSamlMetadataRequest(entity_id=b.get("entity_id", ""))
     if "xml" in b:
         request.xml = b["xml"]
-    else:
+    elif "url" in b:
         request.url = b["url"]
+    else:
+        return problem(400, detail="Send the IdP's metadata as xml, or its url.")
     if set(b) & set(SETTINGS_PROPERTIES):
         request.settings.CopyFrom(settings_pb(b))
     r = await s.rpc(c, s.upstream.saml.ImportSamlMetadata, request)

@@ -135,3 +135,11 @@ def test_login_without_saml_configured_is_the_same_page_for_a_browser():
     other = _Error(grpc.StatusCode.PERMISSION_DENIED, "x")
     with pytest.raises(grpc.aio.AioRpcError):
         asyncio.run(saml.login(_call(BROWSER), _Services(other)))
+
+
+def test_importing_metadata_without_xml_or_url_is_a_400_not_a_500():
+    c = Call(
+        "acme", None, None, {}, {"entity_id": "https://idp.example/x"}, headers=Headers(raw=[])
+    )
+    r = asyncio.run(saml.import_metadata(c, _Services(_Error(grpc.StatusCode.INTERNAL, "x"))))
+    assert r.status_code == 400 and "xml" in json.loads(r.body)["detail"]
