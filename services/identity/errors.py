@@ -229,3 +229,38 @@ class InvalidMfaPolicy(InvalidArgument):
 
 class MfaEnrolmentOverdue(SignInRefused):
     """The MFA policy covers this user, who has no factor, and the enrolment period is over."""
+
+
+class InvalidPasskey(InvalidArgument):
+    """A WebAuthn response that cannot be read (bad JSON, base64url, CBOR, unknown fields)."""
+
+
+class PasskeyRefused(PermissionDenied):
+    """A WebAuthn response that does not verify: wrong challenge, origin or RP id, bad
+    signature, user verification missing when required, an unknown credential
+    (``reason`` says which, for the audit trail; the caller is told only that it failed)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class PasskeyCloned(PasskeyRefused):
+    """The authenticator's signature counter went backwards (or stayed) while it counts: the
+    credential may have been cloned (WebAuthn L2 section 6.1.1); it is flagged and refused."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "sign-count-regression")
+
+
+class MfaFactorRequired(FailedPrecondition):
+    """The MFA policy requires a factor of this user: the last one cannot be removed."""
+
+
+class MfaNotEnrolled(FailedPrecondition):
+    """The user has no such factor (a TOTP code for a user without TOTP, say)."""
+
+
+class RecentSignInRequired(PermissionDenied):
+    """The action needs a sign-in (or step-up) within the last few minutes (an admin's
+    reset of another user's factors)."""
