@@ -25,6 +25,7 @@ from ontrackio.identity.v1 import (
     domains_pb2_grpc,
     identity_pb2_grpc,
     keys_pb2_grpc,
+    mfa_pb2_grpc,
     oidc_pb2_grpc,
     saml_pb2_grpc,
     sessions_pb2_grpc,
@@ -64,6 +65,7 @@ class Upstream:
         self.signin: Any = None
         self.saml: Any = None
         self.oidc: Any = None
+        self.mfa: Any = None
         self.domains: Any = None
         self.collaborators: Any = None
         self.assets: Any = None
@@ -86,6 +88,7 @@ class Upstream:
         self.signin = signin_pb2_grpc.SignInServiceStub(identity)
         self.saml = saml_pb2_grpc.SamlServiceStub(identity)
         self.oidc = oidc_pb2_grpc.OidcServiceStub(identity)
+        self.mfa = mfa_pb2_grpc.MfaServiceStub(identity)
         self.domains = domains_pb2_grpc.DomainServiceStub(identity)
         self.collaborators = domains_pb2_grpc.CollaboratorServiceStub(identity)
         self.identity_health = health_pb2_grpc.HealthStub(identity)

@@ -22,6 +22,7 @@ from ontrackio.identity.domain import tenants as rules
 from ontrackio.identity.errors import InvalidTenant
 from ontrackio.identity.keys_api import KeyServicer
 from ontrackio.identity.keystore import KeyStore
+from ontrackio.identity.mfa import api as mfa_api
 from ontrackio.identity.roles import rules as role_rules
 from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.sessions_api import SessionServicer
@@ -35,6 +36,7 @@ from ontrackio.identity.v1 import (
     audit_pb2_grpc,
     domains_pb2_grpc,
     keys_pb2_grpc,
+    mfa_pb2_grpc,
     oidc_pb2_grpc,
     saml_pb2_grpc,
     sessions_pb2_grpc,
@@ -254,6 +256,7 @@ CALLERS: dict[str, trust.Callers] = {
         **trust.every("GetSamlConfig SetSamlConfig ImportSamlMetadata", trust.CREDENTIALS),
     },
     **oidc_api.CALLERS,  # sso/oidc: the login from the gateway only, configuration as tokens
+    **mfa_api.CALLERS,  # mfa: a user's own steps through the gateway, facts to evidence
     # A tenant's own domains and collaborator exceptions: the admin API and the CLI, audited
     # with an actor (the approver of an exception).
     "ontrackio.identity.v1.DomainService": trust.every(
@@ -325,6 +328,12 @@ def registrations(rt: IdentityRuntime) -> list[Registration]:
             ),
             oidc_api.SERVICE,
             callers=CALLERS[oidc_api.SERVICE],
+        ),
+        Registration(
+            mfa_pb2_grpc.add_MfaServiceServicer_to_server,
+            mfa_api.MfaServicer(rt),
+            mfa_api.SERVICE,
+            callers=CALLERS[mfa_api.SERVICE],
         ),
         Registration(
             domains_pb2_grpc.add_DomainServiceServicer_to_server,

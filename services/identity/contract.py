@@ -38,5 +38,6 @@ CONTRACT = Contract(
         EncryptedColumn("saml_sp_keys", "private_key"),  # the SAML SP key (sso/saml)
         EncryptedColumn("mail_outbox", "body"),  # holds invitation links until sent
         EncryptedColumn("oidc_providers", "client_secret", id_column="provider"),  # sso/oidc
+        EncryptedColumn("mfa_totp", "secret", id_column="user_id"),  # TOTP secrets (mfa/store)
     ),
 )

@@ -264,3 +264,16 @@ class MfaNotEnrolled(FailedPrecondition):
 class RecentSignInRequired(PermissionDenied):
     """The action needs a sign-in (or step-up) within the last few minutes (an admin's
     reset of another user's factors)."""
+
+
+class TotpAlreadyEnrolled(AlreadyExists):
+    """The user has a confirmed TOTP already (one per user; remove it to set up another)."""
+
+
+class MfaStageRequired(FailedPrecondition):
+    """The session is not at the stage this MFA step belongs to (a step-up code for a
+    session that is complete, say)."""
+
+
+class PasskeyNotFound(NotFound):
+    """The user has no passkey of that id."""

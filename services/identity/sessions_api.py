@@ -31,6 +31,7 @@ def record_pb(row, tenant: str) -> pb.SessionRecord:
         mfa_source=row["mfa_source"],
         user_active=row["user_active"],
         idle_timeout_seconds=row["idle_timeout_seconds"],
+        stage=row["stage"],
     )
 
 
@@ -53,6 +54,7 @@ def session_pb(row) -> pb.Session:
         revoked_at=ts(row["revoked_at"]),
         revoked_reason=row["revoked_reason"],
         idp=row["idp"],
+        stage=row["stage"],
     )
 
 
@@ -67,7 +69,29 @@ def policy_pb(row) -> pb.SignInPolicy:
         lockout_seconds=row["lockout_seconds"],
         updated_at=ts(row["updated_at"]),
         updated_by=row["updated_by"],
+        mfa_policy=row["mfa_policy"],
+        mfa_grace_days=row["mfa_grace_days"],
+        mfa_grace_until=ts(row["mfa_grace_until"]),
+        mfa_evidence=pb.MfaEvidence(
+            by_kind={k: pb.EvidenceValues(values=v) for k, v in row["mfa_evidence"].items()},
+            defaults=True,
+        ),
+        passkey_user_verification=row["passkey_user_verification"],
     )
+
+
+def _mfa_changes(request: pb.SignInPolicy) -> dict:
+    """The MFA part of a SetSignInPolicy: only what the request sets ("" / unset keeps)."""
+    return {
+        "mfa_policy": request.mfa_policy or None,
+        "mfa_grace_days": request.mfa_grace_days if request.HasField("mfa_grace_days") else None,
+        "mfa_evidence": (
+            {k: list(v.values) for k, v in request.mfa_evidence.by_kind.items()}
+            if request.HasField("mfa_evidence")
+            else None
+        ),
+        "passkey_user_verification": request.passkey_user_verification or None,
+    }
 
 
 def _own_user(context) -> str:
@@ -156,7 +180,14 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
             "jit_provisioning": request.jit_provisioning,
             "lockout_threshold": request.lockout_threshold,
             "lockout_seconds": request.lockout_seconds,
+            **_mfa_changes(request),
         }
         with origin.bound(call_origin(context)), self._uow(context) as u:
             role_store.require(u, actor, roles.ADMINISTER)
-            return policy_pb(policy.update(u, changes, actor))
+            before = policy.load(u)
+            after = policy.update(u, changes, actor)
+            if after["mfa_policy"] != before["mfa_policy"] or (
+                after["mfa_evidence"] != before["mfa_evidence"]
+            ):
+                sessions.announce_policy_change(u)  # gateways judge live sessions again
+            return policy_pb(after)

@@ -1,7 +1,8 @@
 """The endpoint wrapper: runs one declared operation for one request.
 
 Order: admin allowlist (admin operations, on the route the router matched) → authentication
-per declaration (bearer token and scopes, or session cookie) → per-principal rate limit →
+per declaration (bearer token and scopes, or session cookie; a session held at an MFA
+stage only for operations declared ``during_mfa``) → per-principal rate limit →
 path and query parameters → body per kind → handler → errors in the declared format.
 """
 
@@ -25,6 +26,8 @@ from ontrackio.gateway.auth.bearer import Failure, forbidden_scope, refusal
 from ontrackio.gateway.auth.session import (
     SESSION_COOKIE,
     SessionPrincipal,
+    mfa_redirect,
+    mfa_required,
     session_cookie,
     sign_in_redirect,
     sign_in_required,
@@ -38,6 +41,7 @@ from ontrackio.gateway.refusals import RefusalReporter
 from ontrackio.gateway.request_id import request_id_of
 from ontrackio.gateway.text import UnsafeText, check_text
 
+FULL_STAGE = "full"
 _INTEGER = re.compile(r"-?[0-9]{1,10}\Z")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 
@@ -148,6 +152,11 @@ async def _authenticate_session(
         if op.response_media_type == "text/html" and request.method in csrf.SAFE_METHODS:
             return sign_in_redirect(request.url.path)  # a page: to sign-in and back
         return sign_in_required()
+    if user.stage != FULL_STAGE and not op.auth.during_mfa:
+        # Held by the MFA policy: a factor to present or set up before anything else.
+        if op.response_media_type == "text/html" and request.method in csrf.SAFE_METHODS:
+            return mfa_redirect(request.url.path)
+        return mfa_required(user.stage)
     for scope in op.auth.scopes:
         if scope not in user.scopes:
             checks.report(request, tenant, "role.denied", actor=user.actor, reason=f"needs {scope}")

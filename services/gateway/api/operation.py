@@ -36,10 +36,15 @@ class AuthKind(Enum):
 class Auth:
     """``scopes`` must all be held: by the token, or by the signed-in user's roles
     (identity/roles/rules.py ROLE_SCOPES). Cookie-authenticated unsafe methods also pass the
-    CSRF check (auth/csrf.py)."""
+    CSRF check (auth/csrf.py).
+
+    ``during_mfa``: a session the MFA policy holds at ``step_up`` or ``enrol``
+    (identity/mfa/policy.py) may call it too (presenting or setting up a factor, who am I,
+    signing out); every other operation refuses such a session (403 ``mfa-required``)."""
 
     kind: AuthKind
     scopes: tuple[str, ...] = ()
+    during_mfa: bool = False
 
     @property
     def accepts_session(self) -> bool:
@@ -52,6 +57,7 @@ class Auth:
 
 PUBLIC = Auth(AuthKind.PUBLIC)
 SESSION = Auth(AuthKind.SESSION)
+SESSION_DURING_MFA = Auth(AuthKind.SESSION, during_mfa=True)
 
 
 def bearer(*scopes: str) -> Auth:

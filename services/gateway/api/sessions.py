@@ -12,7 +12,7 @@ from typing import Any
 from starlette.responses import RedirectResponse, Response
 
 from ontrackio.gateway.api.operation import (
-    SESSION,
+    SESSION_DURING_MFA,
     Call,
     Operation,
     Param,
@@ -33,6 +33,7 @@ from ontrackio.gateway.api.schemas import (
 from ontrackio.gateway.api.services import Services
 from ontrackio.gateway.auth import csrf
 from ontrackio.gateway.auth.session import clear_session_cookie
+from ontrackio.identity.mfa import policy as mfa_rules
 from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.sessions import rules as session_rules
 from ontrackio.identity.v1 import sessions_pb2 as spb
@@ -61,8 +62,14 @@ SESSION_ITEM = {
         "expires_at": TIME,
         "client_address": {"type": "string"},
         "user_agent": {"type": "string"},
+        "stage": {
+            "type": "string",
+            "enum": list(mfa_rules.STAGES),
+            "description": "full, or held by the MFA policy: step_up (present a factor) or "
+            "enrol (set one up) before anything else.",
+        },
     },
-    "required": ["id", "user", "roles", "method", "mfa_source"],
+    "required": ["id", "user", "roles", "method", "mfa_source", "stage"],
 }
 WHO_AM_I = {
     **SESSION_ITEM,
@@ -98,11 +105,54 @@ POLICY = {
         "jit_provisioning": {"type": "boolean"},
         "lockout_threshold": {"type": "integer", "minimum": 1, "maximum": 1000},
         "lockout_seconds": {"type": "integer", "minimum": 1, "maximum": 7 * 24 * 3600},
+        "mfa_policy": {
+            "type": "string",
+            "enum": list(mfa_rules.POLICIES),
+            "description": "Who must use MFA: nobody, owners and admins, or everyone.",
+        },
+        "mfa_grace_days": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": mfa_rules.MAX_GRACE_DAYS,
+            "description": "Days a newly covered user may sign in to enrol a factor.",
+        },
+        "mfa_evidence": {
+            "type": "object",
+            "description": "IdP evidence that counts as MFA, per IdP kind (SAML "
+            "AuthnContextClassRef, OIDC amr/acr values); a kind not named takes the defaults, "
+            "an empty list accepts nothing.",
+            "additionalProperties": False,
+            "properties": {
+                kind: {
+                    "type": "array",
+                    "maxItems": mfa_rules.MAX_EVIDENCE_VALUES,
+                    "items": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": mfa_rules.MAX_EVIDENCE_CHARS,
+                    },
+                }
+                for kind in mfa_rules.IDP_KINDS
+            },
+        },
+        "passkey_user_verification": {
+            "type": "string",
+            "enum": list(mfa_rules.USER_VERIFICATION),
+        },
     },
 }
 POLICY_OUT = {
     **POLICY,
-    "properties": {**POLICY["properties"], "updated_at": TIME, "updated_by": {"type": "string"}},
+    "properties": {
+        **POLICY["properties"],
+        "updated_at": TIME,
+        "updated_by": {"type": "string"},
+        "mfa_grace_until": TIME,
+        "mfa_evidence_effective": {
+            "type": "object",
+            "description": "What counts for each IdP kind, defaults included.",
+        },
+    },
 }
 ROLES_BODY = {
     "type": "object",
@@ -136,10 +186,12 @@ def session_json(s: spb.Session) -> dict[str, Any]:
         "expires_at": time_json(s, "expires_at"),
         "client_address": s.client_address,
         "user_agent": s.user_agent,
+        "stage": s.stage or mfa_rules.FULL,
     }
 
 
 def policy_json(p: spb.SignInPolicy) -> dict[str, Any]:
+    evidence = {k: list(v.values) for k, v in p.mfa_evidence.by_kind.items()}
     return {
         "idle_timeout_seconds": p.idle_timeout_seconds,
         "absolute_timeout_seconds": p.absolute_timeout_seconds,
@@ -150,7 +202,29 @@ def policy_json(p: spb.SignInPolicy) -> dict[str, Any]:
         "lockout_seconds": p.lockout_seconds,
         "updated_at": time_json(p, "updated_at"),
         "updated_by": p.updated_by,
+        "mfa_policy": p.mfa_policy,
+        "mfa_grace_days": p.mfa_grace_days,
+        "mfa_grace_until": time_json(p, "mfa_grace_until"),
+        "mfa_evidence": evidence,
+        "mfa_evidence_effective": {
+            kind: sorted(mfa_rules.accepted_evidence(kind, evidence))
+            for kind in mfa_rules.IDP_KINDS
+        },
+        "passkey_user_verification": p.passkey_user_verification,
     }
+
+
+def policy_pb(body: dict[str, Any]) -> spb.SignInPolicy:
+    """A SetSignInPolicy request from the merged JSON (read-only fields dropped)."""
+    fields = {k: v for k, v in body.items() if k in spb.SignInPolicy.DESCRIPTOR.fields_by_name}
+    for read_only in ("updated_at", "updated_by", "mfa_grace_until", "mfa_evidence"):
+        fields.pop(read_only, None)
+    out = spb.SignInPolicy(**fields)
+    if "mfa_evidence" in body:
+        out.mfa_evidence.SetInParent()
+        for kind, values in body["mfa_evidence"].items():
+            out.mfa_evidence.by_kind[kind].values.extend(values)
+    return out
 
 
 def _session_id(c: Call) -> str:
@@ -235,11 +309,9 @@ async def get_policy(c: Call, s: Services):
 async def set_policy(c: Call, s: Services):
     current = await s.rpc(c, s.upstream.sessions.GetSignInPolicy, spb.GetSignInPolicyRequest())
     merged = {**policy_json(current), **c.body}
-    merged.pop("updated_at", None)
-    merged.pop("updated_by", None)
-    return policy_json(
-        await s.rpc(c, s.upstream.sessions.SetSignInPolicy, spb.SignInPolicy(**merged))
-    )
+    if "mfa_evidence" not in c.body:
+        merged.pop("mfa_evidence")  # unchanged: not sent (so identity keeps it as it is)
+    return policy_json(await s.rpc(c, s.upstream.sessions.SetSignInPolicy, policy_pb(merged)))
 
 
 USER_FILTER = Param(
@@ -255,7 +327,7 @@ OPERATIONS = [
         "getSession",
         "The signed-in user's session: who, roles, how they signed in, and the CSRF token.",
         who_am_i,
-        SESSION,
+        SESSION_DURING_MFA,
         WHO_AM_I,
         tags=("sessions",),
     ),
@@ -266,7 +338,7 @@ OPERATIONS = [
         "Sign out: the session ends everywhere and the cookie is cleared (204; a form post "
         "is sent on to the sign-in page).",
         logout,
-        SESSION,
+        SESSION_DURING_MFA,
         {"type": "object"},
         status=204,
         body=form_body(LOGOUT_FORM, optional=True),

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from ontrackio.gateway.api import oidc
 from ontrackio.gateway.api.operation import (
     PUBLIC,
-    SESSION,
+    SESSION_DURING_MFA,
     Call,
     Operation,
     Param,
@@ -416,7 +416,7 @@ OPERATIONS = [
         "signOutPage",
         "The signed-in person's sign-out page (HTML): a form posting to /auth/logout.",
         signout_page,
-        SESSION,
+        SESSION_DURING_MFA,
         HTML,
         response_media_type="text/html",
         error_codes=PAGE_ERRORS,

@@ -58,6 +58,7 @@ class SessionPrincipal:
     roles: frozenset[str] = frozenset()
     method: str = ""
     mfa_source: str = ""
+    stage: str = "full"  # full | step_up | enrol (identity/mfa/policy.py)
 
     @property
     def actor(self) -> str:
@@ -82,6 +83,7 @@ class SessionRecord:
     ended: bool  # revoked, or the user deactivated
     method: str
     mfa_source: str
+    stage: str = "full"
 
 
 def record_from_pb(r: spb.SessionRecord) -> SessionRecord:
@@ -96,6 +98,7 @@ def record_from_pb(r: spb.SessionRecord) -> SessionRecord:
         ended=r.HasField("revoked_at") or not r.user_active,
         method=r.method,
         mfa_source=r.mfa_source,
+        stage=r.stage or "full",
     )
 
 
@@ -111,6 +114,34 @@ def sign_in_required() -> ProblemResponse:
         detail=SIGN_IN_DETAIL,
         headers={"WWW-Authenticate": f'Cookie realm="ontrack", cookie-name="{SESSION_COOKIE}"'},
     )
+
+
+MFA_PAGE = "/signin/mfa"
+MFA_REQUIRED_TYPE = "https://problems.ontrack.io/mfa-required"
+
+
+def mfa_required(stage: str) -> ProblemResponse:
+    """A session the MFA policy holds back asked for something else: 403, with the stage
+    (``step_up``: present a factor; ``enrol``: set one up) and where to do it."""
+    detail = (
+        "Confirm it is you with your second factor first."
+        if stage == "step_up"
+        else "Set up a second factor first: your organisation requires MFA."
+    )
+    return problem(
+        403,
+        detail=detail,
+        type_=MFA_REQUIRED_TYPE,
+        title="MFA required",
+        extensions={"stage": stage, "mfa_page": MFA_PAGE},
+    )
+
+
+def mfa_redirect(path: str) -> Response:
+    """For a page asked for by a session at an MFA stage: to the MFA page and back."""
+    nxt = safe_next(path)
+    query = "" if nxt == "/" else "?" + urlencode({"next": nxt})
+    return Response(status_code=303, headers={"Location": f"{MFA_PAGE}{query}"})
 
 
 def sign_in_redirect(path: str) -> Response:
@@ -180,7 +211,13 @@ class SessionChecker:
                 return "idle"
         self.uses.used(tenant, session_id, client_ip)
         return SessionPrincipal(
-            record.user_id, tenant, session_id, record.roles, record.method, record.mfa_source
+            record.user_id,
+            tenant,
+            session_id,
+            record.roles,
+            record.method,
+            record.mfa_source,
+            record.stage,
         )
 
     async def _lookup(self, tenant: str, session_id: str) -> SessionRecord | None:
@@ -240,7 +277,10 @@ def grant_response(
     ``grant.next`` (a same-host path the sign-in flow checked: next_url.safe_next)."""
     from ontrackio.identity.signin.next_path import safe_next
 
-    response = RedirectResponse(safe_next(grant.next), status_code=status)
+    nxt = safe_next(grant.next)
+    if grant.stage and grant.stage != "full":  # the MFA policy holds the session: MFA first
+        nxt = MFA_PAGE + ("" if nxt == "/" else "?" + urlencode({"next": nxt}))
+    response = RedirectResponse(nxt, status_code=status)
     set_session_cookie(response, grant, secure=secure, now=now)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -36,6 +36,11 @@ COVERED_BY_ADMINS = frozenset({roles.OWNER, roles.ADMIN})
 FULL, STEP_UP, ENROL = "full", "step_up", "enrol"
 STAGES = (FULL, STEP_UP, ENROL)
 
+# Passkey user verification (WebAuthn): "required" (PIN or biometric every time) or
+# "preferred" (asked for, not insisted on; a step-up still proves possession).
+UV_REQUIRED, UV_PREFERRED = "required", "preferred"
+USER_VERIFICATION = (UV_REQUIRED, UV_PREFERRED)
+
 DEFAULT_GRACE_DAYS = 14
 ENROLMENT_OVERDUE = "mfa-enrolment-overdue"  # the refusal's reason (audit trail)
 MAX_GRACE_DAYS = 90
@@ -64,6 +69,19 @@ def validate_policy(value: str) -> str:
     if value not in POLICIES:
         raise InvalidMfaPolicy(f"mfa_policy must be one of {', '.join(POLICIES)}")
     return value
+
+
+def validate_user_verification(value: str) -> str:
+    if value not in USER_VERIFICATION:
+        raise InvalidMfaPolicy(
+            f"passkey_user_verification must be one of {', '.join(USER_VERIFICATION)}"
+        )
+    return value
+
+
+def covers_more(old: str, new: str) -> bool:
+    """Whether policy ``new`` requires MFA of people ``old`` did not (a new grace period)."""
+    return POLICIES.index(new) > POLICIES.index(old)
 
 
 def validate_grace_days(value: int) -> int:
@@ -106,6 +124,15 @@ def accepted_evidence(kind: str, tenant: Mapping[str, Iterable[str]]) -> frozens
 
 def idp_proves_mfa(kind: str, evidence: Iterable[str], tenant: Mapping[str, Iterable[str]]) -> bool:
     return not accepted_evidence(kind, tenant).isdisjoint(evidence)
+
+
+def matching_evidence(
+    kind: str, evidence: Iterable[str], tenant: Mapping[str, Iterable[str]]
+) -> str:
+    """The first of the assertion's ``evidence`` values that counts as MFA from this kind of
+    IdP ("" when none does): recorded as the session's factor, with ``mfa_source = idp``."""
+    accepted = accepted_evidence(kind, tenant)
+    return next((v for v in evidence if v in accepted), "")
 
 
 def stage_at_sign_in(

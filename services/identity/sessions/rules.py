@@ -38,6 +38,9 @@ ENDED_DEACTIVATED = "deactivated"
 ENDED_ROLES = "roles"
 ENDED_TENANT = "tenant"
 ENDED_ROTATED = "rotated"
+ENDED_MFA_FAILURES = "mfa-failures"  # too many wrong codes at a step-up
+ENDED_MFA_RESET = "mfa-reset"  # an admin removed the user's factors
+ENDED_MFA_POLICY = "mfa-policy"  # not ended: the MFA policy changed, gateways look again
 MAX_USER_AGENT = 300
 
 

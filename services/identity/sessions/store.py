@@ -4,11 +4,19 @@ Every opening and ending is an audit entry in the same transaction, and every en
 ``identity.sessions_revoked`` (published before the call returns), on which every gateway
 worker forgets the sessions it cached. The cookie value exists only in the SessionGrant
 returned by ``start``; the table keeps the keyed hash of its secret.
+
+A session opens at the stage the tenant's MFA policy gives it (``stage_at_start``:
+identity/mfa/policy.py): ``full``, or ``step_up`` / ``enrol`` when the policy wants a factor
+the sign-in did not prove; it becomes ``full`` by ``rotate`` (a new session in its place).
+The stage is judged again at every look-up (``lookup``, and so every refresh): a ``full``
+session without MFA whose user the policy has come to cover since is handed out as
+``step_up`` or ``enrol`` (or as ended, once the enrolment grace is over), so a policy change
+needs no one to sign in again to take effect.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -19,6 +27,9 @@ from ontrackio.core.audit import origin
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.core.errors import InvalidArgument, NotFound
 from ontrackio.core.protoconv import ts
+from ontrackio.identity.errors import MfaEnrolmentOverdue
+from ontrackio.identity.mfa import policy as mfa_rules
+from ontrackio.identity.mfa import store as mfa_store
 from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.sessions import rules
 from ontrackio.identity.signin import policy
@@ -28,7 +39,7 @@ from ontrackio.identity.v1 import sessions_pb2 as pb
 COLUMNS = (
     "s.id, s.user_id, s.method, s.mfa_source, s.factor, s.idp, s.created_at, s.last_seen_at,"
     " s.idle_expires_at, s.expires_at, s.revoked_at, s.revoked_reason, s.client_address,"
-    " s.user_agent"
+    " s.user_agent, s.stage"
 )
 FROM = "FROM sessions s JOIN users x ON x.id = s.user_id"
 LIVE = "s.revoked_at IS NULL AND s.expires_at > now() AND s.idle_expires_at > now() AND x.active"
@@ -49,6 +60,33 @@ def _audit(u: UnitOfWork, actor: str, action: str, target: str, old: Any, new: A
     )
 
 
+def grace_until(u: UnitOfWork, p: dict[str, Any], user_id: Any) -> datetime | None:
+    """When the user's enrolment grace ends: the policy's, or ``mfa_grace_days`` after the
+    user was created when that is later (a user added since has the same time to enrol)."""
+    row = u.conn.execute("SELECT created_at FROM users WHERE id = %s", (user_id,)).fetchone()
+    ends = [p["mfa_grace_until"]] if p["mfa_grace_until"] is not None else []
+    if row is not None:
+        ends.append(row[0] + timedelta(days=p["mfa_grace_days"]))
+    return max(ends) if ends else None
+
+
+def stage_at_start(
+    u: UnitOfWork, p: dict[str, Any], user_id: Any, user_roles: list[str], mfa_proven: bool
+) -> str:
+    """The stage a session of ``user_id`` opens at under policy ``p``; MfaEnrolmentOverdue
+    (a SignInRefused) for a covered user with no factor past the grace period."""
+    if mfa_proven or not mfa_rules.requires_mfa(p["mfa_policy"], user_roles):
+        return mfa_rules.FULL
+    return mfa_rules.stage_at_sign_in(
+        p["mfa_policy"],
+        user_roles,
+        mfa_proven=False,
+        has_factor=mfa_store.has_factor(u, user_id),
+        grace_until=grace_until(u, p, user_id),
+        now=datetime.now(UTC),
+    )
+
+
 def start(
     u: UnitOfWork,
     key: bytes,
@@ -61,19 +99,26 @@ def start(
     client_address: str = "",
     user_agent: str = "",
     next: str = "/",
+    stage: str | None = None,
 ) -> pb.SessionGrant:
-    """Open a session for an active user and audit the sign-in (``session.start``)."""
+    """Open a session for an active user and audit the sign-in (``session.start``).
+
+    ``stage`` None: the MFA policy decides (``stage_at_start``; ``mfa_source`` other than
+    none counts as MFA proven); a step-up passes ``full``. Raises MfaEnrolmentOverdue."""
     if mfa_source not in MFA_SOURCES:
         raise ValueError(f"mfa_source must be one of {MFA_SOURCES}")
     p = policy.load(u)
+    if stage is None:
+        user_roles = role_store.roles_of(u, user_id)
+        stage = stage_at_start(u, p, user_id, user_roles, mfa_source != MFA_NONE)
     now = datetime.now(UTC)
     expiry = rules.expiry_at_start(now, p["idle_timeout_seconds"], p["absolute_timeout_seconds"])
     issued = rules.issue(key)
     address = rules.printable(client_address, 64)
     u.conn.execute(
         "INSERT INTO sessions (id, secret_hash, user_id, method, mfa_source, factor, idp,"
-        " created_at, last_seen_at, idle_expires_at, expires_at, client_address, user_agent)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " created_at, last_seen_at, idle_expires_at, expires_at, client_address, user_agent,"
+        " stage) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             issued.token_id,
             issued.secret_hash,
@@ -88,6 +133,7 @@ def start(
             expiry.expires_at,
             address,
             rules.printable(user_agent, rules.MAX_USER_AGENT),
+            stage,
         ),
     )
     _audit(
@@ -96,7 +142,13 @@ def start(
         "session.start",
         f"session:{issued.token_id}",
         None,
-        {"method": method, "mfa_source": mfa_source, "factor": factor, "idp": idp[:500]},
+        {
+            "method": method,
+            "mfa_source": mfa_source,
+            "factor": factor,
+            "idp": idp[:500],
+            "stage": stage,
+        },
     )
     return pb.SessionGrant(
         cookie=issued.bearer,
@@ -105,6 +157,7 @@ def start(
         csrf_token=rules.csrf_token(key, issued.token_id),
         expires_at=ts(expiry.expires_at),
         next=next,
+        stage=stage,
     )
 
 
@@ -125,7 +178,13 @@ def lookup(u: UnitOfWork, session_id: str) -> dict[str, Any]:
     if row is None:
         raise SessionNotFound("session not found")
     row["roles"] = role_store.roles_of(u, row["user_id"])
-    row["idle_timeout_seconds"] = policy.load(u)["idle_timeout_seconds"]
+    p = policy.load(u)
+    row["idle_timeout_seconds"] = p["idle_timeout_seconds"]
+    if row["stage"] == mfa_rules.FULL and row["mfa_source"] == MFA_NONE:
+        try:
+            row["stage"] = stage_at_start(u, p, row["user_id"], row["roles"], False)
+        except MfaEnrolmentOverdue:
+            row["revoked_at"] = row["revoked_at"] or datetime.now(UTC)  # handed out as ended
     return row
 
 
@@ -233,9 +292,25 @@ def revoke_all(u: UnitOfWork, actor: str, reason: str = rules.ENDED_TENANT) -> i
     return len(ids)
 
 
+def announce_policy_change(u: UnitOfWork) -> int:
+    """After an MFA policy change: every gateway forgets the tenant's live sessions it
+    cached, so the next request sees each one's stage as ``lookup`` now judges it (nothing
+    ends; the event's reason says so)."""
+    ids = [
+        r[0]
+        for r in u.conn.execute(
+            f"SELECT s.id {FROM} WHERE {LIVE}",
+        ).fetchall()
+    ]
+    for i in range(0, len(ids), 1000):
+        _announce(u, ids[i : i + 1000], "", rules.ENDED_MFA_POLICY)
+    return len(ids)
+
+
 def rotate(u: UnitOfWork, key: bytes, session_id: str, user_id: str, **changes: Any):
     """A new session in place of a live one (a privilege change within it: MFA step-up);
-    the old one ends. ``changes`` may set mfa_source, factor; the rest is carried over."""
+    the old one ends. ``changes`` may set mfa_source, factor and stage (default: decided
+    again); the rest is carried over."""
     old = get(u, session_id, user_id)
     end(u, session_id, rules.user_actor(user_id), rules.ENDED_ROTATED)
     return start(
@@ -248,7 +323,22 @@ def rotate(u: UnitOfWork, key: bytes, session_id: str, user_id: str, **changes: 
         idp=old["idp"],
         client_address=old["client_address"],
         user_agent=old["user_agent"],
+        stage=changes.get("stage"),
     )
+
+
+def record_mfa_failure(u: UnitOfWork, session_id: str, limit: int) -> bool:
+    """Count a wrong factor against a session at a MFA stage; True when the count reaches
+    ``limit`` and the session has been ended for it (audited, announced)."""
+    row = u.conn.execute(
+        "UPDATE sessions SET mfa_failures = mfa_failures + 1 WHERE id = %s AND revoked_at IS NULL"
+        " RETURNING mfa_failures, user_id",
+        (_session_id(session_id),),
+    ).fetchone()
+    if row is None or row[0] < limit:
+        return False
+    end(u, session_id, "system", rules.ENDED_MFA_FAILURES)
+    return True
 
 
 def now_utc() -> datetime:

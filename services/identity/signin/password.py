@@ -22,7 +22,8 @@ from typing import Any
 from ontrackio.core.audit import log as audit_log
 from ontrackio.core.audit import origin
 from ontrackio.core.db.tenantdb import UnitOfWork
-from ontrackio.identity.errors import InvitationNotFound
+from ontrackio.identity.errors import InvitationNotFound, MfaEnrolmentOverdue
+from ontrackio.identity.mfa.policy import ENROLMENT_OVERDUE
 from ontrackio.identity.sessions import store as sessions
 from ontrackio.identity.signin import invitations, passwords, throttle
 from ontrackio.identity.signin import policy as signin_policy
@@ -48,6 +49,7 @@ REASONS = (
     SSO_REQUIRED,
     INACTIVE,
     NO_PASSWORD,
+    ENROLMENT_OVERDUE,
 )
 MAX_EMAIL = 320
 
@@ -127,16 +129,21 @@ def sign_in(
             "UPDATE password_credentials SET hash = %s, updated_at = now() WHERE user_id = %s",
             (hasher.hash(attempt.password), user_id),
         )
-    return sessions.start(
-        u,
-        key,
-        user_id=str(user_id),
-        method=METHOD_PASSWORD,
-        mfa_source=MFA_NONE,
-        client_address=attempt.client_address,
-        user_agent=attempt.user_agent,
-        next=safe_next(attempt.next),
-    )
+    try:
+        with u.conn.transaction():
+            return sessions.start(
+                u,
+                key,
+                user_id=str(user_id),
+                method=METHOD_PASSWORD,
+                mfa_source=MFA_NONE,
+                client_address=attempt.client_address,
+                user_agent=attempt.user_agent,
+                next=safe_next(attempt.next),
+            )
+    except MfaEnrolmentOverdue as overdue:  # covered by the MFA policy, no factor, too late
+        _audit_refusal(u, user_id, email, overdue.why)
+        return overdue.why
 
 
 def _audit_refusal(u: UnitOfWork, user_id: Any, email: str, reason: str) -> None:

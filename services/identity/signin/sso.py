@@ -7,7 +7,8 @@ linked to the IdP account once (an invited user's first SSO sign-in), unless som
 account is linked to the user already, or the user is a break-glass owner → failing that, a
 user is created just in time when the tenant's policy allows it, with the default role
 (never more: roles come from an admin or a group mapping, never from an attribute) → the
-session opens.
+session opens, with ``mfa_source = idp`` when the assertion carries MFA evidence the tenant
+accepts, else held for a local step-up when the MFA policy covers the user.
 
 A refusal is audited (``signin.refused`` with its reason) in a transaction of its own, so
 that it is kept although the sign-in's own transaction rolls back; the caller sees one
@@ -25,10 +26,11 @@ from ontrackio.core.audit import origin
 from ontrackio.core.db.tenantdb import UnitOfWork
 from ontrackio.identity import users
 from ontrackio.identity.errors import SignInRefused, UserExists
+from ontrackio.identity.mfa import policy as mfa_rules
 from ontrackio.identity.roles import rules as roles
 from ontrackio.identity.sessions import store as sessions
 from ontrackio.identity.signin import policy
-from ontrackio.identity.signin.external import MFA_NONE, ExternalIdentity
+from ontrackio.identity.signin.external import MFA_IDP, MFA_NONE, ExternalIdentity
 from ontrackio.identity.sso import admission
 from ontrackio.identity.v1 import sessions_pb2
 
@@ -129,12 +131,18 @@ def complete(
         "UPDATE external_accounts SET last_sign_in_at = now() WHERE issuer = %s AND subject = %s",
         (ext.issuer, ext.subject),
     )
+    # The IdP's word on MFA counts when the assertion carries evidence the tenant accepts
+    # (mfa/policy.py); else the MFA policy may hold the session for a local step-up.
+    evidence = mfa_rules.matching_evidence(
+        ext.method, ext.mfa_evidence, policy.load(u)["mfa_evidence"]
+    )
     return sessions.start(
         u,
         key,
         user_id=user_id,
         method=ext.method,
-        mfa_source=MFA_NONE,
+        mfa_source=MFA_IDP if evidence else MFA_NONE,
+        factor=evidence,
         idp=ext.issuer,
         client_address=client_address,
         user_agent=user_agent,
