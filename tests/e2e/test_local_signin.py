@@ -6,10 +6,7 @@ the SSO-only policy with and without a break-glass owner; mail retried through a
 
 from __future__ import annotations
 
-import html
-import re
 import time
-from urllib.parse import urlencode, urlsplit
 
 import grpc
 import pytest
@@ -17,8 +14,20 @@ import pytest
 from ontrackio.identity.v1 import sessions_pb2 as sspb
 from ontrackio.identity.v1 import sessions_pb2_grpc as ssgrpc
 from ontrackio.identity.v1 import signin_pb2 as spb
-from ontrackio.identity.v1 import signin_pb2_grpc as sgrpc
 from tests.conftest import unique
+from tests.e2e.signin_kit import (
+    FORM_TOKEN,
+    LINK,
+    PASSWORD,
+    Browser,
+    accept,
+    cli,
+    cli_md,
+    invite,
+    link_of,
+    owner,
+    signin_stub,
+)
 from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     Reply,
     gateway_fixture,
@@ -27,113 +36,11 @@ from tests.e2e.test_gateway_kit import (  # noqa: F401 - fixtures
     raw,
     request_bytes,
 )
-from tests.helpers import create_tenant, eventually, md
+from tests.helpers import create_tenant, eventually
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "tangerine orbit calliope 7"
 REFUSED = "The email or password is not right"
-_LINK = re.compile(r"(https?://\S+/invite\?token=[A-Za-z0-9_.-]+)")
-_FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
-
-
-def _cli(system):
-    return system.channel("identity", "cli")
-
-
-def _signin(system):
-    return sgrpc.SignInServiceStub(_cli(system))
-
-
-def _cli_md(slug: str):
-    return (*md(slug), ("x-ontrack-actor", "cli:e2e"))
-
-
-class Browser:
-    """A cookie jar and a source address over raw sockets to one tenant's host."""
-
-    def __init__(self, gateway, slug: str):
-        self.gateway, self.slug = gateway, slug
-        self.host = gateway.host(slug)
-        self.origin = f"http://{self.host}"
-        self.jar: dict[str, str] = {}
-        self.source = new_source()
-
-    def _send(self, method: str, target: str, headers=(), body: bytes = b"") -> Reply:
-        hdrs = list(headers)
-        if self.jar:
-            hdrs.append(("Cookie", "; ".join(f"{k}={v}" for k, v in self.jar.items())))
-        r = raw(
-            self.gateway.port,
-            request_bytes(method, target, self.host, hdrs, body, close=True),
-            source=self.source,
-        )
-        for header in r.set_cookies:
-            name, _, rest = header.partition("=")
-            self.jar[name] = rest.split(";", 1)[0]
-        return r
-
-    def get(self, target: str) -> Reply:
-        return self._send("GET", target)
-
-    def post_form(self, target: str, fields: dict[str, str], *, origin: str | None = "") -> Reply:
-        headers = [("Content-Type", "application/x-www-form-urlencoded")]
-        if origin is not None:
-            headers.append(("Origin", origin or self.origin))
-        return self._send("POST", target, headers, urlencode(fields).encode())
-
-    def form_token(self, page: Reply) -> str:
-        m = _FORM_TOKEN.search(page.body.decode())
-        assert m, page.body[:500]
-        return html.unescape(m.group(1))
-
-    def sign_in(self, email: str, password: str, **extra: str) -> Reply:
-        page = self.get("/signin")
-        assert page.status == 200, page
-        fields = {"email": email, "password": password, "next": "/", **extra}
-        fields["form_token"] = self.form_token(page)
-        return self.post_form("/auth/password", fields)
-
-
-def _invite(system, gateway, slug: str, email: str, role: str = "owner"):
-    return _signin(system).CreateInvitation(
-        spb.CreateInvitationRequest(email=email, role=role, origin=f"http://{gateway.host(slug)}"),
-        metadata=_cli_md(slug),
-        timeout=10,
-    )
-
-
-def _link_of(smtp, email: str) -> str:
-    msg = smtp.wait_for(lambda m: m["To"] == email, timeout=30)
-    body = msg.get_content()
-    m = _LINK.search(body)
-    assert m, body
-    return m.group(1)
-
-
-def _accept(browser: Browser, link: str, password: str = PASSWORD) -> Reply:
-    target = link[len(browser.origin) :]
-    page = browser.get(target)
-    assert page.status == 200, page
-    token = dict(p.split("=", 1) for p in urlsplit(link).query.split("&"))["token"]
-    return browser.post_form(
-        "/invite",
-        {
-            "token": token,
-            "password": password,
-            "confirm": password,
-            "form_token": browser.form_token(page),
-        },
-    )
-
-
-def _owner(system, gateway, smtp, slug: str) -> tuple[str, str]:
-    """(email, user id) of an owner who set PASSWORD through their invitation."""
-    email = f"owner-{slug}@example.com"
-    invitation = _invite(system, gateway, slug, email).invitation
-    r = _accept(Browser(gateway, slug), _link_of(smtp, email))
-    assert r.status == 303, r
-    return email, invitation.user_id
 
 
 def test_an_invitation_mailed_and_followed_sets_the_password_and_signs_in(
@@ -142,15 +49,15 @@ def test_an_invitation_mailed_and_followed_sets_the_password_and_signs_in(
     slug = unique("ls")
     create_tenant(channels, slug)
     email = f"first-{slug}@example.com"
-    _invite(system, gateway, slug, email)
+    invite(system, gateway, slug, email)
     msg = smtp.wait_for(lambda m: m["To"] == email, timeout=30)
     body = msg.get_content()
-    link = _LINK.search(body).group(1)
+    link = LINK.search(body).group(1)
     assert link.startswith(f"http://{gateway.host(slug)}/invite?token=")
     assert "password:" not in body.lower()
 
     browser = Browser(gateway, slug)
-    r = _accept(browser, link)
+    r = accept(browser, link)
     assert r.status == 303 and r.headers["location"] == "/", r
     assert browser.jar["__Host-ontrack_session"].startswith("ots_")
     # The link is used up.
@@ -165,13 +72,13 @@ def test_an_invitation_mailed_and_followed_sets_the_password_and_signs_in(
 def test_unknown_account_and_wrong_password_get_the_same_answer(system, channels, gateway, smtp):
     slug = unique("ls")
     create_tenant(channels, slug)
-    email, _ = _owner(system, gateway, smtp, slug)
+    email, _ = owner(system, gateway, smtp, slug)
     wrong = Browser(gateway, slug).sign_in(email, "not the password at all")
     unknown = Browser(gateway, slug).sign_in(f"nobody-{slug}@example.com", "whatever it is")
 
     def normalised(r: Reply) -> str:
         return (
-            _FORM_TOKEN.sub("", r.body.decode())
+            FORM_TOKEN.sub("", r.body.decode())
             .replace(email, "E")
             .replace(f"nobody-{slug}@example.com", "E")
         )
@@ -185,7 +92,7 @@ def test_a_form_from_another_origin_or_without_its_token_is_refused(
 ):
     slug = unique("ls")
     create_tenant(channels, slug)
-    email, _ = _owner(system, gateway, smtp, slug)
+    email, _ = owner(system, gateway, smtp, slug)
     b = Browser(gateway, slug)
     page = b.get("/signin")
     fields = {"email": email, "password": PASSWORD, "form_token": b.form_token(page)}
@@ -200,11 +107,11 @@ def test_lockout_after_the_threshold_then_unlocked_by_an_admin_and_by_time(
 ):
     slug = unique("ls")
     create_tenant(channels, slug)
-    email, user_id = _owner(system, gateway, smtp, slug)
-    policies = ssgrpc.SessionServiceStub(_cli(system))
+    email, user_id = owner(system, gateway, smtp, slug)
+    policies = ssgrpc.SessionServiceStub(cli(system))
     policies.SetSignInPolicy(
         sspb.SignInPolicy(lockout_threshold=3, lockout_seconds=3),
-        metadata=_cli_md(slug),
+        metadata=cli_md(slug),
         timeout=10,
     )
     for _ in range(3):
@@ -228,13 +135,13 @@ def test_sso_required_refuses_passwords_except_for_break_glass_owners(
 ):
     slug = unique("ls")
     create_tenant(channels, slug)
-    owner_email, owner_id = _owner(system, gateway, smtp, slug)
+    owner_email, owner_id = owner(system, gateway, smtp, slug)
     member_email = f"member-{slug}@example.com"
-    _invite(system, gateway, slug, member_email, role="member")
-    assert _accept(Browser(gateway, slug), _link_of(smtp, member_email)).status == 303
-    ssgrpc.SessionServiceStub(_cli(system)).SetSignInPolicy(
+    invite(system, gateway, slug, member_email, role="member")
+    assert accept(Browser(gateway, slug), link_of(smtp, member_email)).status == 303
+    ssgrpc.SessionServiceStub(cli(system)).SetSignInPolicy(
         sspb.SignInPolicy(sso_required=True, break_glass_users=[owner_id]),
-        metadata=_cli_md(slug),
+        metadata=cli_md(slug),
         timeout=10,
     )
     refused = Browser(gateway, slug).sign_in(member_email, PASSWORD)
@@ -261,21 +168,21 @@ def test_mail_waits_out_an_smtp_outage_and_a_refused_recipient_is_dead(
     before = smtp.refused
     smtp.refuse(451)
     try:
-        _invite(system, gateway, slug, email)
+        invite(system, gateway, slug, email)
         eventually(lambda: smtp.refused >= before + 2, timeout=30)  # tried, and tried again
         assert not [m for m in smtp.messages() if m["To"] == email]
     finally:
         smtp.accept()
-    assert _LINK.search(smtp.wait_for(lambda m: m["To"] == email, timeout=30).get_content())
+    assert LINK.search(smtp.wait_for(lambda m: m["To"] == email, timeout=30).get_content())
 
     dead = f"dead-{slug}@example.com"
     smtp.refuse(550)
     try:
-        _invite(system, gateway, slug, dead, role="member")
+        invite(system, gateway, slug, dead, role="member")
 
         def state():
-            r = _signin(system).ListInvitations(
-                spb.ListInvitationsRequest(), metadata=_cli_md(slug), timeout=10
+            r = signin_stub(system).ListInvitations(
+                spb.ListInvitationsRequest(), metadata=cli_md(slug), timeout=10
             )
             return [i.mail_state for i in r.invitations if i.email == dead] == ["dead"]
 
@@ -284,7 +191,7 @@ def test_mail_waits_out_an_smtp_outage_and_a_refused_recipient_is_dead(
         smtp.accept()
 
 
-def test_an_admin_token_cannot_invite_an_owner(system, channels, gateway):
+def test_an_admin_token_cannot_invite_anowner(system, channels, gateway):
     slug = unique("ls")
     create_tenant(channels, slug)
     _, admin = make_token(channels, slug, "admin")
@@ -294,9 +201,9 @@ def test_an_admin_token_cannot_invite_an_owner(system, channels, gateway):
     ok = gateway.call("POST", "/admin/api/v1/invitations", slug, admin, {**body, "role": "admin"})
     assert ok.status == 201 and ok.json()["role"] == "admin", ok
     with pytest.raises(grpc.RpcError) as denied:
-        _signin(system).CreateInvitation(
+        signin_stub(system).CreateInvitation(
             spb.CreateInvitationRequest(email="y@example.com", role="member"),
-            metadata=_cli_md(slug),
+            metadata=cli_md(slug),
             timeout=10,
         )
     assert denied.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # no origin given

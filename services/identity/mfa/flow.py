@@ -109,8 +109,7 @@ class MfaFlow:
     def _session(self, u: UnitOfWork, session_id: str, user_id: str, *stages: str) -> dict:
         """The caller's own live session with its stage as judged now; MfaStageRequired when
         that is not one of ``stages``."""
-        row = sessions.get(u, session_id, user_id)
-        row["stage"] = sessions.lookup(u, session_id)["stage"]
+        row = sessions.get(u, session_id, user_id)  # its stage as the policy sees it now
         if stages and row["stage"] not in stages:
             raise MfaStageRequired(f"this step is not for a session at stage {row['stage']!r}")
         return row

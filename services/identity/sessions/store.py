@@ -180,12 +180,19 @@ def lookup(u: UnitOfWork, session_id: str) -> dict[str, Any]:
     row["roles"] = role_store.roles_of(u, row["user_id"])
     p = policy.load(u)
     row["idle_timeout_seconds"] = p["idle_timeout_seconds"]
+    _judge_stage(u, p, row)
+    return row
+
+
+def _judge_stage(u: UnitOfWork, p: dict[str, Any], row: dict[str, Any]) -> None:
+    """The stage of a session row as the MFA policy sees it now: a full session without MFA
+    whose user the policy has come to cover is held (step_up / enrol), or handed out as
+    ended once the enrolment grace is over."""
     if row["stage"] == mfa_rules.FULL and row["mfa_source"] == MFA_NONE:
         try:
             row["stage"] = stage_at_start(u, p, row["user_id"], row["roles"], False)
         except MfaEnrolmentOverdue:
             row["revoked_at"] = row["revoked_at"] or datetime.now(UTC)  # handed out as ended
-    return row
 
 
 def touch(u: UnitOfWork, session_id: str, address: str) -> dict[str, Any]:
@@ -216,6 +223,9 @@ def get(u: UnitOfWork, session_id: str, user_id: str) -> dict[str, Any]:
     if row is None:
         raise SessionEnded("the session has ended")
     row["roles"] = role_store.roles_of(u, row["user_id"])
+    _judge_stage(u, policy.load(u), row)
+    if row["revoked_at"] is not None:
+        raise SessionEnded("the session has ended")
     return row
 
 
