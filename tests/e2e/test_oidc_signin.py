@@ -495,3 +495,39 @@ def test_an_unconfigured_provider_is_a_404_and_unknown_ones_a_400(flows, gateway
     assert f.get("/auth/oidc/entra/login").status == 404
     assert f.get("/auth/oidc/saml/login").status == 400
     assert gateway.call("GET", "/admin/api/v1/sso/oidc/oidc", f.t.slug).status == 401
+
+
+# -- MFA evidence (issue 13) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", ["google", "entra", "oidc"])
+def test_mfa_evidence_in_amr_or_acr_passes_the_policy_and_its_absence_holds_the_session(
+    gateway, channels, oidc_provider, provider
+):
+    t = new_tenant(gateway, channels, oidc_provider, provider)
+    f = Flow(gateway, channels, oidc_provider, t)
+    policies = sgrpc.SessionServiceStub(channels["identity"])
+    # (A Set replaces the booleans: JIT stays on.)
+    policies.SetSignInPolicy(
+        spb.SignInPolicy(mfa_policy="everyone", jit_provisioning=True), metadata=md(t.slug)
+    )
+
+    proven = f.sign_in(person(t, claims={"amr": ["pwd", "mfa"]}))
+    assert proven.header("location") == "/", proven
+    me = f.session(proven)
+    assert (me["stage"], me["mfa_source"], me["factor"]) == ("full", "idp", "mfa")
+
+    # No evidence: a new (JIT) person is held for enrolment, and sent to the MFA page.
+    bare = f.sign_in(person(t, claims={"amr": ["pwd"]}), next_path="/assets")
+    assert bare.header("location") == "/signin/mfa?next=%2Fassets", bare
+    held = f.session(bare)
+    assert (held["stage"], held["mfa_source"]) == ("enrol", "none")
+
+    # A tenant's own list: an acr value of its choosing counts, the defaults no longer do.
+    evidence = spb.SignInPolicy(mfa_evidence=spb.MfaEvidence(), jit_provisioning=True)
+    evidence.mfa_evidence.by_kind[f"oidc:{provider}"].values.append("urn:example:acr:mfa")
+    policies.SetSignInPolicy(evidence, metadata=md(t.slug))
+    by_acr = f.session(f.sign_in(person(t, claims={"acr": "urn:example:acr:mfa"})))
+    assert (by_acr["stage"], by_acr["factor"]) == ("full", "urn:example:acr:mfa")
+    amr_only = f.session(f.sign_in(person(t, claims={"amr": ["mfa"]})))
+    assert amr_only["stage"] == "enrol"

@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import re
+import time
 import zlib
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+import pyotp
 import pytest
 from lxml import etree
 
 from ontrackio.devtools.samlidp import (
     EMAIL_ATTRIBUTE,
+    ENTRA_MFA,
     GROUPS_ATTRIBUTE,
     NAME_ATTRIBUTE,
+    PASSWORD_PROTECTED,
     SamlIdP,
     User,
     encode,
@@ -635,3 +640,72 @@ def test_forwarded_host_from_a_trusted_proxy_changes_nothing(tenant, channels, p
     # A proxy forwarding only evil.example reaches no tenant at all.
     lost = Browser(proxied, public, source=PROXY, headers=[("X-Forwarded-Host", "evil.example")])
     assert lost.send("GET", "/auth/saml/login?next=/").status == 404
+
+
+# -- MFA evidence and step-up (issue 13) ------------------------------------------------------
+
+
+def _json(b: Browser, method: str, path: str, body=None) -> Reply:
+    """The front end's unsafe JSON request with the session's CSRF token."""
+    csrf = b.send("GET", "/api/v1/session").json()["csrf_token"]
+    headers = [("Origin", f"http://{b.host}"), ("X-CSRF-Token", csrf)]
+    data = b""
+    if body is not None:
+        headers.append(("Content-Type", "application/json"))
+        data = json.dumps(body).encode()
+    return b.send(method, path, headers, data)
+
+
+def test_entra_mfa_evidence_passes_each_policy_and_its_absence_steps_up_to_totp(
+    gateway, channels, idp
+):
+    t = Tenant(gateway, channels, idp, jit=False)
+    admin_email, member_email = t.email("boss"), t.email("staff")
+    create_user(channels, t.slug, "admin", email=admin_email)
+    create_user(channels, t.slug, "member", email=member_email)
+
+    def signed_in(email: str, authn_class: str) -> tuple[Browser, dict]:
+        b = t.browser()
+        u = person(email)
+        u.authn_class = authn_class
+        r = t.sign_in(b, u)
+        assert r.status == 303, r
+        return b, t.who(b)
+
+    def stage(email: str, authn_class: str) -> tuple[str, str]:
+        me = signed_in(email, authn_class)[1]
+        return me["stage"], me["mfa_source"]
+
+    # off: nothing is held; the IdP's evidence is recorded all the same.
+    assert stage(admin_email, PASSWORD_PROTECTED) == ("full", "none")
+    assert stage(admin_email, ENTRA_MFA) == ("full", "idp")
+    # admins: the admin without evidence is held (no factor yet: enrolment), the member not.
+    assert t.api("PUT", "/admin/api/v1/signin-policy", {"mfa_policy": "admins"}).status == 200
+    assert stage(member_email, PASSWORD_PROTECTED) == ("full", "none")
+    assert stage(admin_email, PASSWORD_PROTECTED) == ("enrol", "none")
+    assert stage(admin_email, ENTRA_MFA) == ("full", "idp")
+    # everyone: the member too.
+    assert t.api("PUT", "/admin/api/v1/signin-policy", {"mfa_policy": "everyone"}).status == 200
+    assert stage(member_email, PASSWORD_PROTECTED) == ("enrol", "none")
+    assert stage(member_email, ENTRA_MFA) == ("full", "idp")
+
+    # The admin sets up TOTP; a sign-in without evidence now steps up to it.
+    b, _ = signed_in(admin_email, ENTRA_MFA)
+    secret = _json(b, "POST", "/api/v1/mfa/totp").json()["secret"]
+    code = pyotp.TOTP(secret).now()
+    assert _json(b, "POST", "/api/v1/mfa/totp/confirm", {"code": code}).status == 200
+    held, me = signed_in(admin_email, PASSWORD_PROTECTED)
+    assert me["stage"] == "step_up"
+    assert held.send("GET", "/api/v1/users").status == 403
+    later = pyotp.TOTP(secret).at(time.time() + 30)
+    done = _json(held, "POST", "/api/v1/mfa/verify", {"code": later})
+    assert done.status == 200, done
+    me = t.who(held)
+    assert (me["stage"], me["mfa_source"], me["factor"]) == ("full", "local", "totp")
+
+    # The tenant's own list: nothing counts from this IdP (an empty list).
+    policy = t.api("PUT", "/admin/api/v1/signin-policy", {"mfa_evidence": {"saml": []}})
+    assert policy.status == 200 and policy.json()["mfa_evidence_effective"]["saml"] == []
+    assert stage(admin_email, ENTRA_MFA) == ("step_up", "none")
+    steps = [e["new"]["factor"] for e in t.audit("mfa.step_up")]
+    assert steps == ["totp"]
