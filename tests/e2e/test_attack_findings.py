@@ -19,17 +19,8 @@ from ontrackio.identity.v1 import identity_pb2_grpc as igrpc
 from ontrackio.identity.v1 import sessions_pb2 as spb
 from tests.conftest import unique
 from tests.e2e.sessions_kit import create_user, sessions_stub
+from tests.e2e.signin_kit import PASSWORD, Browser, accept, cli, cli_md, invite, link_of, owner
 from tests.e2e.test_gateway_kit import gateway_fixture  # noqa: F401 - fixture
-from tests.e2e.test_local_signin import (
-    PASSWORD,
-    Browser,
-    _accept,
-    _cli,
-    _cli_md,
-    _invite,
-    _link_of,
-    _owner,
-)
 from tests.helpers import create_tenant, md
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +38,7 @@ def _code(call) -> grpc.StatusCode | None:
     return None
 
 
-def test_an_api_token_cannot_make_or_unmake_an_owner(channels):
+def test_an_api_token_cannot_make_or_unmake_anowner(channels):
     slug = unique("ak")
     create_tenant(channels, slug)
     owner = create_user(channels, slug, "owner")
@@ -103,19 +94,19 @@ def test_sso_required_also_closes_invitation_links_but_for_break_glass(
 ):
     slug = unique("ak")
     create_tenant(channels, slug)
-    _, owner_id = _owner(system, gateway, smtp, slug)
+    _, owner_id = owner(system, gateway, smtp, slug)
     member_email = f"member-{slug}@example.com"
-    _invite(system, gateway, slug, member_email, role="member")
+    invite(system, gateway, slug, member_email, role="member")
     spare_email = f"spare-{slug}@example.com"
     spare_id = create_user(channels, slug, "owner", email=spare_email)  # no password yet
-    _invite(system, gateway, slug, spare_email)
-    sessions_stub({"identity": _cli(system)}).SetSignInPolicy(
+    invite(system, gateway, slug, spare_email)
+    sessions_stub({"identity": cli(system)}).SetSignInPolicy(
         spb.SignInPolicy(sso_required=True, break_glass_users=[owner_id, spare_id]),
-        metadata=_cli_md(slug),
+        metadata=cli_md(slug),
         timeout=10,
     )
     b = Browser(gateway, slug)
-    target = _link_of(smtp, member_email)[len(b.origin) :]
+    target = link_of(smtp, member_email)[len(b.origin) :]
     assert b.get(target).status == 404  # the page no longer offers a password
     token = target.split("token=", 1)[1]
     r = b.post_form(
@@ -123,4 +114,4 @@ def test_sso_required_also_closes_invitation_links_but_for_break_glass(
     )
     assert r.status in (403, 404) and not any("ontrack_session" in k for k in b.jar)
     # A break-glass owner's link still works.
-    assert _accept(Browser(gateway, slug), _link_of(smtp, spare_email)).status == 303
+    assert accept(Browser(gateway, slug), link_of(smtp, spare_email)).status == 303
