@@ -38,7 +38,7 @@ def _code(call) -> grpc.StatusCode | None:
     return None
 
 
-def test_an_api_token_cannot_make_or_unmake_anowner(channels):
+def test_an_api_token_cannot_make_or_unmake_an_owner(channels):
     slug = unique("ak")
     create_tenant(channels, slug)
     owner = create_user(channels, slug, "owner")

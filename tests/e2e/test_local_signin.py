@@ -191,7 +191,7 @@ def test_mail_waits_out_an_smtp_outage_and_a_refused_recipient_is_dead(
         smtp.accept()
 
 
-def test_an_admin_token_cannot_invite_anowner(system, channels, gateway):
+def test_an_admin_token_cannot_invite_an_owner(system, channels, gateway):
     slug = unique("ls")
     create_tenant(channels, slug)
     _, admin = make_token(channels, slug, "admin")
