@@ -17,6 +17,8 @@ import psycopg
 import pyotp
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ontrackio.core.db.clusters import Clusters
 from ontrackio.gateway.api.mfa import PASSKEY_BINDING_COOKIE
@@ -32,6 +34,7 @@ from tests.e2e.signin_kit import PASSWORD, Browser, cli, cli_md, owner
 from tests.e2e.test_gateway_kit import gateway_fixture  # noqa: F401 - fixture
 from tests.helpers import create_tenant, eventually, md
 from tests.soft_webauthn import SoftAuthenticator, b64url
+from tests.unit.core.strategies import hostile_text, json_values
 
 pytestmark = pytest.mark.e2e
 
@@ -384,3 +387,46 @@ def test_mfa_facts_for_evidence(system, channels, gateway, smtp):
     past.FromSeconds(int(time.time()) - 3600)
     before = stub.GetMfaFacts(mpb.GetMfaFactsRequest(as_of=past), metadata=md(slug), timeout=10)
     assert before.users_enrolled == 0 and before.sign_ins == 0
+
+
+# -- hostile input at the edge --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pending_totp(system, channels, gateway, smtp):
+    """A full session with a TOTP set-up begun (so confirm codes are judged)."""
+    slug = unique("mf")
+    create_tenant(channels, slug)
+    email, _ = owner(system, gateway, smtp, slug)
+    b = Browser(gateway, slug)
+    assert b.sign_in(email, PASSWORD).status == 303
+    assert b.send_json("POST", "/api/v1/mfa/totp").status == 200
+    return b, b.csrf()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(code=hostile_text | st.text(max_size=70) | st.sampled_from(["\x00" * 6, "１２３４５６"]))
+def test_any_code_is_a_clear_400_never_a_500(pending_totp, code):
+    b, csrf = pending_totp
+    r = b.send_json("POST", "/api/v1/mfa/totp/confirm", {"code": code}, csrf=csrf)
+    while r.status == 429:  # the per-user rate limit: wait as told
+        time.sleep(float(r.headers["retry-after"]))
+        r = b.send_json("POST", "/api/v1/mfa/totp/confirm", {"code": code}, csrf=csrf)
+    assert r.status == 400, (code, r)
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(credential=json_values, challenge=st.uuids())
+def test_any_credential_is_refused_clearly_never_a_500(
+    gateway, pending_totp, credential, challenge
+):
+    b, _ = pending_totp
+    body = json.dumps({"challenge_id": str(challenge), "credential": credential}).encode()
+    r = b._send(
+        "POST",
+        "/api/v1/signin/passkey",
+        [("Origin", b.origin), ("Content-Type", "application/json")],
+        body,
+    )
+    assert r.status in (400, 403), (credential, r)

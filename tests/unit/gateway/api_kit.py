@@ -49,8 +49,9 @@ CSRF_KEY = b"csrf key of the kit"
 
 
 class DictSessions:
-    """Sessions from a dict ``{session_id: user_id}`` (or ``{session_id: (user_id, roles)}``),
-    all of tenant acme; a user's roles default to member."""
+    """Sessions from a dict ``{session_id: user_id}`` (or ``{session_id: (user_id, roles)}``,
+    or ``(user_id, roles, stage)``), all of tenant acme; a user's roles default to member,
+    the stage to full."""
 
     def __init__(self, sessions: dict[str, Any]) -> None:
         self.sessions = sessions
@@ -61,8 +62,16 @@ class DictSessions:
         entry = self.sessions.get(session_id)
         if not entry or tenant != ACME.slug:
             return None
-        user, roles = entry if isinstance(entry, tuple) else (entry, ("member",))
-        return SessionPrincipal(user, tenant, session_id, frozenset(roles))
+        user, roles, stage = (
+            (*entry, "full")[:3]
+            if isinstance(entry, tuple)
+            else (
+                entry,
+                ("member",),
+                "full",
+            )
+        )
+        return SessionPrincipal(user, tenant, session_id, frozenset(roles), stage=stage)
 
 
 def csrf_headers(session_id: str, origin: str = "http://acme.localhost") -> list:
