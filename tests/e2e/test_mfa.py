@@ -203,6 +203,12 @@ def test_an_enrolment_past_its_grace_is_refused_and_members_are_not_held_by_admi
     assert accept(Browser(gateway, slug), link_of(smtp, member_email)).status == 303
 
     _policy(system, slug, mfa_policy="admins", mfa_grace_days=0)
+    # An admin invited now may still join: the invitation opens a session at enrolment.
+    admin_email = f"new-admin-{slug}@example.com"
+    invite(system, gateway, slug, admin_email, role="admin")
+    joined = Browser(gateway, slug)
+    assert accept(joined, link_of(smtp, admin_email)).status == 303
+    assert joined.get("/api/v1/session").json()["stage"] == "enrol"
     m = Browser(gateway, slug)
     assert m.sign_in(member_email, PASSWORD).status == 303
     assert m.get("/api/v1/session").json()["stage"] == "full"  # a member: not covered

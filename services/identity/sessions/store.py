@@ -100,17 +100,25 @@ def start(
     user_agent: str = "",
     next: str = "/",
     stage: str | None = None,
+    may_enrol: bool = False,
 ) -> pb.SessionGrant:
     """Open a session for an active user and audit the sign-in (``session.start``).
 
     ``stage`` None: the MFA policy decides (``stage_at_start``; ``mfa_source`` other than
-    none counts as MFA proven); a step-up passes ``full``. Raises MfaEnrolmentOverdue."""
+    none counts as MFA proven); a step-up passes ``full``. Raises MfaEnrolmentOverdue,
+    unless ``may_enrol`` (an invitation just accepted: a new account that never had a
+    factor, its mailbox proven by the link), which opens at ``enrol`` instead."""
     if mfa_source not in MFA_SOURCES:
         raise ValueError(f"mfa_source must be one of {MFA_SOURCES}")
     p = policy.load(u)
     if stage is None:
         user_roles = role_store.roles_of(u, user_id)
-        stage = stage_at_start(u, p, user_id, user_roles, mfa_source != MFA_NONE)
+        try:
+            stage = stage_at_start(u, p, user_id, user_roles, mfa_source != MFA_NONE)
+        except MfaEnrolmentOverdue:
+            if not may_enrol:
+                raise
+            stage = mfa_rules.ENROL
     now = datetime.now(UTC)
     expiry = rules.expiry_at_start(now, p["idle_timeout_seconds"], p["absolute_timeout_seconds"])
     issued = rules.issue(key)

@@ -241,4 +241,5 @@ def accept_invitation(
         client_address=client_address,
         user_agent=user_agent,
         next="/",
+        may_enrol=True,
     )
