@@ -85,14 +85,22 @@ def test_document_covers_every_route(gateway, tenant_a):
 # declared createToken -> revokeToken link); the Location-header inference stays on.
 #
 # A page that needs a session refuses a request without one by sending the browser to sign
-# in (303 to /signin, documented): for the sign-out page that redirect is the refusal of a
-# request missing its session cookie, besides the usual 4xx.
+# in (303 to /signin, documented): for the sign-out, MFA and security pages that redirect is
+# the refusal of a request missing its session cookie, besides the usual 4xx.
 SCHEMATHESIS_CONFIG = """
 [phases.stateful.inference]
 algorithms = ["location-headers"]
 
 [[operations]]
 include-operation-id = "signOutPage"
+checks.negative_data_rejection.expected-statuses = ["303", "400", "401", "403", "404", "429"]
+
+[[operations]]
+include-operation-id = "mfaPage"
+checks.negative_data_rejection.expected-statuses = ["303", "400", "401", "403", "404", "429"]
+
+[[operations]]
+include-operation-id = "accountSecurityPage"
 checks.negative_data_rejection.expected-statuses = ["303", "400", "401", "403", "404", "429"]
 
 [[operations]]

@@ -28,6 +28,8 @@ from ontrackio.gateway.api.operation import (
     PUBLIC,
     SESSION,
     SESSION_DURING_MFA,
+    Body,
+    BodyKind,
     Call,
     Operation,
     credential,
@@ -54,6 +56,17 @@ CODE_BODY = {
     "required": ["code"],
     "properties": {"code": {"type": "string", "maxLength": 64}},
 }
+FRESH_BODY = Body(
+    BodyKind.JSON,
+    ("application/json",),
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"fresh": {"type": "boolean"}},
+    },
+    1024,
+    optional=True,
+)
 CREDENTIAL = {
     "type": "object",
     "description": "PublicKeyCredential.toJSON() of the browser's answer.",
@@ -132,7 +145,6 @@ STEP = {
             "description": "Shown once: a first factor's recovery codes.",
         },
         "recovery_codes_left": {"type": "integer"},
-        "next": {"type": "string"},
     },
 }
 OPTIONS = {
@@ -200,6 +212,7 @@ def step_response(c: Call, s: Services, r: pb.MfaStepResult) -> Response:
             if s.sessions is not None:
                 s.sessions.forget(c.tenant, [_session_id(c)])
             clear_session_cookie(response, secure=s.secure_cookies)
+        response.headers["Cache-Control"] = "no-store"
         return response
     body: dict[str, Any] = {
         "accepted": True,
@@ -207,10 +220,10 @@ def step_response(c: Call, s: Services, r: pb.MfaStepResult) -> Response:
         "recovery_codes": list(r.recovery_codes),
         "recovery_codes_left": r.recovery_codes_left,
     }
-    response = JSONResponse(body)
     if r.HasField("grant"):
         body["csrf_token"] = r.grant.csrf_token
-        response = JSONResponse(body)
+    response = JSONResponse(body)
+    if r.HasField("grant"):
         set_session_cookie(response, r.grant, secure=s.secure_cookies)
         if s.sessions is not None:
             s.sessions.forget(c.tenant, [_session_id(c)])
@@ -229,7 +242,10 @@ async def get_status(c: Call, s: Services):
 
 
 async def begin_totp(c: Call, s: Services):
-    r = await s.rpc(c, s.upstream.mfa.BeginTotp, _ref(c))
+    fresh = bool(c.body.get("fresh")) if isinstance(c.body, dict) else False
+    r = await s.rpc(
+        c, s.upstream.mfa.BeginTotp, pb.BeginTotpRequest(session_id=_session_id(c), fresh=fresh)
+    )
     return {"secret": r.secret, "uri": r.uri, "qr_svg": r.qr_svg}, {"Cache-Control": "no-store"}
 
 
@@ -429,11 +445,13 @@ OPERATIONS = [
         "POST",
         "/api/v1/mfa/totp",
         "beginTotp",
-        "Set up an authenticator app: a new secret, its otpauth:// URI and QR code (SVG). "
-        "Not a factor until confirmed by a first code. 409 when one is set up already.",
+        "Set up an authenticator app: the secret, its otpauth:// URI and QR code (SVG); a "
+        "set-up pending for under 15 minutes is given again unless `fresh`. Not a factor "
+        "until confirmed by a first code. 409 when one is set up already.",
         begin_totp,
         SESSION_DURING_MFA,
         TOTP_ENROLMENT,
+        body=FRESH_BODY,
     ),
     _op(
         "POST",

@@ -89,7 +89,9 @@ class MfaServicer(pb_grpc.MfaServiceServicer):
 
     def BeginTotp(self, request, context):
         with origin.bound(call_origin(context)):
-            got = self.flow.begin_totp(current_tenant(), request.session_id, _user(context))
+            got = self.flow.begin_totp(
+                current_tenant(), request.session_id, _user(context), fresh=request.fresh
+            )
         return pb.TotpEnrolment(**got)
 
     def _code_step(self, step, request, context):

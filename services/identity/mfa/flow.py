@@ -186,14 +186,21 @@ class MfaFlow:
 
     # -- TOTP -------------------------------------------------------------------------------
 
-    def begin_totp(self, info: TenantInfo, session_id: str, user_id: str) -> dict[str, str]:
+    def begin_totp(
+        self, info: TenantInfo, session_id: str, user_id: str, *, fresh: bool = False
+    ) -> dict[str, str]:
         with self._uow(info) as u:
             self._session(u, session_id, user_id, rules.FULL, rules.ENROL)
             email = u.conn.execute("SELECT email FROM users WHERE id = %s", (user_id,)).fetchone()
             if email is None:
                 raise UserNotFound("user not found")
             secret = store.begin_totp(
-                u, user_id, self._seal(info), session_rules.user_actor(user_id)
+                u,
+                user_id,
+                self._seal(info),
+                self._unseal(info),
+                session_rules.user_actor(user_id),
+                fresh=fresh,
             )
         uri = totp.provisioning_uri(secret, email[0])
         return {"secret": secret, "uri": uri, "qr_svg": totp.qr_svg(uri)}

@@ -38,6 +38,7 @@ PASSKEY = "passkey"
 RECOVERY_CODE = "recovery-code"
 
 CHALLENGE_SECONDS = 300
+PENDING_TOTP_SECONDS = 15 * 60
 USER_HANDLE_BYTES = 32
 
 
@@ -83,14 +84,23 @@ def summary(u: UnitOfWork, user_id: Any) -> dict[str, Any]:
 # -- TOTP -----------------------------------------------------------------------------------
 
 
-def begin_totp(u: UnitOfWork, user_id: Any, seal: Seal, actor: str) -> str:
-    """A new secret for the user, not a factor until confirmed (a pending one is replaced).
-    TotpAlreadyEnrolled when the user has a confirmed TOTP (remove it first)."""
+def begin_totp(
+    u: UnitOfWork, user_id: Any, seal: Seal, unseal: Unseal, actor: str, *, fresh: bool = False
+) -> str:
+    """The secret to set up, not a factor until confirmed: a pending one begun within
+    PENDING_TOTP_SECONDS is given again (the page that shows the QR code may be reloaded,
+    or a code mistyped, without the app's entry going stale), unless ``fresh``; else a new
+    one replaces it. TotpAlreadyEnrolled when the user has a confirmed TOTP (remove it
+    first)."""
     row = u.conn.execute(
-        "SELECT confirmed_at FROM mfa_totp WHERE user_id = %s FOR UPDATE", (user_id,)
+        "SELECT confirmed_at, secret, created_at > now() - make_interval(secs => %s)"
+        " FROM mfa_totp WHERE user_id = %s FOR UPDATE",
+        (PENDING_TOTP_SECONDS, user_id),
     ).fetchone()
     if row is not None and row[0] is not None:
         raise TotpAlreadyEnrolled("an authenticator app is already set up; remove it first")
+    if row is not None and row[2] and not fresh:
+        return unseal(str(user_id), bytes(row[1]))
     secret = totp.new_secret()
     u.conn.execute(
         "INSERT INTO mfa_totp (user_id, secret) VALUES (%s, %s) ON CONFLICT (user_id) DO UPDATE"

@@ -10,7 +10,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ontrackio.gateway.pages import form_token
-from ontrackio.gateway.pages.render import content_security_policy, error_page, page, style
+from ontrackio.gateway.pages.render import (
+    content_security_policy,
+    error_page,
+    page,
+    script_text,
+    style,
+)
 from tests.unit.gateway.strategies import PROPERTY
 
 KEY = form_token.derive_key(b"k" * 32)
@@ -33,7 +39,9 @@ def _signin(**kw):
 
 def test_every_value_is_escaped_and_the_page_has_lang_labels_and_a_heading():
     r = _signin(email='"><script>alert(1)</script>', methods=[("<b>Okta</b>", "/a?x=1&y=<")])
-    html = r.body.decode()
+    ours = f"<script>{script_text()}</script>"  # the passkey button's, once
+    assert r.body.decode().count(ours) == 1
+    html = r.body.decode().replace(ours, "")
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<b>Okta</b>" not in html and "&lt;b&gt;Okta&lt;/b&gt;" in html
     assert 'href="/a?x=1&amp;y=&lt;"' in html
@@ -51,15 +59,39 @@ def test_errors_are_summarised_at_the_top_and_linked_to_their_field():
     assert html.index("error-summary") < html.index("<form")
 
 
-def test_the_page_allows_its_own_style_by_hash_and_nothing_else():
+def _sha256(text: str) -> str:
+    return base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+def test_the_page_allows_its_own_style_and_script_by_hash_and_nothing_else():
     r = _signin()
     csp = r.headers["content-security-policy"]
-    digest = base64.b64encode(hashlib.sha256(style().encode()).digest()).decode()
-    assert csp == content_security_policy()
-    assert f"style-src 'sha256-{digest}'" in csp and "default-src 'none'" in csp
-    assert "script-src" not in csp and "form-action 'self'" in csp
+    assert csp == content_security_policy(script=True)
+    assert f"style-src 'sha256-{_sha256(style())}'" in csp and "default-src 'none'" in csp
+    assert f"script-src 'sha256-{_sha256(script_text())}'" in csp and "connect-src 'self'" in csp
+    assert "unsafe" not in csp and "img-src" not in csp and "form-action 'self'" in csp
     assert f"<style>{style()}</style>" in r.body.decode()
+    assert f"<script>{script_text()}</script>" in r.body.decode()
     assert r.headers["cache-control"] == "no-store"
+
+
+def test_a_page_without_a_passkey_button_has_no_script_and_keeps_the_plain_policy():
+    r = error_page(404, "x")
+    csp = r.headers["content-security-policy"]
+    assert csp == content_security_policy()
+    assert csp == (
+        f"default-src 'none'; style-src 'sha256-{_sha256(style())}'; form-action 'self';"
+        " frame-ancestors 'none'; base-uri 'none'"
+    )
+    assert "<script" not in r.body.decode()
+    without = _signin(script=False)
+    assert without.headers["content-security-policy"] == csp
+    assert "<script" not in without.body.decode() and "passkey" not in without.body.decode()
+
+
+def test_only_the_qr_code_page_allows_data_images():
+    assert "img-src data:" in content_security_policy(script=True, data_images=True)
+    assert "img-src" not in content_security_policy(script=True)
 
 
 def test_pages_let_browsers_send_our_origin_with_their_forms_and_nothing_elsewhere():
