@@ -154,7 +154,28 @@ def test_schemathesis_finds_no_server_errors(relaxed, channels, tmp_path):
     config = tmp_path / "schemathesis.toml"
     config.write_text(SCHEMATHESIS_CONFIG)
     report = tmp_path / "events.ndjson"
-    run = subprocess.run(
+    for _attempt in range(2):
+        run = _schemathesis(path, config, relaxed, host, token, report, tmp_path)
+        # CPython 3.11's ast.parse, called by hypothesis from schemathesis' two worker
+        # threads, can fail with this SystemError (a thread-unsafe recursion counter): that
+        # is the tool's crash, not a finding; one more run, and a finding still fails.
+        if run.returncode == 0 or AST_THREAD_BUG not in run.stdout:
+            break
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    declared = declared_links(spec)
+    assert len(declared) >= 3, declared  # a document that lost its links fails here
+    missing = declared - links_followed(report)
+    assert not missing, f"declared links never followed to a 2xx: {sorted(missing)}"
+    auth = [("Authorization", f"Bearer {token}")]
+    still = raw(relaxed, request_bytes("GET", "/admin/api/v1/tokens", host, auth, close=True))
+    assert still.status == 200, "the run revoked the token it authenticates with"
+
+
+AST_THREAD_BUG = "AST constructor recursion depth mismatch"
+
+
+def _schemathesis(path, config, relaxed, host, token, report, tmp_path):
+    return subprocess.run(
         [
             str(ROOT / ".venv" / "bin" / "st"),
             "--config-file",
@@ -195,14 +216,6 @@ def test_schemathesis_finds_no_server_errors(relaxed, channels, tmp_path):
         timeout=300,
         cwd=tmp_path,
     )
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    declared = declared_links(spec)
-    assert len(declared) >= 3, declared  # a document that lost its links fails here
-    missing = declared - links_followed(report)
-    assert not missing, f"declared links never followed to a 2xx: {sorted(missing)}"
-    auth = [("Authorization", f"Bearer {token}")]
-    still = raw(relaxed, request_bytes("GET", "/admin/api/v1/tokens", host, auth, close=True))
-    assert still.status == 200, "the run revoked the token it authenticates with"
 
 
 @pytest.fixture(scope="module")
