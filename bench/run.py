@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from bench import audit, events, fleet, grpc_hop, keys, pools, provisioning, saml, sessions
+from bench import audit, events, fleet, grpc_hop, keys, mfa, pools, provisioning, saml, sessions
 from bench.common import ROOT, cpu_seconds, failed, figure, log
 from ontrackio.devtools import infra
 from ontrackio.devtools.kmsemulator import KmsEmulator
@@ -217,6 +217,38 @@ def saml_and_sessions(report: Report, stack: Stack) -> None:
     )
 
 
+def mfa_rows(report: Report, stack: Stack, settings, users: int) -> None:
+    """TOTP step-up verifications and passwordless passkey sign-ins through a gateway of the
+    bench's own vs pyotp / py_webauthn on the same inputs (bench/mfa.py); one tenant and its
+    enrolled people set up once for both rows."""
+    rows = (
+        (mfa.TOTP_NAME, "verifications/s", "totp"),
+        (mfa.PASSKEY_NAME, "sign-ins/s", "passkeys"),
+    )
+    if not any(report.selected(name) for name, *_ in rows):
+        return
+    made: dict = {}  # the set-up, or why it failed (not tried again for the second row)
+    try:
+        for name, unit, kind in rows:
+
+            def one(kind=kind):
+                if "error" in made:
+                    raise RuntimeError(f"the MFA set-up failed: {made['error']}")
+                if "bench" not in made:
+                    try:
+                        made["bench"] = mfa.MfaBench(stack, settings, users=users)
+                    except Exception as exc:
+                        made["error"] = f"{type(exc).__name__}: {exc}"
+                        raise
+                figs, report.raw.setdefault("mfa", {})[kind] = getattr(made["bench"], kind)()
+                report.figures.extend(figs)
+
+            report.section(name, unit, f">= {mfa.GOAL}x", one)
+    finally:
+        if "bench" in made:
+            made["bench"].close()
+
+
 def bench(report: Report, args) -> None:
     n_median = 10
     n_bulk = 20 if args.quick else 200
@@ -387,6 +419,7 @@ def bench(report: Report, args) -> None:
         report.section("gateway", "", "", lambda: gateway_section(report, stack, gateway_running))
         if gateway_running:
             saml_and_sessions(report, stack)
+            mfa_rows(report, stack, settings, 100 if args.quick else mfa.USERS)
 
         cpu_small = idle_cpu(stack) if report.selected("idle cpu") else 0.0
         bulk_slugs = [f"f{deployment}{i:03d}" for i in range(n_bulk)]
