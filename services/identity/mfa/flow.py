@@ -550,10 +550,10 @@ class MfaFlow:
     def reset_user(
         self, info: TenantInfo, actor: str, session_id: str, user_id: str
     ) -> dict[str, int]:
+        user_id = paging.parse_id(user_id, "user_id")  # the request first: INVALID_ARGUMENT
         admin_id = session_rules.actor_user_id(actor)
         if admin_id is None:
             raise RecentSignInRequired("a signed-in admin resets factors, from their session")
-        user_id = paging.parse_id(user_id, "user_id")
         with self._uow(info) as u:
             role_store.require(u, actor, role_rules.ADMINISTER)
             row = self._session(u, session_id, admin_id, rules.FULL)

@@ -177,6 +177,10 @@ def decode(form_value: str) -> tuple[str, etree._Element]:
     compact = _BASE64_SPACE.sub("", form_value)  # IdPs may wrap base64 lines
     if not compact:
         raise MalformedSamlResponse("empty")
+    # Canonical base64 only: Python's decoder, strict as it is, still takes padding after a
+    # complete quantum ("0000=") as the 3 bytes before it; so is the length checked first.
+    if len(compact) % 4:
+        raise MalformedSamlResponse("not_base64")
     try:
         raw = base64.b64decode(compact.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
