@@ -50,7 +50,7 @@ backends, the rest of the stack, this client); the same steps made straight to i
 MfaService over grpc.aio as the gateway makes them (its certificate, tenant and actor
 metadata; other people, same concurrency; for TOTP also with the gateway's LookupSession and
 TouchSession); identity's own checks in process (``totp.parse_code`` + ``matching_step``;
-``passkeys.credential_id_of`` + ``verify_authentication`` + ``user_handle_of``) on the same
+``passkeys.read_assertion`` once, then ``verify_authentication``) on the same
 inputs, measured as the baselines are. With ``BENCH_MFA_PROFILE=1`` the identity steps are
 also run in this process on an identity runtime of its own (``identity.api.bootstrap``),
 single-threaded, half plainly (wall and CPU per step) and half under cProfile (the top
@@ -987,16 +987,16 @@ class MfaBench:
 
     def _passkey_checks(self, inputs: list[dict]) -> dict:
         """identity's own checks of an assertion as the sign-in makes them (passkeys:
-        credential_id_of, verify_authentication, user_handle_of; no I/O) on the same
+        read_assertion once, then verify_authentication; no I/O) on the same
         assertions, measured as the baseline is."""
         from ontrackio.identity.mfa import passkeys
 
         done, start = 0, time.perf_counter()
         while True:
             for x in inputs:
-                passkeys.credential_id_of(x["credential"])
+                answer = passkeys.read_assertion(x["credential"])
                 passkeys.verify_authentication(
-                    x["credential"],
+                    answer,
                     challenge=x["challenge"],
                     rp_id=self.rp_id,
                     origin=self.origin,
@@ -1004,7 +1004,7 @@ class MfaBench:
                     stored_sign_count=x["sign_count"],
                     require_user_verification=True,
                 )
-                passkeys.user_handle_of(x["credential"])
+                _ = answer.credential_id, answer.user_handle
             done += len(inputs)
             elapsed = time.perf_counter() - start
             if elapsed >= BASELINE_SECONDS:
@@ -1063,8 +1063,8 @@ class MfaBench:
             f"{_handlers_text(ours['identity_handlers'])}. Baseline: "
             f"webauthn.verify_authentication_response on the same assertions, single-threaded "
             f"({base['verifications']} in {base['seconds']:.2f} s; no options, no storage); "
-            f"identity's own checks in process (credential_id_of + verify_authentication + "
-            f"user_handle_of, no I/O): {checks['rate']:,.0f}/s ({checks['rate'] / base['rate']:.2f}"
+            f"identity's own checks in process (read_assertion once + verify_authentication, "
+            f"no I/O): {checks['rate']:,.0f}/s ({checks['rate'] / base['rate']:.2f}"
             f"x). Straight to identity over gRPC (Begin/FinishPasskeySignIn), same concurrency, "
             f"{self.n} other people: {direct['rate']:.0f}/s (finish alone "
             f"{direct['finish_rate']:.0f}/s). "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -13,3 +13,15 @@ def ts(value: datetime | None) -> Timestamp | None:
     t = Timestamp()
     t.FromDatetime(value)
     return t
+
+
+def time_field(message, name: str, invalid: type[Exception]) -> datetime | None:
+    """The optional timestamp field ``name`` of ``message`` as an aware UTC datetime, or None
+    when unset. A value outside datetime's range raises ``invalid`` (an InvalidArgument) with
+    the field's name, so hostile input is a clear INVALID_ARGUMENT, never INTERNAL."""
+    if not message.HasField(name):
+        return None
+    try:
+        return getattr(message, name).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise invalid(f"{name} is out of range") from None

@@ -4,7 +4,7 @@ the gateway. Decode, call ``core/audit``, encode; errors are identity's (errors.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from prometheus_client import Counter
 
@@ -12,7 +12,7 @@ from ontrackio.core import paging
 from ontrackio.core.audit import log as audit_log
 from ontrackio.core.audit import origin, refusals
 from ontrackio.core.grpcserver import actor_of, current_tenant
-from ontrackio.core.protoconv import ts
+from ontrackio.core.protoconv import time_field, ts
 from ontrackio.core.runtime import Runtime
 from ontrackio.identity.errors import InvalidAuditQuery
 from ontrackio.identity.roles import rules as role_rules
@@ -34,12 +34,7 @@ def call_origin(context, client_address: str = "") -> audit_log.Origin:
 
 
 def _time(msg, name: str) -> datetime | None:
-    if not msg.HasField(name):
-        return None
-    try:
-        return getattr(msg, name).ToDatetime(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise InvalidAuditQuery(f"{name} is out of range") from None
+    return time_field(msg, name, InvalidAuditQuery)
 
 
 def filters_of(request: pb.ListAuditRequest) -> audit_log.Filters:

@@ -30,7 +30,7 @@ from ontrackio.identity.v1 import mfa_pb2_grpc as mgrpc
 from ontrackio.identity.v1 import sessions_pb2 as sspb
 from ontrackio.identity.v1 import sessions_pb2_grpc as ssgrpc
 from tests.conftest import unique
-from tests.e2e.signin_kit import PASSWORD, Browser, cli, cli_md, owner
+from tests.e2e.signin_kit import PASSWORD, Browser, accept, cli, cli_md, invite, link_of, owner
 from tests.e2e.test_gateway_kit import gateway_fixture  # noqa: F401 - fixture
 from tests.helpers import create_tenant, eventually, md
 from tests.soft_webauthn import SoftAuthenticator, b64url
@@ -61,6 +61,16 @@ def _audit(channels, slug: str, action: str) -> list:
 
 def _code(secret: str, offset_steps: int = 0) -> str:
     return pyotp.TOTP(secret).at(time.time() + 30 * offset_steps)
+
+
+def _owner_signed_in(system, channels, gateway, smtp) -> tuple[str, str, str, Browser]:
+    """A new tenant, its owner (email, user id) and a browser signed in as them."""
+    slug = unique("mf")
+    create_tenant(channels, slug)
+    email, user_id = owner(system, gateway, smtp, slug)
+    b = Browser(gateway, slug)
+    assert b.sign_in(email, PASSWORD).status == 303
+    return slug, email, user_id, b
 
 
 def _held(b: Browser, stage: str) -> None:
@@ -98,11 +108,7 @@ def _enrol_totp(b: Browser) -> tuple[str, list[str]]:
 def test_totp_enrolment_step_up_recovery_and_the_last_factor_under_the_everyone_policy(
     system, channels, gateway, smtp
 ):
-    slug = unique("mf")
-    create_tenant(channels, slug)
-    email, user_id = owner(system, gateway, smtp, slug)
-    b = Browser(gateway, slug)
-    assert b.sign_in(email, PASSWORD).status == 303
+    slug, email, user_id, b = _owner_signed_in(system, channels, gateway, smtp)
     assert b.get("/api/v1/users").status == 200  # policy off: a full session
 
     p = _policy(system, slug, mfa_policy="everyone", mfa_grace_days=7)
@@ -167,11 +173,7 @@ def test_totp_enrolment_step_up_recovery_and_the_last_factor_under_the_everyone_
 
 
 def test_five_wrong_codes_end_a_held_session(system, channels, gateway, smtp):
-    slug = unique("mf")
-    create_tenant(channels, slug)
-    email, _ = owner(system, gateway, smtp, slug)
-    b = Browser(gateway, slug)
-    assert b.sign_in(email, PASSWORD).status == 303
+    slug, email, _, b = _owner_signed_in(system, channels, gateway, smtp)
     _policy(system, slug, mfa_policy="admins")
     _held(b, "enrol")
     secret, _ = _enrol_totp(b)
@@ -197,8 +199,6 @@ def test_an_enrolment_past_its_grace_is_refused_and_members_are_not_held_by_admi
     create_tenant(channels, slug)
     email, _ = owner(system, gateway, smtp, slug)
     member_email = f"member-{slug}@example.com"
-    from tests.e2e.signin_kit import accept, invite, link_of
-
     invite(system, gateway, slug, member_email, role="member")
     assert accept(Browser(gateway, slug), link_of(smtp, member_email)).status == 303
 
@@ -247,22 +247,22 @@ def _passwordless(gateway, slug: str, auth: SoftAuthenticator, *, origin: str | 
     assertion = json.loads(
         auth.authenticate(json.dumps(body["options"]), origin=origin or b.origin)
     )
-    payload = json.dumps({"challenge_id": body["challenge_id"], "credential": assertion})
-    r = b._send(
+    return b, _post_sign_in(b, body["challenge_id"], assertion), body, assertion
+
+
+def _post_sign_in(b: Browser, challenge_id: str, assertion: dict):
+    """POST a passwordless sign-in as the page does (no session, no CSRF token yet)."""
+    payload = json.dumps({"challenge_id": challenge_id, "credential": assertion})
+    return b._send(
         "POST",
         "/api/v1/signin/passkey",
         [("Origin", b.origin), ("Content-Type", "application/json")],
         payload.encode(),
     )
-    return b, r, body, assertion
 
 
 def test_passkeys_register_sign_in_and_a_clone_is_flagged(system, channels, gateway, smtp):
-    slug = unique("mf")
-    create_tenant(channels, slug)
-    email, user_id = owner(system, gateway, smtp, slug)
-    b = Browser(gateway, slug)
-    assert b.sign_in(email, PASSWORD).status == 303
+    slug, email, user_id, b = _owner_signed_in(system, channels, gateway, smtp)
     auth = SoftAuthenticator()
     step = _register(b, auth)
     assert len(step["recovery_codes"]) == 10  # the first factor
@@ -282,12 +282,7 @@ def test_passkeys_register_sign_in_and_a_clone_is_flagged(system, channels, gate
     # The same assertion again, from the same browser (its binding cookie put back): the
     # challenge is used up.
     signed.jar[PASSKEY_BINDING_COOKIE] = challenge["binding"]
-    replay = signed._send(
-        "POST",
-        "/api/v1/signin/passkey",
-        [("Origin", signed.origin), ("Content-Type", "application/json")],
-        json.dumps({"challenge_id": challenge["challenge_id"], "credential": assertion}).encode(),
-    )
+    replay = _post_sign_in(signed, challenge["challenge_id"], assertion)
     assert replay.status == 403, replay
     # Signed for another origin: refused.
     _, wrong_origin, _, _ = _passwordless(gateway, slug, auth, origin="http://evil.example")
@@ -311,11 +306,7 @@ def test_passkeys_register_sign_in_and_a_clone_is_flagged(system, channels, gate
 
 
 def test_a_passkey_steps_a_held_session_up(system, channels, gateway, smtp):
-    slug = unique("mf")
-    create_tenant(channels, slug)
-    email, _ = owner(system, gateway, smtp, slug)
-    b = Browser(gateway, slug)
-    assert b.sign_in(email, PASSWORD).status == 303
+    slug, email, _, b = _owner_signed_in(system, channels, gateway, smtp)
     auth = SoftAuthenticator()
     _register(b, auth)
     _policy(system, slug, mfa_policy="everyone")
@@ -339,18 +330,12 @@ def test_a_passkey_steps_a_held_session_up(system, channels, gateway, smtp):
 def test_an_admin_resets_factors_only_after_a_recent_sign_in(
     system, settings, channels, gateway, smtp
 ):
-    slug = unique("mf")
-    create_tenant(channels, slug)
-    email, user_id = owner(system, gateway, smtp, slug)
-    b = Browser(gateway, slug)
-    assert b.sign_in(email, PASSWORD).status == 303
+    slug, email, user_id, b = _owner_signed_in(system, channels, gateway, smtp)
     begun = b.send_json("POST", "/api/v1/mfa/totp")
     secret = begun.json()["secret"]
     assert b.send_json("POST", "/api/v1/mfa/totp/confirm", {"code": _code(secret)}).status == 200
 
     admin_email = f"admin-{slug}@example.com"
-    from tests.e2e.signin_kit import accept, invite, link_of
-
     invite(system, gateway, slug, admin_email, role="admin")
     assert accept(Browser(gateway, slug), link_of(smtp, admin_email)).status == 303
     a = Browser(gateway, slug)
@@ -378,11 +363,7 @@ def test_an_admin_resets_factors_only_after_a_recent_sign_in(
 
 
 def test_mfa_facts_for_evidence(system, channels, gateway, smtp):
-    slug = unique("mf")
-    create_tenant(channels, slug)
-    email, _ = owner(system, gateway, smtp, slug)
-    b = Browser(gateway, slug)
-    assert b.sign_in(email, PASSWORD).status == 303
+    slug, email, _, b = _owner_signed_in(system, channels, gateway, smtp)
     _register(b, SoftAuthenticator())
     stub = mgrpc.MfaServiceStub(system.channel("identity", "evidence"))
     facts = stub.GetMfaFacts(mpb.GetMfaFactsRequest(), metadata=md(slug), timeout=10)
@@ -401,11 +382,7 @@ def test_mfa_facts_for_evidence(system, channels, gateway, smtp):
 @pytest.fixture(scope="module")
 def pending_totp(system, channels, gateway, smtp):
     """A full session with a TOTP set-up begun (so confirm codes are judged)."""
-    slug = unique("mf")
-    create_tenant(channels, slug)
-    email, _ = owner(system, gateway, smtp, slug)
-    b = Browser(gateway, slug)
-    assert b.sign_in(email, PASSWORD).status == 303
+    slug, email, _, b = _owner_signed_in(system, channels, gateway, smtp)
     assert b.send_json("POST", "/api/v1/mfa/totp").status == 200
     return b, b.csrf()
 

@@ -72,26 +72,24 @@ CREDENTIAL = {
     "description": "PublicKeyCredential.toJSON() of the browser's answer.",
     "maxProperties": 16,
 }
-REGISTRATION_BODY = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["challenge_id", "credential"],
-    "properties": {
-        "challenge_id": {"type": "string", "pattern": UUID_PATTERN},
-        "credential": CREDENTIAL,
-        "name": {"type": "string", "maxLength": 64},
-    },
-}
-ASSERTION_BODY = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["challenge_id", "credential"],
-    "properties": {
-        "challenge_id": {"type": "string", "pattern": UUID_PATTERN},
-        "credential": CREDENTIAL,
-        "next": {"type": "string", "maxLength": 2000},
-    },
-}
+
+
+def _credential_body(name: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """A body carrying the browser's credential for a challenge, plus ``name``: ``extra``."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["challenge_id", "credential"],
+        "properties": {
+            "challenge_id": {"type": "string", "pattern": UUID_PATTERN},
+            "credential": CREDENTIAL,
+            name: extra,
+        },
+    }
+
+
+REGISTRATION_BODY = _credential_body("name", {"type": "string", "maxLength": 64})
+ASSERTION_BODY = _credential_body("next", {"type": "string", "maxLength": 2000})
 RENAME_BODY = {
     "type": "object",
     "additionalProperties": False,
@@ -273,55 +271,36 @@ def _options_json(r: pb.PasskeyOptions) -> dict[str, Any]:
     return {"challenge_id": r.challenge_id, "options": json.loads(r.options_json)}
 
 
-async def begin_registration(c: Call, s: Services):
-    r = await s.rpc(
-        c,
-        s.upstream.mfa.BeginPasskeyRegistration,
-        pb.PasskeyBegin(session_id=_session_id(c), origin=s.canonical_origin(c.tenant)),
-    )
-    return _options_json(r), {"Cache-Control": "no-store"}
+def _begin_passkey(method_name: str):
+    """The handler asking identity's ``method_name`` for WebAuthn options on this session."""
+
+    async def handler(c: Call, s: Services):
+        method = getattr(s.upstream.mfa, method_name)
+        begin = pb.PasskeyBegin(session_id=_session_id(c), origin=s.canonical_origin(c.tenant))
+        return _options_json(await s.rpc(c, method, begin)), {"Cache-Control": "no-store"}
+
+    return handler
 
 
 def _credential(c: Call) -> str:
     return json.dumps(c.body["credential"], ensure_ascii=False, separators=(",", ":"))
 
 
-async def finish_registration(c: Call, s: Services):
-    r = await s.rpc(
-        c,
-        s.upstream.mfa.FinishPasskeyRegistration,
-        pb.PasskeyFinish(
+def _finish_passkey(method_name: str, *, named: bool):
+    """The handler giving identity's ``method_name`` the browser's credential for this
+    session's challenge (with the passkey's name when ``named``: a registration)."""
+
+    async def handler(c: Call, s: Services):
+        finish = pb.PasskeyFinish(
             session_id=_session_id(c),
             origin=s.canonical_origin(c.tenant),
             challenge_id=c.body["challenge_id"],
             response_json=_credential(c),
-            name=c.body.get("name") or "Passkey",
-        ),
-    )
-    return step_response(c, s, r)
+            name=(c.body.get("name") or "Passkey") if named else "",
+        )
+        return step_response(c, s, await s.rpc(c, getattr(s.upstream.mfa, method_name), finish))
 
-
-async def begin_step_up(c: Call, s: Services):
-    r = await s.rpc(
-        c,
-        s.upstream.mfa.BeginPasskeyStepUp,
-        pb.PasskeyBegin(session_id=_session_id(c), origin=s.canonical_origin(c.tenant)),
-    )
-    return _options_json(r), {"Cache-Control": "no-store"}
-
-
-async def finish_step_up(c: Call, s: Services):
-    r = await s.rpc(
-        c,
-        s.upstream.mfa.FinishPasskeyStepUp,
-        pb.PasskeyFinish(
-            session_id=_session_id(c),
-            origin=s.canonical_origin(c.tenant),
-            challenge_id=c.body["challenge_id"],
-            response_json=_credential(c),
-        ),
-    )
-    return step_response(c, s, r)
+    return handler
 
 
 async def rename_passkey(c: Call, s: Services):
@@ -507,7 +486,7 @@ OPERATIONS = [
         "/api/v1/mfa/passkeys/options",
         "beginPasskeyRegistration",
         "WebAuthn creation options for a new passkey (discoverable, attestation none).",
-        begin_registration,
+        _begin_passkey("BeginPasskeyRegistration"),
         SESSION_DURING_MFA,
         OPTIONS,
     ),
@@ -516,7 +495,7 @@ OPERATIONS = [
         "/api/v1/mfa/passkeys",
         "registerPasskey",
         "Register the passkey the browser created (its name given here).",
-        finish_registration,
+        _finish_passkey("FinishPasskeyRegistration", named=True),
         SESSION_DURING_MFA,
         STEP,
         body=json_body(REGISTRATION_BODY, max_bytes=MAX_CREDENTIAL_BYTES),
@@ -526,7 +505,7 @@ OPERATIONS = [
         "/api/v1/mfa/passkeys/step-up/options",
         "beginPasskeyStepUp",
         "WebAuthn request options for a step-up with one of the user's passkeys.",
-        begin_step_up,
+        _begin_passkey("BeginPasskeyStepUp"),
         SESSION_DURING_MFA,
         OPTIONS,
     ),
@@ -535,7 +514,7 @@ OPERATIONS = [
         "/api/v1/mfa/passkeys/step-up",
         "passkeyStepUp",
         "Step-up with a passkey assertion.",
-        finish_step_up,
+        _finish_passkey("FinishPasskeyStepUp", named=False),
         SESSION_DURING_MFA,
         STEP,
         body=json_body(ASSERTION_BODY, max_bytes=MAX_CREDENTIAL_BYTES),

@@ -9,7 +9,7 @@ from ontrackio.core import trust
 from ontrackio.core.audit import origin
 from ontrackio.core.errors import InvalidArgument
 from ontrackio.core.grpcserver import actor_of, current_tenant
-from ontrackio.core.protoconv import ts
+from ontrackio.core.protoconv import time_field, ts
 from ontrackio.identity.audit_api import call_origin
 from ontrackio.identity.mfa import facts, flow
 from ontrackio.identity.sessions import rules as session_rules
@@ -84,97 +84,62 @@ class MfaServicer(pb_grpc.MfaServiceServicer):
         self.rt = rt
         self.flow = flow.MfaFlow(rt)
 
+    def _own(self, step, request, context, *args, **kwargs):
+        """``step`` of ``flow`` on the caller's own session (tenant, session id, user), with
+        the call's origin bound for the audit entries it writes."""
+        with origin.bound(call_origin(context)):
+            return step(current_tenant(), request.session_id, _user(context), *args, **kwargs)
+
     def GetMfaStatus(self, request, context):
-        return status_pb(self.flow.status(current_tenant(), request.session_id, _user(context)))
+        return status_pb(self._own(self.flow.status, request, context))
 
     def BeginTotp(self, request, context):
-        with origin.bound(call_origin(context)):
-            got = self.flow.begin_totp(
-                current_tenant(), request.session_id, _user(context), fresh=request.fresh
-            )
+        got = self._own(self.flow.begin_totp, request, context, fresh=request.fresh)
         return pb.TotpEnrolment(**got)
 
-    def _code_step(self, step, request, context):
-        with origin.bound(call_origin(context)):
-            return step_pb(step(current_tenant(), request.session_id, _user(context), request.code))
-
     def ConfirmTotp(self, request, context):
-        return self._code_step(self.flow.confirm_totp, request, context)
+        return step_pb(self._own(self.flow.confirm_totp, request, context, request.code))
 
     def VerifyTotp(self, request, context):
-        return self._code_step(self.flow.verify_totp, request, context)
+        return step_pb(self._own(self.flow.verify_totp, request, context, request.code))
 
     def UseRecoveryCode(self, request, context):
-        return self._code_step(self.flow.use_recovery_code, request, context)
+        return step_pb(self._own(self.flow.use_recovery_code, request, context, request.code))
 
     def RegenerateRecoveryCodes(self, request, context):
-        with origin.bound(call_origin(context)):
-            codes = self.flow.regenerate_recovery_codes(
-                current_tenant(), request.session_id, _user(context)
-            )
+        codes = self._own(self.flow.regenerate_recovery_codes, request, context)
         return pb.RecoveryCodes(codes=codes)
 
     def RemoveTotp(self, request, context):
-        with origin.bound(call_origin(context)):
-            s = self.flow.remove_totp(current_tenant(), request.session_id, _user(context))
-        return status_pb(s)
+        return status_pb(self._own(self.flow.remove_totp, request, context))
+
+    def _options(self, step, request, context) -> pb.PasskeyOptions:
+        options, challenge_id = self._own(step, request, context, request.origin)
+        return pb.PasskeyOptions(options_json=options, challenge_id=challenge_id)
 
     def BeginPasskeyRegistration(self, request, context):
-        with origin.bound(call_origin(context)):
-            options, challenge_id = self.flow.begin_passkey_registration(
-                current_tenant(), request.session_id, _user(context), request.origin
-            )
-        return pb.PasskeyOptions(options_json=options, challenge_id=challenge_id)
+        return self._options(self.flow.begin_passkey_registration, request, context)
 
     def FinishPasskeyRegistration(self, request, context):
-        with origin.bound(call_origin(context)):
-            r = self.flow.finish_passkey_registration(
-                current_tenant(),
-                request.session_id,
-                _user(context),
-                request.origin,
-                request.challenge_id,
-                request.response_json,
-                request.name,
-            )
-        return step_pb(r)
+        step = self.flow.finish_passkey_registration
+        args = (request.origin, request.challenge_id, request.response_json, request.name)
+        return step_pb(self._own(step, request, context, *args))
 
     def BeginPasskeyStepUp(self, request, context):
-        with origin.bound(call_origin(context)):
-            options, challenge_id = self.flow.begin_passkey_step_up(
-                current_tenant(), request.session_id, _user(context), request.origin
-            )
-        return pb.PasskeyOptions(options_json=options, challenge_id=challenge_id)
+        return self._options(self.flow.begin_passkey_step_up, request, context)
 
     def FinishPasskeyStepUp(self, request, context):
-        with origin.bound(call_origin(context)):
-            r = self.flow.finish_passkey_step_up(
-                current_tenant(),
-                request.session_id,
-                _user(context),
-                request.origin,
-                request.challenge_id,
-                request.response_json,
-            )
-        return step_pb(r)
+        step = self.flow.finish_passkey_step_up
+        args = (request.origin, request.challenge_id, request.response_json)
+        return step_pb(self._own(step, request, context, *args))
 
     def RenamePasskey(self, request, context):
-        with origin.bound(call_origin(context)):
-            s = self.flow.rename_passkey(
-                current_tenant(),
-                request.session_id,
-                _user(context),
-                request.passkey_id,
-                request.name,
-            )
-        return status_pb(s)
+        step = self.flow.rename_passkey
+        return status_pb(self._own(step, request, context, request.passkey_id, request.name))
 
     def RemovePasskey(self, request, context):
-        with origin.bound(call_origin(context)):
-            s = self.flow.remove_passkey(
-                current_tenant(), request.session_id, _user(context), request.passkey_id
-            )
-        return status_pb(s)
+        step = self.flow.remove_passkey
+        return status_pb(self._own(step, request, context, request.passkey_id))
 
     def BeginPasskeySignIn(self, request, context):
         with origin.bound(call_origin(context, request.client_address)):
@@ -204,12 +169,7 @@ class MfaServicer(pb_grpc.MfaServiceServicer):
         return pb.ResetUserMfaResponse(**counts)
 
     def GetMfaFacts(self, request, context):
-        as_of = datetime.now(UTC)
-        if request.HasField("as_of"):
-            try:
-                as_of = request.as_of.ToDatetime(tzinfo=UTC)
-            except (ValueError, OverflowError):
-                raise InvalidArgument("as_of is not a valid time") from None
+        as_of = time_field(request, "as_of", InvalidArgument) or datetime.now(UTC)
         with self.rt.dbs.unit_of_work(current_tenant()) as u:
             f = facts.facts(u, as_of)
         return pb.MfaFacts(

@@ -361,7 +361,7 @@ class MfaFlow:
         self,
         u: UnitOfWork,
         *,
-        response_json: str,
+        answer: passkeys.Answer,
         challenge: bytes,
         rp_id: str,
         expected_origin: str,
@@ -370,15 +370,14 @@ class MfaFlow:
     ) -> dict[str, Any] | PasskeyRefused:
         """Verify an assertion against the stored passkey; the passkey row, or the refusal
         (a clone is flagged in ``u`` first, so the flag commits with the refusal's audit)."""
-        credential_id = passkeys.credential_id_of(response_json)
-        row = store.passkey_by_credential(u, credential_id)
+        row = store.passkey_by_credential(u, answer.credential_id)
         if row is None or (user_id is not None and str(row["user_id"]) != user_id):
             return PasskeyRefused("this passkey is not registered here", UNKNOWN_CREDENTIAL)
         if row["flagged_at"] is not None:
             return PasskeyRefused("this passkey has been blocked", FLAGGED)
         try:
             asserted = passkeys.verify_authentication(
-                response_json,
+                answer,
                 challenge=challenge,
                 rp_id=rp_id,
                 origin=expected_origin,
@@ -411,7 +410,7 @@ class MfaFlow:
                 return self._failed(u, row, store.PASSKEY)
             found = self._assert(
                 u,
-                response_json=response_json,
+                answer=passkeys.read_assertion(response_json),
                 challenge=bytes(taken["challenge"]),
                 rp_id=rp_id,
                 expected_origin=expected_origin,
@@ -523,9 +522,10 @@ class MfaFlow:
         )
         if taken is None:
             return (NO_CHALLENGE,)
+        answer = passkeys.read_assertion(response_json)
         found = self._assert(
             u,
-            response_json=response_json,
+            answer=answer,
             challenge=bytes(taken["challenge"]),
             rp_id=rp_id,
             expected_origin=expected_origin,
@@ -535,8 +535,7 @@ class MfaFlow:
         if isinstance(found, PasskeyRefused):
             return (found.reason,)
         user_id = str(found["user_id"])
-        handle = passkeys.user_handle_of(response_json)
-        if handle is not None and handle != store.user_handle(u, user_id):
+        if answer.user_handle is not None and answer.user_handle != store.user_handle(u, user_id):
             return (WRONG_USER_HANDLE,)
         if not found["active"]:
             return (INACTIVE,)

@@ -46,7 +46,8 @@ So py_webauthn is given a stored count of 0 (its check never fires) and the chec
 here, after the signature verified.
 
 For discoverable sign-in (``authentication_options`` with no ``allow``), the store finds
-the credential by ``credential_id_of`` and may read ``user_handle_of``; the user handle is
+the credential by the ``credential_id`` of ``read_assertion``'s answer and may read its
+``user_handle`` (``credential_id_of`` and ``user_handle_of`` read one alone); the user handle is
 not covered by the signature, so the user is the one the found credential belongs to, and
 a user handle naming anyone else must be refused by the caller (WebAuthn section 7.2,
 step 6).
@@ -211,9 +212,10 @@ class Asserted:
 
 
 @dataclass(frozen=True)
-class _Read:
-    """A response as read by this module: what is passed to py_webauthn, and what this
-    module checks itself."""
+class Answer:
+    """A response as read by this module (``read_assertion``): what is passed to
+    py_webauthn, and what this module checks itself. Reading it once serves the look-up of
+    the credential, its verification and the user handle's check."""
 
     credential: dict[str, Any]
     credential_id: bytes
@@ -327,20 +329,14 @@ def verify_registration(
     """
     _check_ceremony(challenge, rp_id, origin)
     read = _read_registration(response_json)
-    try:
-        verified = webauthn.verify_registration_response(
-            credential=read.credential,
-            expected_challenge=challenge,
-            expected_rp_id=rp_id,
-            expected_origin=origin,
-            require_user_verification=require_user_verification,
-        )
-    except wa.WebAuthnException as exc:
-        raise _refusal(exc) from exc
-    except Exception as exc:  # what py_webauthn lets escape from input it cannot read
-        raise InvalidPasskey("The passkey's answer could not be read.") from exc
-    if read.cross_origin:
-        raise PasskeyRefused(_REFUSED_MESSAGE, REASON_CROSS_ORIGIN)
+    verified = _verified(
+        webauthn.verify_registration_response,
+        read,
+        expected_challenge=challenge,
+        expected_rp_id=rp_id,
+        expected_origin=origin,
+        require_user_verification=require_user_verification,
+    )
     if verified.credential_id != read.credential_id:
         raise PasskeyRefused(_REFUSED_MESSAGE, REASON_CREDENTIAL_ID)
     if not _usable_key(verified.credential_public_key):
@@ -363,7 +359,7 @@ def credential_id_of(response_json: str) -> bytes:
     Raises InvalidPasskey when the response cannot be read (the whole response is read, as
     ``verify_authentication`` reads it).
     """
-    return _read_authentication(response_json).credential_id
+    return read_assertion(response_json).credential_id
 
 
 def user_handle_of(response_json: str) -> bytes | None:
@@ -374,11 +370,11 @@ def user_handle_of(response_json: str) -> bytes | None:
     Raises InvalidPasskey when the response cannot be read, or the user handle is more than
     64 bytes.
     """
-    return _read_authentication(response_json).user_handle
+    return read_assertion(response_json).user_handle
 
 
 def verify_authentication(
-    response_json: str,
+    answer: Answer | str,
     *,
     challenge: bytes,
     rp_id: str,
@@ -387,11 +383,11 @@ def verify_authentication(
     stored_sign_count: int,
     require_user_verification: bool,
 ) -> Asserted:
-    """The verified sign-in of a ``navigator.credentials.get`` response (its ``toJSON()``),
-    against the ``challenge`` that ``authentication_options`` gave, ``rp_id``, ``origin``
-    and the credential's stored COSE ``public_key`` and count: user presence always, user
-    verification when required, the signature, then the counter rule of the module's
-    docstring.
+    """The verified sign-in of a ``navigator.credentials.get`` response (its ``toJSON()``,
+    or the ``Answer`` that ``read_assertion`` read from it), against the ``challenge`` that
+    ``authentication_options`` gave, ``rp_id``, ``origin`` and the credential's stored COSE
+    ``public_key`` and count: user presence always, user verification when required, the
+    signature, then the counter rule of the module's docstring.
 
     Raises ValueError when ``challenge`` is empty, ``rp_id`` is not a host name, ``origin``
     is not text, ``stored_sign_count`` is not 0 to 2**32 - 1 or ``public_key`` is not a
@@ -404,24 +400,18 @@ def verify_authentication(
         raise ValueError("the stored sign count must be 0 to 2**32 - 1")
     if not isinstance(public_key, bytes) or not _usable_key(public_key):
         raise ValueError("the stored public key is not a usable COSE key")
-    read = _read_authentication(response_json)
-    try:
-        verified = webauthn.verify_authentication_response(
-            credential=read.credential,
-            expected_challenge=challenge,
-            expected_rp_id=rp_id,
-            expected_origin=origin,
-            credential_public_key=public_key,
-            # 0: py_webauthn's own counter check, made before the signature's, never fires.
-            credential_current_sign_count=0,
-            require_user_verification=require_user_verification,
-        )
-    except wa.WebAuthnException as exc:
-        raise _refusal(exc) from exc
-    except Exception as exc:  # what py_webauthn lets escape from input it cannot read
-        raise InvalidPasskey("The passkey's answer could not be read.") from exc
-    if read.cross_origin:
-        raise PasskeyRefused(_REFUSED_MESSAGE, REASON_CROSS_ORIGIN)
+    read = answer if isinstance(answer, Answer) else read_assertion(answer)
+    verified = _verified(
+        webauthn.verify_authentication_response,
+        read,
+        expected_challenge=challenge,
+        expected_rp_id=rp_id,
+        expected_origin=origin,
+        credential_public_key=public_key,
+        # 0: py_webauthn's own counter check, made before the signature's, never fires.
+        credential_current_sign_count=0,
+        require_user_verification=require_user_verification,
+    )
     new = verified.new_sign_count
     if (new or stored_sign_count) and new <= stored_sign_count:
         raise PasskeyCloned("The passkey's counter went backwards: it may have been copied.")
@@ -570,7 +560,7 @@ def _envelope(response_json: str) -> tuple[dict[str, Any], dict[str, Any], bytes
     return top, response, credential_id, cross_origin
 
 
-def _read_registration(response_json: str) -> _Read:
+def _read_registration(response_json: str) -> Answer:
     top, response, credential_id, cross_origin = _envelope(response_json)
     encoded = response.get("attestationObject")
     attestation, _ = _cbor(_b64(encoded, "attestationObject"), "attestationObject")
@@ -593,7 +583,7 @@ def _read_registration(response_json: str) -> _Read:
         "type": "public-key",
         "response": {"clientDataJSON": response["clientDataJSON"], "attestationObject": encoded},
     }
-    return _Read(credential, credential_id, None, cross_origin, known)
+    return Answer(credential, credential_id, None, cross_origin, known)
 
 
 def _check_auth_data(auth_data: bytes, *, attested: bool) -> None:
@@ -625,7 +615,13 @@ def _check_auth_data(auth_data: bytes, *, attested: bool) -> None:
         raise _unreadable("authenticator data")
 
 
-def _read_authentication(response_json: str) -> _Read:
+def read_assertion(response_json: str) -> Answer:
+    """A ``navigator.credentials.get`` response (its ``toJSON()``) read strictly, once, for
+    ``verify_authentication`` and the caller's look-ups (``credential_id``,
+    ``user_handle``).
+
+    Raises InvalidPasskey when it cannot be read (see the module's docstring).
+    """
     top, response, credential_id, cross_origin = _envelope(response_json)
     _check_auth_data(_b64(response.get("authenticatorData"), "authenticatorData"), attested=False)
     if not _b64(response.get("signature"), "signature"):
@@ -644,10 +640,24 @@ def _read_authentication(response_json: str) -> _Read:
             "signature": response["signature"],
         },
     }
-    return _Read(credential, credential_id, user_handle, cross_origin, ())
+    return Answer(credential, credential_id, user_handle, cross_origin, ())
 
 
 # -- verifying -----------------------------------------------------------------------------
+
+
+def _verified(verify: Any, read: Answer, **expected: Any) -> Any:
+    """py_webauthn's ``verify`` of ``read``, its errors made ours, then the ``crossOrigin``
+    refusal py_webauthn does not make."""
+    try:
+        verified = verify(credential=read.credential, **expected)
+    except wa.WebAuthnException as exc:
+        raise _refusal(exc) from exc
+    except Exception as exc:  # what py_webauthn lets escape from input it cannot read
+        raise InvalidPasskey("The passkey's answer could not be read.") from exc
+    if read.cross_origin:
+        raise PasskeyRefused(_REFUSED_MESSAGE, REASON_CROSS_ORIGIN)
+    return verified
 
 
 def _refusal(exc: wa.WebAuthnException) -> InvalidPasskey | PasskeyRefused:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ontrackio.core.audit import origin
 from ontrackio.core.grpcserver import actor_of, current_tenant
-from ontrackio.core.protoconv import ts
+from ontrackio.core.protoconv import time_field, ts
 from ontrackio.identity.audit_api import call_origin
 from ontrackio.identity.domain import domains as rules
 from ontrackio.identity.errors import InvalidCollaborator
@@ -52,12 +52,7 @@ def collaborator_pb(row: dict[str, Any], now: datetime) -> pb.Collaborator:
 
 
 def _expiry(request: pb.AddCollaboratorRequest) -> datetime | None:
-    if not request.HasField("expires_at"):
-        return None
-    try:
-        return request.expires_at.ToDatetime(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise InvalidCollaborator("expires_at is out of range") from None
+    return time_field(request, "expires_at", InvalidCollaborator)
 
 
 class DomainServicer(pb_grpc.DomainServiceServicer):

@@ -36,6 +36,18 @@ USER = b"\x01" * 16
 EXPECTED = (InvalidPasskey, PasskeyRefused)
 
 
+def options_for_user(*, exclude: tuple[bytes, ...] = (), policy: str = "required"):
+    """Registration options (and their challenge) for USER at HOST."""
+    return registration_options(
+        rp_id=HOST,
+        user_handle=USER,
+        user_name="ada@acme.test",
+        display_name="Ada",
+        exclude=list(exclude),
+        user_verification=policy,
+    )
+
+
 def register(
     auth: SoftAuthenticator,
     *,
@@ -45,14 +57,7 @@ def register(
 ) -> passkeys.Registered:
     """Register ``auth`` for USER at HOST under the user verification ``policy``;
     ``answer`` goes to the authenticator."""
-    options, challenge = registration_options(
-        rp_id=HOST,
-        user_handle=USER,
-        user_name="ada@acme.test",
-        display_name="Ada",
-        exclude=list(exclude),
-        user_verification=policy,
-    )
+    options, challenge = options_for_user(exclude=exclude, policy=policy)
     response = auth.register(options, origin=answer.pop("origin", ORIGIN), **answer)
     kw = {"challenge": challenge, "rp_id": HOST, "origin": ORIGIN}
     kw["require_user_verification"] = policy == "required"
@@ -272,14 +277,7 @@ def test_an_unknown_attestation_format_is_refused():
 
 
 def created_response(auth: SoftAuthenticator) -> tuple[str, dict]:
-    options, challenge = registration_options(
-        rp_id=HOST,
-        user_handle=USER,
-        user_name="a",
-        display_name="a",
-        exclude=[],
-        user_verification="required",
-    )
+    options, challenge = options_for_user()
     kw = {"challenge": challenge, "rp_id": HOST, "origin": ORIGIN}
     return auth.register(options, origin=ORIGIN), {**kw, "require_user_verification": True}
 
@@ -360,14 +358,7 @@ def test_a_passkey_of_one_tenant_is_refused_at_another_tenants_host():
 def test_a_response_to_another_challenge_is_refused():
     auth = SoftAuthenticator()
     response, kw = created_response(auth)
-    _, kw["challenge"] = registration_options(
-        rp_id=HOST,
-        user_handle=USER,
-        user_name="a",
-        display_name="a",
-        exclude=[],
-        user_verification="required",
-    )
+    _, kw["challenge"] = options_for_user()
     with pytest.raises(PasskeyRefused) as excinfo:  # answering an earlier ceremony
         verify_registration(response, **kw)
     assert reason_of(excinfo) == "challenge"
@@ -490,14 +481,7 @@ def test_a_cross_origin_answer_is_refused():
 
 def test_a_credential_id_unlike_the_authenticator_datas_is_refused():
     other = b64url(b"\x09" * 32)
-    options, challenge = registration_options(
-        rp_id=HOST,
-        user_handle=USER,
-        user_name="a",
-        display_name="a",
-        exclude=[],
-        user_verification="required",
-    )
+    options, challenge = options_for_user()
     response = edited(
         SoftAuthenticator().register(options, origin=ORIGIN),
         lambda v: v.update(id=other, rawId=other),
@@ -623,14 +607,7 @@ def answers() -> tuple[str, str, dict]:
     """A registration and an assertion of one authenticator, and the arguments verifying
     them takes."""
     auth = SoftAuthenticator()
-    options, challenge = registration_options(
-        rp_id=HOST,
-        user_handle=USER,
-        user_name="a",
-        display_name="a",
-        exclude=[],
-        user_verification="required",
-    )
+    options, challenge = options_for_user()
     created = auth.register(options, origin=ORIGIN)
     options, got_challenge = authentication_options(
         rp_id=HOST, allow=[], user_verification="required"
