@@ -51,7 +51,7 @@ def _policy(system, slug: str, **changes) -> sspb.SignInPolicy:
     )
 
 
-def _audit(channels, slug: str, action: str) -> list:
+def _audit(channels, slug: str, action: str = "") -> list:
     return list(
         agrpc.AuditServiceStub(channels["identity"])
         .ListAudit(apb.ListAuditRequest(action=action, page_size=500), metadata=md(slug))
@@ -330,7 +330,13 @@ def test_a_passkey_steps_a_held_session_up(system, channels, gateway, smtp):
 def test_an_admin_resets_factors_only_after_a_recent_sign_in(
     system, settings, channels, gateway, smtp
 ):
-    slug, email, user_id, b = _owner_signed_in(system, channels, gateway, smtp)
+    slug = unique("mf")
+    create_tenant(channels, slug)
+    owner(system, gateway, smtp, slug)
+    member_email = f"member-{slug}@example.com"
+    user_id = invite(system, gateway, slug, member_email, role="member").invitation.user_id
+    b = Browser(gateway, slug)
+    assert accept(b, link_of(smtp, member_email)).status == 303
     begun = b.send_json("POST", "/api/v1/mfa/totp")
     secret = begun.json()["secret"]
     assert b.send_json("POST", "/api/v1/mfa/totp/confirm", {"code": _code(secret)}).status == 200
@@ -360,6 +366,11 @@ def test_an_admin_resets_factors_only_after_a_recent_sign_in(
     assert eventually(lambda: b.get("/api/v1/session").status == 401)
     outcomes = {e.outcome for e in _audit(channels, slug, "mfa.reset")}
     assert outcomes == {"refused", "done"}
+    # An unknown user is a 404, not an empty reset.
+    unknown = a2.send_json(
+        "POST", "/admin/api/v1/users/00000000-0000-4000-8000-000000000000/mfa/reset"
+    )
+    assert unknown.status == 404, unknown
 
 
 def test_mfa_facts_for_evidence(system, channels, gateway, smtp):

@@ -109,3 +109,36 @@ def test_a_flood_from_one_address_is_refused_to_it_alone(system, settings, chann
         admin.close()
         edge.close()
         idp.close()
+
+
+def test_a_purpose_scopes_the_budget_so_anonymous_rows_never_evict_others(settings, tenant):
+    """mfa_challenges holds anonymous passwordless challenges beside signed-in users'
+    registration and step-up ones: with ``purpose`` the budgets count and evict only the
+    anonymous ones."""
+    budget = pending.Budget(per_client=2, per_tenant=3)
+    with _conn(settings, tenant) as conn:
+        conn.execute("DELETE FROM mfa_challenges")
+        u = UnitOfWork(conn, tenant)
+
+        def add(purpose: str, client: str) -> None:
+            conn.execute(
+                "INSERT INTO mfa_challenges (id, purpose, challenge, client_key, expires_at)"
+                " VALUES (gen_random_uuid(), %s, '\\x00', %s, now() + interval '5 minutes')",
+                (purpose, client),
+            )
+
+        for _ in range(5):  # a signed-in user's challenges, more than the tenant's budget
+            add("step_up", "")
+        add("register", "198.51.100.9")  # from the same address as the flood below
+        add("register", "198.51.100.9")
+        for i in range(6):
+            client = f"198.51.100.{i % 3 + 1}"
+            pending.make_room(u, "mfa_challenges", client, budget, purpose="sign_in")
+            add("sign_in", client)
+        pending.make_room(u, "mfa_challenges", "198.51.100.9", budget, purpose="sign_in")
+        counts = dict(conn.execute("SELECT purpose, count(*) FROM mfa_challenges GROUP BY purpose"))
+        assert counts == {"step_up": 5, "register": 2, "sign_in": 2}
+        # Without the purpose, the same call would have evicted the users' rows.
+        pending.make_room(u, "mfa_challenges", "198.51.100.8", budget)
+        assert conn.execute("SELECT count(*) FROM mfa_challenges").fetchone()[0] == 2
+        conn.execute("DELETE FROM mfa_challenges")

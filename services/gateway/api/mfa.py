@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from datetime import UTC
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -191,20 +192,32 @@ def status_json(s: pb.MfaStatus) -> dict[str, Any]:
     }
 
 
+def refusal_text(r: pb.MfaStepResult) -> str:
+    """What the user is told of a refused step (the JSON problem's detail, the page's)."""
+    if r.session_ended:
+        return "Too many wrong codes: you have been signed out."
+    if r.HasField("locked_until"):
+        until = r.locked_until.ToDatetime(tzinfo=UTC)
+        return (
+            "Too many wrong codes for this account: try again after "
+            f"{until:%Y-%m-%d %H:%M} UTC, or ask an admin to unlock it."
+        )
+    return "That code or passkey was not accepted. Try again."
+
+
 def step_response(c: Call, s: Services, r: pb.MfaStepResult) -> Response:
     """The JSON answer to a step: the new session's cookie when it was rotated; a 400
     problem for a refused code (and a cleared cookie when the session ended for it)."""
     if not r.accepted:
+        extensions = {"session_ended": r.session_ended, "stage": r.stage}
+        if r.HasField("locked_until"):
+            extensions["locked_until"] = time_json(r, "locked_until")
         response: Response = problem(
             400,
-            detail=(
-                "Too many wrong codes: you have been signed out."
-                if r.session_ended
-                else "That code or passkey was not accepted. Try again."
-            ),
+            detail=refusal_text(r),
             type_=CODE_REFUSED_TYPE,
             title="MFA code refused",
-            extensions={"session_ended": r.session_ended, "stage": r.stage},
+            extensions=extensions,
         )
         if r.session_ended:
             if s.sessions is not None:

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import grpc
 from starlette.responses import Response
 
+from ontrackio.gateway.api.mfa import refusal_text
 from ontrackio.gateway.api.operation import (
     SESSION,
     SESSION_DURING_MFA,
@@ -277,7 +278,8 @@ def _code_step(method_name: str, field_id: str):
         if not r.accepted:
             if r.session_ended:
                 return _signed_out(c, s, nxt)
-            return await _again(c, s, nxt, [(field_id, WRONG_CODE)])
+            wrong = refusal_text(r) if r.HasField("locked_until") else WRONG_CODE
+            return await _again(c, s, nxt, [(field_id, wrong)])
         done = codes_page(list(r.recovery_codes), nxt) if r.recovery_codes else _redirect(nxt)
         return _rotated(c, s, done, r)
 

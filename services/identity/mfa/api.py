@@ -76,6 +76,7 @@ def step_pb(r: flow.StepResult) -> pb.MfaStepResult:
         recovery_codes_left=r.recovery_codes_left,
         session_ended=r.session_ended,
         stage=r.stage,
+        locked_until=ts(r.locked_until),
     )
 
 

@@ -49,13 +49,16 @@ from ontrackio.identity.roles import store as role_store
 from ontrackio.identity.sessions import rules as session_rules
 from ontrackio.identity.sessions import store as sessions
 from ontrackio.identity.signin import policy as signin_policy
-from ontrackio.identity.signin import sso
+from ontrackio.identity.signin import sso, throttle, throttle_rules
 from ontrackio.identity.signin.external import MFA_LOCAL
 from ontrackio.identity.signin.throttle_rules import address_key
 from ontrackio.identity.sso import pending
 
 MAX_FAILURES = 5
 RECENT_AUTH_SECONDS = 5 * 60
+# A user whose factors an admin reset has the policy's grace, at least this, from the reset
+# to set one up again (a reset past the tenant's grace must not lock them out).
+RESET_ENROL_DAYS_MIN = 1
 METHOD_PASSKEY = "passkey"
 _BINDING_PURPOSE = b"webauthn sign-in binding:"
 
@@ -76,6 +79,17 @@ class StepResult:
     recovery_codes_left: int = 0
     session_ended: bool = False
     stage: str = rules.FULL
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _StepUpLock:
+    """A user's step-up failure counter as read (locked) in this transaction, the lockout
+    rule it is judged by, and the time it was read at."""
+
+    counter: throttle_rules.Counter
+    policy: throttle_rules.Policy
+    now: datetime
 
 
 class MfaFlow:
@@ -109,7 +123,8 @@ class MfaFlow:
     def _session(self, u: UnitOfWork, session_id: str, user_id: str, *stages: str) -> dict:
         """The caller's own live session with its stage as judged now; MfaStageRequired when
         that is not one of ``stages``."""
-        row = sessions.get(u, session_id, user_id)  # its stage as the policy sees it now
+        # Locked: one step of a session at a time; its stage as the policy sees it now.
+        row = sessions.get(u, session_id, user_id, lock=True)
         if stages and row["stage"] not in stages:
             raise MfaStageRequired(f"this step is not for a session at stage {row['stage']!r}")
         return row
@@ -130,6 +145,7 @@ class MfaFlow:
             )
             result.recovery_codes_left = len(result.recovery_codes)
         if row["stage"] != rules.FULL:
+            throttle.clear_account(u, user_id, throttle.STEP_UPS)
             store.audit(
                 u,
                 session_rules.user_actor(user_id),
@@ -149,20 +165,66 @@ class MfaFlow:
         result.stage = rules.FULL
         return result
 
-    def _failed(self, u: UnitOfWork, row: dict, factor: str) -> StepResult:
+    def _step_up_lock(self, u: UnitOfWork, user_id: str) -> _StepUpLock:
+        """The user's step-up failure counter, locked for this transaction (every session of
+        the user is judged one step-up at a time)."""
+        p = signin_policy.load(u)
+        return _StepUpLock(
+            throttle.current(u, throttle.STEP_UPS, user_id),
+            throttle_rules.account_policy(p["lockout_threshold"], p["lockout_seconds"]),
+            datetime.now(UTC),
+        )
+
+    def _locked_out(self, u: UnitOfWork, row: dict, factor: str, lock: _StepUpLock):
+        """The answer to a step-up while the user's step-ups are locked (no factor judged:
+        a right code then tells nothing), else None."""
+        if not lock.policy.locked(lock.counter, lock.now):
+            return None
+        result = self._failed(u, row, factor, reason="locked")
+        result.locked_until = lock.counter.locked_until
+        return result
+
+    def _failed(
+        self,
+        u: UnitOfWork,
+        row: dict,
+        factor: str,
+        lock: _StepUpLock | None = None,
+        reason: str = "wrong",
+    ) -> StepResult:
+        """A wrong factor: audited, counted against a held session (ended at MAX_FAILURES)
+        and, at a step-up (``lock``), against the user across their sessions: the sign-in
+        policy's lockout threshold locks their step-ups for its lockout time (audited
+        ``mfa.locked``), however many sessions a password opens."""
         user_id = str(row["user_id"])
         store.audit(
             u,
             session_rules.user_actor(user_id),
             "mfa.failed",
             user_id,
-            {"factor": factor, "stage": row["stage"], "session": row["id"]},
+            {"factor": factor, "stage": row["stage"], "session": row["id"], "reason": reason},
             outcome="refused",
         )
+        locked_until = None
+        if lock is not None:
+            after = throttle.failed(
+                u, throttle.STEP_UPS, user_id, lock.counter, lock.policy, lock.now
+            )
+            if lock.policy.locked(after, lock.now):
+                locked_until = after.locked_until
+                store.audit(
+                    u,
+                    "system",
+                    "mfa.locked",
+                    user_id,
+                    {"failures": after.failures, "until": after.locked_until.isoformat()},
+                )
         ended = False
         if row["stage"] != rules.FULL:
             ended = sessions.record_mfa_failure(u, row["id"], MAX_FAILURES)
-        return StepResult(accepted=False, session_ended=ended, stage=row["stage"])
+        return StepResult(
+            accepted=False, session_ended=ended, stage=row["stage"], locked_until=locked_until
+        )
 
     # -- status -----------------------------------------------------------------------------
 
@@ -197,6 +259,7 @@ class MfaFlow:
             secret = store.begin_totp(
                 u,
                 user_id,
+                session_id,
                 self._seal(info),
                 self._unseal(info),
                 session_rules.user_actor(user_id),
@@ -211,7 +274,8 @@ class MfaFlow:
         with self._uow(info) as u:
             row = self._session(u, session_id, user_id, rules.FULL, rules.ENROL)
             first = not store.has_factor(u, user_id)
-            if not store.confirm_totp(u, user_id, code, self._unseal(info), self.clock()):
+            unseal = self._unseal(info)
+            if not store.confirm_totp(u, user_id, session_id, code, unseal, self.clock()):
                 return self._failed(u, row, store.TOTP)
             store.audit(u, session_rules.user_actor(user_id), "mfa.totp.enrol", user_id)
             return self._complete(u, row, store.TOTP, first=first, result=StepResult(True))
@@ -219,13 +283,17 @@ class MfaFlow:
     def verify_totp(self, info: TenantInfo, session_id: str, user_id: str, code: str) -> StepResult:
         with self._uow(info) as u:
             row = self._session(u, session_id, user_id, rules.STEP_UP)
+            lock = self._step_up_lock(u, user_id)
+            if locked := self._locked_out(u, row, store.TOTP, lock):
+                return locked
             if not store.verify_totp(u, user_id, code, self._unseal(info), self.clock()):
-                return self._failed(u, row, store.TOTP)
+                return self._failed(u, row, store.TOTP, lock)
             return self._complete(u, row, store.TOTP, first=False, result=StepResult(True))
 
     def remove_totp(self, info: TenantInfo, session_id: str, user_id: str) -> dict[str, Any]:
         with self._uow(info) as u:
             self._session(u, session_id, user_id, rules.FULL)
+            store.lock_factors(u, user_id)
             store.remove_totp(u, user_id, session_rules.user_actor(user_id))
             self._keep_one(u, user_id)
             return self._status(u, session_id, user_id)
@@ -245,9 +313,12 @@ class MfaFlow:
     ) -> StepResult:
         with self._uow(info) as u:
             row = self._session(u, session_id, user_id, rules.STEP_UP)
+            lock = self._step_up_lock(u, user_id)
+            if locked := self._locked_out(u, row, store.RECOVERY_CODE, lock):
+                return locked
             left = store.use_recovery_code(u, user_id, code, self.recovery_key)
             if left is None:
-                return self._failed(u, row, store.RECOVERY_CODE)
+                return self._failed(u, row, store.RECOVERY_CODE, lock)
             store.audit(
                 u,
                 session_rules.user_actor(user_id),
@@ -405,9 +476,12 @@ class MfaFlow:
         rp_id, expected_origin = self._rp(origin_url)
         with self._uow(info) as u:
             row = self._session(u, session_id, user_id, rules.STEP_UP)
+            lock = self._step_up_lock(u, user_id)
+            if locked := self._locked_out(u, row, store.PASSKEY, lock):
+                return locked
             taken = store.take_challenge(u, challenge_id, "step_up", session_id=session_id)
             if taken is None:
-                return self._failed(u, row, store.PASSKEY)
+                return self._failed(u, row, store.PASSKEY, lock)
             found = self._assert(
                 u,
                 answer=passkeys.read_assertion(response_json),
@@ -418,7 +492,7 @@ class MfaFlow:
                 user_id=user_id,
             )
             if isinstance(found, PasskeyRefused):
-                return self._failed(u, row, store.PASSKEY)
+                return self._failed(u, row, store.PASSKEY, lock)
             return self._complete(u, row, store.PASSKEY, first=False, result=StepResult(True))
 
     def rename_passkey(
@@ -438,6 +512,7 @@ class MfaFlow:
     ) -> dict[str, Any]:
         with self._uow(info) as u:
             self._session(u, session_id, user_id, rules.FULL)
+            store.lock_factors(u, user_id)
             if not store.remove_passkey(
                 u, user_id, _uuid(passkey_id), session_rules.user_actor(user_id)
             ):
@@ -458,7 +533,7 @@ class MfaFlow:
             raise InvalidPasskey("the browser binding is missing")
         client_key = address_key(client_address)
         with self._uow(info) as u:
-            pending.make_room(u, "mfa_challenges", client_key, self.budget)
+            pending.make_room(u, "mfa_challenges", client_key, self.budget, purpose="sign_in")
             options, challenge = passkeys.authentication_options(
                 rp_id=rp_id, allow=[], user_verification=rules.UV_REQUIRED
             )
@@ -556,6 +631,9 @@ class MfaFlow:
         with self._uow(info) as u:
             role_store.require(u, actor, role_rules.ADMINISTER)
             row = self._session(u, session_id, admin_id, rules.FULL)
+            if u.conn.execute("SELECT 1 FROM users WHERE id = %s", (user_id,)).fetchone() is None:
+                raise UserNotFound("user not found")
+            role_store.require_owner_for_owner(u, user_id, actor, "reset the factors of")
             since = datetime.now(UTC) - timedelta(seconds=RECENT_AUTH_SECONDS)
             if row["created_at"] < since:
                 audit_log.append(
@@ -573,7 +651,8 @@ class MfaFlow:
                 refused = True
             else:
                 refused = False
-                counts = store.reset(u, user_id, actor)
+                grace_days = max(signin_policy.load(u)["mfa_grace_days"], RESET_ENROL_DAYS_MIN)
+                counts = store.reset(u, user_id, actor, enrol_days=grace_days)
                 sessions.revoke_user(u, user_id, actor, session_rules.ENDED_MFA_RESET)
         if refused:
             raise RecentSignInRequired(

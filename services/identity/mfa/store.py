@@ -85,68 +85,89 @@ def summary(u: UnitOfWork, user_id: Any) -> dict[str, Any]:
 
 
 def begin_totp(
-    u: UnitOfWork, user_id: Any, seal: Seal, unseal: Unseal, actor: str, *, fresh: bool = False
+    u: UnitOfWork,
+    user_id: Any,
+    session_id: str,
+    seal: Seal,
+    unseal: Unseal,
+    actor: str,
+    *,
+    fresh: bool = False,
 ) -> str:
-    """The secret to set up, not a factor until confirmed: a pending one begun within
-    PENDING_TOTP_SECONDS is given again (the page that shows the QR code may be reloaded,
-    or a code mistyped, without the app's entry going stale), unless ``fresh``; else a new
-    one replaces it. TotpAlreadyEnrolled when the user has a confirmed TOTP (remove it
-    first)."""
+    """The secret to set up, not a factor until confirmed by the session that began it: a
+    pending one this session began within PENDING_TOTP_SECONDS is given again (the page that
+    shows the QR code may be reloaded, or a code mistyped, without the app's entry going
+    stale), unless ``fresh``; else a new one replaces it. Another session of the user is
+    never shown a pending secret: whoever began it (someone holding only the password, say)
+    would share the factor. TotpAlreadyEnrolled when the user has a confirmed TOTP (remove
+    it first)."""
     row = u.conn.execute(
-        "SELECT confirmed_at, secret, created_at > now() - make_interval(secs => %s)"
-        " FROM mfa_totp WHERE user_id = %s FOR UPDATE",
+        "SELECT confirmed_at, secret, created_at > now() - make_interval(secs => %s),"
+        " pending_session FROM mfa_totp WHERE user_id = %s FOR UPDATE",
         (PENDING_TOTP_SECONDS, user_id),
     ).fetchone()
     if row is not None and row[0] is not None:
         raise TotpAlreadyEnrolled("an authenticator app is already set up; remove it first")
-    if row is not None and row[2] and not fresh:
+    if row is not None and row[2] and row[3] == session_id and not fresh:
         return unseal(str(user_id), bytes(row[1]))
     secret = totp.new_secret()
     u.conn.execute(
-        "INSERT INTO mfa_totp (user_id, secret) VALUES (%s, %s) ON CONFLICT (user_id) DO UPDATE"
-        " SET secret = excluded.secret, confirmed_at = NULL, last_step = NULL, created_at = now()",
-        (user_id, seal(str(user_id), secret)),
+        "INSERT INTO mfa_totp (user_id, secret, pending_session) VALUES (%s, %s, %s)"
+        " ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, confirmed_at = NULL,"
+        " last_step = NULL, created_at = now(), pending_session = excluded.pending_session",
+        (user_id, seal(str(user_id), secret), session_id),
     )
     audit(u, actor, "mfa.totp.begin", user_id)
     return secret
 
 
 def _check_totp(
-    u: UnitOfWork, user_id: Any, code: str, unseal: Unseal, now: float, *, confirmed: bool
+    u: UnitOfWork,
+    user_id: Any,
+    code: str,
+    unseal: Unseal,
+    now: float,
+    *,
+    pending_session: str | None = None,
 ) -> bool:
-    """The code checked against the user's secret (confirmed or pending, as asked), its step
-    spent when it matches. The row is locked: one code, one success."""
+    """The code checked against the user's confirmed secret, or with ``pending_session``
+    the set-up that session began, its step spent when it matches. The row is locked: one
+    code, one success."""
     typed = totp.parse_code(code)
-    state = "IS NOT NULL" if confirmed else "IS NULL"
+    if pending_session is None:
+        which, args = "confirmed_at IS NOT NULL", (user_id,)
+    else:
+        which, args = "confirmed_at IS NULL AND pending_session = %s", (user_id, pending_session)
     row = u.conn.execute(
-        f"SELECT secret, last_step FROM mfa_totp WHERE user_id = %s AND confirmed_at {state}"
-        " FOR UPDATE",
-        (user_id,),
+        f"SELECT secret, last_step FROM mfa_totp WHERE user_id = %s AND {which} FOR UPDATE",
+        args,
     ).fetchone()
     if row is None:
-        raise MfaNotEnrolled(
-            "no authenticator app is set up" if confirmed else "start the set-up again"
-        )
+        missing = "no authenticator app is set up" if pending_session is None else None
+        raise MfaNotEnrolled(missing or "start the set-up again")
     step = totp.matching_step(unseal(str(user_id), bytes(row[0])), typed, now, last_step=row[1])
     if step is None:
         return False
     u.conn.execute(
         "UPDATE mfa_totp SET last_step = %s"
-        + (", confirmed_at = now()" if not confirmed else "")
+        + (", confirmed_at = now(), pending_session = NULL" if pending_session else "")
         + " WHERE user_id = %s",
         (step, user_id),
     )
     return True
 
 
-def confirm_totp(u: UnitOfWork, user_id: Any, code: str, unseal: Unseal, now: float) -> bool:
-    """The pending secret becomes a factor when ``code`` is its current code."""
-    return _check_totp(u, user_id, code, unseal, now, confirmed=False)
+def confirm_totp(
+    u: UnitOfWork, user_id: Any, session_id: str, code: str, unseal: Unseal, now: float
+) -> bool:
+    """The pending secret that ``session_id`` began becomes a factor when ``code`` is its
+    current code (MfaNotEnrolled when this session began none, or another replaced it)."""
+    return _check_totp(u, user_id, code, unseal, now, pending_session=session_id)
 
 
 def verify_totp(u: UnitOfWork, user_id: Any, code: str, unseal: Unseal, now: float) -> bool:
     """Whether ``code`` is an accepted code of the user's TOTP (never the same step twice)."""
-    return _check_totp(u, user_id, code, unseal, now, confirmed=True)
+    return _check_totp(u, user_id, code, unseal, now)
 
 
 def remove_totp(u: UnitOfWork, user_id: Any, actor: str) -> bool:
@@ -300,8 +321,17 @@ def remove_passkey(u: UnitOfWork, user_id: Any, passkey_id: Any, actor: str) -> 
     return row is not None
 
 
-def reset(u: UnitOfWork, user_id: Any, actor: str) -> dict[str, int]:
-    """Every factor of the user gone (an admin's reset): what was removed, audited."""
+def lock_factors(u: UnitOfWork, user_id: Any) -> None:
+    """Before removing a factor: the user's row locked to the end of the transaction, so two
+    removals at once (the app and the last passkey) are judged one after the other and the
+    second sees the first's outcome (FOR NO KEY UPDATE: sign-ins may still add sessions)."""
+    u.conn.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (user_id,))
+
+
+def reset(u: UnitOfWork, user_id: Any, actor: str, *, enrol_days: int) -> dict[str, int]:
+    """Every factor of the user gone (an admin's reset): what was removed, audited. The user
+    may enrol again for ``enrol_days`` from now (``users.mfa_enrol_by``), past the tenant's
+    grace too."""
     counts = {}
     for table, what in (
         ("mfa_totp", "totp"),
@@ -311,6 +341,10 @@ def reset(u: UnitOfWork, user_id: Any, actor: str) -> dict[str, int]:
         counts[what] = u.conn.execute(
             f"DELETE FROM {table} WHERE user_id = %s", (user_id,)
         ).rowcount
+    u.conn.execute(
+        "UPDATE users SET mfa_enrol_by = now() + make_interval(days => %s) WHERE id = %s",
+        (enrol_days, user_id),
+    )
     audit(u, actor, "mfa.reset", user_id, counts)
     return counts
 

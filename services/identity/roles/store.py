@@ -121,6 +121,16 @@ def set_roles(u: UnitOfWork, user_id: str, roles: list[str], actor: str) -> list
     return new
 
 
+def require_owner_for_owner(u: UnitOfWork, user_id: Any, actor: str, what: str) -> None:
+    """An owner's account is changed this way (``what``: deactivate, reset the factors of)
+    only by an owner or an operator, as only an owner unmakes one: RoleDenied otherwise."""
+    if rules.OWNER not in roles_of(u, user_id):
+        return
+    held = rules.assigner_roles(actor_roles(u, actor), actor)
+    if held is not None and rules.OWNER not in held:
+        raise RoleDenied(f"only an owner can {what} an owner")
+
+
 def check_deactivation(u: UnitOfWork, user_id: Any, actor: str) -> None:
     """Before deactivating ``user_id``: an owner is deactivated only by an owner (or an
     operator), as only an owner unmakes one (RoleDenied), and never the last active owner
@@ -128,9 +138,7 @@ def check_deactivation(u: UnitOfWork, user_id: Any, actor: str) -> None:
     u.conn.execute(_OWNERS_LOCK)
     if rules.OWNER not in roles_of(u, user_id):
         return
-    held = rules.assigner_roles(actor_roles(u, actor), actor)
-    if held is not None and rules.OWNER not in held:
-        raise RoleDenied("only an owner can deactivate an owner")
+    require_owner_for_owner(u, user_id, actor, "deactivate")
     row = u.conn.execute("SELECT active FROM users WHERE id = %s", (user_id,)).fetchone()
     if row and row[0] and _active_owners(u) <= 1:
         raise LastOwner("the tenant must keep at least one active owner")

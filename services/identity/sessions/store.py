@@ -61,12 +61,17 @@ def _audit(u: UnitOfWork, actor: str, action: str, target: str, old: Any, new: A
 
 
 def grace_until(u: UnitOfWork, p: dict[str, Any], user_id: Any) -> datetime | None:
-    """When the user's enrolment grace ends: the policy's, or ``mfa_grace_days`` after the
-    user was created when that is later (a user added since has the same time to enrol)."""
-    row = u.conn.execute("SELECT created_at FROM users WHERE id = %s", (user_id,)).fetchone()
+    """When the user's enrolment grace ends, the latest of: the policy's; ``mfa_grace_days``
+    after the user was created (a user added since has the same time to enrol); the grace
+    an admin's reset of their factors gave them (``mfa_enrol_by``)."""
+    row = u.conn.execute(
+        "SELECT created_at, mfa_enrol_by FROM users WHERE id = %s", (user_id,)
+    ).fetchone()
     ends = [p["mfa_grace_until"]] if p["mfa_grace_until"] is not None else []
     if row is not None:
         ends.append(row[0] + timedelta(days=p["mfa_grace_days"]))
+        if row[1] is not None:
+            ends.append(row[1])
     return max(ends) if ends else None
 
 
@@ -193,13 +198,27 @@ def lookup(u: UnitOfWork, session_id: str) -> dict[str, Any]:
 
 
 def _judge_stage(u: UnitOfWork, p: dict[str, Any], row: dict[str, Any]) -> None:
-    """The stage of a session row as the MFA policy sees it now: a full session without MFA
-    whose user the policy has come to cover is held (step_up / enrol), or handed out as
-    ended once the enrolment grace is over."""
-    if row["stage"] == mfa_rules.FULL and row["mfa_source"] == MFA_NONE:
-        try:
-            row["stage"] = stage_at_start(u, p, row["user_id"], row["roles"], False)
-        except MfaEnrolmentOverdue:
+    """The stage of a session row as the MFA policy and the user's factors are now.
+
+    Only a full session whose MFA still counts keeps its stage without a look: one stepped
+    up or signed in with a passkey (``local``), or one whose IdP evidence the tenant still
+    accepts (``idp``; a narrowed evidence list judges it as one without MFA). Every other
+    row is judged as a sign-in would be now: a session held at ``enrol`` whose user has
+    since set a factor up (in another session) is held at ``step_up``, so it cannot add a
+    factor of its own; one the policy no longer covers is full. A full or step_up session
+    past the enrolment grace is handed out as ended; one opened at ``enrol`` stays there
+    (an invitation may open past the grace, and the stage allows enrolment only)."""
+    source = row["mfa_source"]
+    proven = source == MFA_LOCAL or (
+        source == MFA_IDP
+        and mfa_rules.idp_proves_mfa(row["method"], [row["factor"]], p["mfa_evidence"])
+    )
+    if row["stage"] == mfa_rules.FULL and proven:
+        return
+    try:
+        row["stage"] = stage_at_start(u, p, row["user_id"], row["roles"], proven)
+    except MfaEnrolmentOverdue:
+        if row["stage"] != mfa_rules.ENROL:
             row["revoked_at"] = row["revoked_at"] or datetime.now(UTC)  # handed out as ended
 
 
@@ -219,13 +238,17 @@ def touch(u: UnitOfWork, session_id: str, address: str) -> dict[str, Any]:
     return lookup(u, session_id)
 
 
-def get(u: UnitOfWork, session_id: str, user_id: str) -> dict[str, Any]:
-    """The caller's own live session with the user's details (who am I)."""
+def get(u: UnitOfWork, session_id: str, user_id: str, *, lock: bool = False) -> dict[str, Any]:
+    """The caller's own live session with the user's details (who am I). ``lock``: the
+    session row is locked to the end of the transaction, and read as it is once any step
+    holding it has committed (concurrent MFA steps of one session are judged one after
+    another, so a session ended by its fifth wrong code judges no sixth)."""
     session_id = _session_id(session_id)
     with u.conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             f"SELECT {COLUMNS}, x.email, x.display_name {FROM}"
-            f" WHERE s.id = %s AND s.user_id = %s AND {LIVE}",
+            f" WHERE s.id = %s AND s.user_id = %s AND {LIVE}"
+            + (" FOR UPDATE OF s" if lock else ""),
             (session_id, user_id),
         ).fetchone()
     if row is None:

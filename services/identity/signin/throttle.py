@@ -20,6 +20,9 @@ from ontrackio.identity.signin.throttle_rules import Counter, Policy
 
 ACCOUNTS = ("signin_account_failures", "user_id")
 ADDRESSES = ("signin_address_failures", "address")
+# Wrong second factors at step-up, per user across their sessions (mfa/flow.py); the same
+# rules and the tenant's lockout figures as the password's, a counter of their own.
+STEP_UPS = ("mfa_user_failures", "user_id")
 
 
 def _locked_row(u: UnitOfWork, table: tuple[str, str], key: Any) -> Counter:
@@ -59,13 +62,14 @@ def failed(
     return new
 
 
-def clear_account(u: UnitOfWork, user_id: Any) -> None:
-    u.conn.execute("DELETE FROM signin_account_failures WHERE user_id = %s", (user_id,))
+def clear_account(u: UnitOfWork, user_id: Any, table: tuple[str, str] = ACCOUNTS) -> None:
+    name, column = table
+    u.conn.execute(f"DELETE FROM {name} WHERE {column} = %s", (user_id,))  # noqa: S608
 
 
 def unlock(u: UnitOfWork, user_id: str, actor: str, now: datetime) -> bool:
-    """Lift a user's lockout and forget their failures (audited ``signin.unlock``); whether
-    they were locked. UserNotFound for an unknown user."""
+    """Lift a user's lockouts (password and MFA step-up) and forget their failures (audited
+    ``signin.unlock``); whether they were locked. UserNotFound for an unknown user."""
     uid = paging.parse_id(user_id, "user_id")
     if u.conn.execute("SELECT 1 FROM users WHERE id = %s", (uid,)).fetchone() is None:
         raise UserNotFound("user not found")
@@ -73,7 +77,12 @@ def unlock(u: UnitOfWork, user_id: str, actor: str, now: datetime) -> bool:
         "DELETE FROM signin_account_failures WHERE user_id = %s RETURNING locked_until, failures",
         (uid,),
     ).fetchone()
-    was_locked = bool(row and row[0] is not None and row[0] > now)
+    step_ups = u.conn.execute(
+        "DELETE FROM mfa_user_failures WHERE user_id = %s RETURNING locked_until", (uid,)
+    ).fetchone()
+    was_locked = bool(row and row[0] is not None and row[0] > now) or bool(
+        step_ups and step_ups[0] is not None and step_ups[0] > now
+    )
     audit_log.append(
         u.conn,
         audit_log.Entry(

@@ -29,10 +29,16 @@ class Budget:
     per_tenant: int
 
 
-def make_room(u: UnitOfWork, table: str, client_key: str, budget: Budget) -> None:
+def make_room(
+    u: UnitOfWork, table: str, client_key: str, budget: Budget, *, purpose: str | None = None
+) -> None:
     """Before a new pending row of ``client_key`` in ``table``: sweep expired rows (bounded),
-    refuse the client past its budget, evict the oldest rows past the tenant's."""
+    refuse the client past its budget, evict the oldest rows past the tenant's. With
+    ``purpose``, the budgets count (and eviction takes) only the rows of that ``purpose``:
+    anonymous sign-ins sharing a table with signed-in users' rows (mfa_challenges) cannot
+    evict theirs."""
     t = sql.Identifier(table)
+    scope, args = (sql.SQL(" AND purpose = %s"), (purpose,)) if purpose else (sql.SQL(""), ())
     u.conn.execute(
         sql.SQL(
             "DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t}"
@@ -41,17 +47,17 @@ def make_room(u: UnitOfWork, table: str, client_key: str, budget: Budget) -> Non
     )
     mine = u.conn.execute(
         sql.SQL(
-            "SELECT count(*) FROM (SELECT 1 FROM {t} WHERE client_key = %s"
+            "SELECT count(*) FROM (SELECT 1 FROM {t} WHERE client_key = %s{scope}"
             " AND expires_at > now() LIMIT %s) AS live"
-        ).format(t=t),
-        (client_key, budget.per_client),
+        ).format(t=t, scope=scope),
+        (client_key, *args, budget.per_client),
     ).fetchone()[0]
     if mine >= budget.per_client:
         raise TooManyPendingLogins("too many sign-ins in progress; try again in a few minutes")
     u.conn.execute(
         sql.SQL(
-            "DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t}"
+            "DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE true{scope}"
             " ORDER BY created_at DESC OFFSET %s LIMIT {n}))"
-        ).format(t=t, n=sql.Literal(SWEEP_ROWS)),
-        (budget.per_tenant - 1,),
+        ).format(t=t, scope=scope, n=sql.Literal(SWEEP_ROWS)),
+        (*args, budget.per_tenant - 1),
     )
