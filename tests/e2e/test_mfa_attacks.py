@@ -54,7 +54,7 @@ from tests.e2e.test_gateway_kit import (
     raw,
     request_bytes,
 )
-from tests.e2e.test_mfa import _audit, _code
+from tests.e2e.test_mfa import _audit, _code, _owner_signed_in, _post_sign_in
 from tests.helpers import create_tenant, eventually, eventually_passes, md
 from tests.soft_webauthn import SoftAuthenticator
 
@@ -517,21 +517,11 @@ def _signin_options(gateway, slug, headers=()):
 
 
 def _finish_signin(b: Browser, challenge_id: str, assertion: str):
-    payload = json.dumps({"challenge_id": challenge_id, "credential": json.loads(assertion)})
-    return b._send(
-        "POST",
-        "/api/v1/signin/passkey",
-        [("Origin", b.origin), ("Content-Type", "application/json")],
-        payload.encode(),
-    )
+    return _post_sign_in(b, challenge_id, json.loads(assertion))
 
 
 def test_a_passwordless_challenge_is_good_in_its_own_browser_only(system, channels, gateway, smtp):
-    slug = unique("mx")
-    create_tenant(channels, slug)
-    email, _ = owner(system, gateway, smtp, slug)
-    full = Browser(gateway, slug)
-    assert full.sign_in(email, PASSWORD).status == 303
+    slug, email, _, full = _owner_signed_in(system, channels, gateway, smtp)
     auth = SoftAuthenticator()
     assert _register(full, auth).status == 200
 
@@ -550,11 +540,7 @@ def test_a_passwordless_challenge_is_good_in_its_own_browser_only(system, channe
 
 
 def test_a_step_up_challenge_is_good_for_its_own_session_only(system, channels, gateway, smtp):
-    slug = unique("mx")
-    create_tenant(channels, slug)
-    email, _ = owner(system, gateway, smtp, slug)
-    full = Browser(gateway, slug)
-    assert full.sign_in(email, PASSWORD).status == 303
+    slug, email, _, full = _owner_signed_in(system, channels, gateway, smtp)
     auth = SoftAuthenticator()
     assert _register(full, auth).status == 200
     full_opts = full.send_json("POST", "/api/v1/mfa/passkeys/options").json()
